@@ -1,0 +1,49 @@
+"""gpunet: neural-network training on the GPU with CuPy alone, and on the CPU with NumPy and Numba.
+
+    import gpunet as gn
+    model = gn.Sequential(gn.Linear(784, 256), gn.ReLU(), gn.Linear(256, 10))
+"""
+from __future__ import annotations
+
+import importlib.util as _ilu
+import sys as _sys
+from pathlib import Path as _Path
+
+__version__ = "0.1.0"
+
+
+def _mount_kernels() -> None:
+    """Make the top-level ``kernels/`` folder importable as ``gpunet.kernels`` when gpunet runs
+    from a source checkout (an installed wheel or editable install maps it already)."""
+    if _ilu.find_spec("gpunet.kernels") is not None:
+        return
+    src = _Path(__file__).resolve().parent.parent / "kernels"
+    if (src / "__init__.py").is_file():
+        spec = _ilu.spec_from_file_location("gpunet.kernels", src / "__init__.py",
+                                            submodule_search_locations=[str(src)])
+        module = _ilu.module_from_spec(spec)
+        _sys.modules["gpunet.kernels"] = module
+        spec.loader.exec_module(module)
+        globals()["kernels"] = module
+
+
+_mount_kernels()
+
+from . import backend, init, losses, optim  # noqa: E402
+from .backend import (  # noqa: E402
+    get_array_module, gpu_available, seed, to_device, to_numpy, use,
+)
+from .layers import (  # noqa: E402
+    Flatten, Identity, Layer, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh,
+)
+from .testing import gradcheck  # noqa: E402
+
+
+def __getattr__(name):
+    if name == "xp":
+        return backend.xp
+    if name == "data":
+        import importlib
+
+        return importlib.import_module(".data", __name__)
+    raise AttributeError(f"module 'gpunet' has no attribute {name!r}")

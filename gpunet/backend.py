@@ -1,0 +1,169 @@
+"""The array layer: NumPy on the CPU, CuPy on the GPU, one switch between them.
+
+``use("cpu" | "gpu" | "auto")`` picks the backend ("numpy" and "cupy" are aliases); the
+``GPUNET_BACKEND`` environment variable sets it at import. "auto" (the default) takes CuPy when a
+GPU is really usable — ``import cupy`` succeeds on machines without one, so usability is decided
+by a real allocation, probed once per process.
+
+Seeds: ``seed(n)`` seeds initializers, shuffling and dropout; ``rng()`` hands out the host
+generator they draw from. Initial weights are drawn on the host, so the same seed gives the same
+model on the CPU and on the GPU.
+"""
+from __future__ import annotations
+
+import os
+import types
+
+import numpy as np
+
+_ALIASES = {"cpu": "cpu", "numpy": "cpu", "gpu": "gpu", "cupy": "gpu", "auto": "auto"}
+
+_gpu_probe: tuple[bool, str] | None = None  # (usable, reason) once probed
+_active = "cpu"
+_xp: types.ModuleType = np
+_seed = 0
+_rng = np.random.default_rng(0)
+
+
+def _probe_gpu() -> tuple[bool, str]:
+    """Return (usable, reason); decided once, by allocating and computing on the device."""
+    global _gpu_probe
+    if _gpu_probe is None:
+        try:
+            import cupy
+
+            if cupy.cuda.runtime.getDeviceCount() < 1:
+                raise RuntimeError("no CUDA device found")
+            a = cupy.arange(4, dtype=cupy.float32)
+            if float((a * 2).sum()) != 12.0:
+                raise RuntimeError("a test computation on the GPU gave a wrong result")
+            _gpu_probe = (True, "")
+        except Exception as exc:  # ImportError, CUDARuntimeError, driver errors ...
+            _gpu_probe = (False, f"{type(exc).__name__}: {exc}")
+    return _gpu_probe
+
+
+def gpu_available() -> bool:
+    """True when CuPy is installed and can allocate and compute on a GPU."""
+    return _probe_gpu()[0]
+
+
+def use(name: str = "auto") -> str:
+    """Select the backend: "cpu"/"numpy", "gpu"/"cupy" or "auto". Returns "cpu" or "gpu"."""
+    global _active, _xp
+    key = _ALIASES.get(str(name).lower())
+    if key is None:
+        raise ValueError(f"use(name): expected one of {sorted(_ALIASES)}, got {name!r}")
+    if key == "auto":
+        key = "gpu" if gpu_available() else "cpu"
+    if key == "gpu":
+        ok, why = _probe_gpu()
+        if not ok:
+            raise RuntimeError(
+                f"use('gpu'): no usable GPU ({why}). Install CuPy for your CUDA version "
+                "(pip install 'gpunet[cuda12]' or 'gpunet[cuda13]') on a machine with an NVIDIA GPU, "
+                "or use('cpu')."
+            )
+        import cupy
+
+        _xp = cupy
+    else:
+        _xp = np
+    _active = key
+    return key
+
+
+def active() -> str:
+    """The active backend: "cpu" or "gpu"."""
+    return _active
+
+
+def __getattr__(name: str):
+    if name == "xp":
+        return _xp
+    raise AttributeError(f"module 'gpunet.backend' has no attribute {name!r}")
+
+
+def _cupy_or_none():
+    try:
+        import cupy
+    except Exception:
+        return None
+    return cupy
+
+
+def is_gpu_array(a) -> bool:
+    cp = _cupy_or_none()
+    return cp is not None and isinstance(a, cp.ndarray)
+
+
+def get_array_module(a) -> types.ModuleType:
+    """numpy or cupy, whichever owns ``a``."""
+    return _cupy_or_none() if is_gpu_array(a) else np
+
+
+def device_of(a) -> str:
+    """"gpu" for a CuPy array, "cpu" otherwise."""
+    return "gpu" if is_gpu_array(a) else "cpu"
+
+
+def to_numpy(a) -> np.ndarray:
+    """A NumPy array with the contents of ``a`` (copies from the GPU; no copy for NumPy input)."""
+    if is_gpu_array(a):
+        return a.get()
+    return np.asarray(a)
+
+
+def to_device(a, device: str | None = None, dtype=None):
+    """``a`` as an array of the given device ("cpu"/"gpu"; default: the active backend)."""
+    device = _active if device is None else _ALIASES.get(device, device)
+    if device not in ("cpu", "gpu"):
+        raise ValueError(f"to_device(device): expected 'cpu' or 'gpu', got {device!r}")
+    if device == "gpu":
+        if not gpu_available():
+            raise RuntimeError(f"to_device(device='gpu'): no usable GPU ({_probe_gpu()[1]})")
+        import cupy
+
+        return cupy.asarray(a, dtype=dtype)
+    return np.asarray(to_numpy(a), dtype=dtype)
+
+
+def seed(n: int) -> None:
+    """Seed initializers, shuffling and dropout (one seed for all of them)."""
+    global _seed, _rng
+    n = int(n)
+    if n < 0:
+        raise ValueError(f"seed(n): expected a non-negative integer, got {n}")
+    _seed = n
+    _rng = np.random.default_rng(n)
+
+
+def get_seed() -> int:
+    """The seed last given to ``seed`` (0 by default); dropout keys its masks with it."""
+    return _seed
+
+
+def rng() -> np.random.Generator:
+    """The host random generator that initializers and shuffling draw from."""
+    return _rng
+
+
+def get_rng_state() -> dict:
+    return {"seed": _seed, "bit_generator": _rng.bit_generator.state}
+
+
+def set_rng_state(state: dict) -> None:
+    global _seed, _rng
+    _seed = int(state["seed"])
+    _rng = np.random.default_rng()
+    _rng.bit_generator.state = state["bit_generator"]
+
+
+def _init_from_env() -> None:
+    name = os.environ.get("GPUNET_BACKEND", "auto")
+    if _ALIASES.get(name.lower()) is None:
+        raise ValueError(f"GPUNET_BACKEND: expected one of {sorted(_ALIASES)}, got {name!r}")
+    use(name)
+
+
+_init_from_env()

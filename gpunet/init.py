@@ -1,0 +1,139 @@
+"""Weight initializers, by name or callable.
+
+Every initializer is ``f(shape, fan_in, fan_out, rng) -> np.ndarray`` (float64, drawn on the
+host from ``gpunet.backend.rng()`` so that one seed gives the same weights on CPU and GPU).
+Fans: a dense weight (out, in) has fan_in = in, fan_out = out; a convolution weight
+(out, in, kh, kw) has fan_in = in·kh·kw, fan_out = out·kh·kw.
+
+| name | distribution |
+| --- | --- |
+| uniform | U(−a, a), a = 1/√fan_in |
+| gaussian | N(0, 1/fan_in)  (variance 1/n; ``std=`` overrides, e.g. std=1 for the naive N(0, 1)) |
+| lecun_normal | normal truncated at ±2σ and rescaled so that std = 1/√fan_in |
+| glorot_normal / xavier_normal | N(0, 2/(fan_in + fan_out)) |
+| glorot_uniform / xavier_uniform | U(−a, a), a = √(6/(fan_in + fan_out)) |
+| he_normal / kaiming_normal | N(0, 2/fan_in) |
+| he_uniform / kaiming_uniform | U(−a, a), a = √(6/fan_in) |
+| orthogonal | Q of the QR decomposition of a Gaussian matrix (rows = shape[0]), times ``gain`` |
+| zeros | 0 |
+| constant | ``value`` (default 0) |
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from . import backend
+
+
+def fans(shape) -> tuple[int, int]:
+    """(fan_in, fan_out) of a weight shape: dense (out, in) or convolution (out, in, *kernel)."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def uniform(shape, fan_in, fan_out, rng, scale=None):
+    a = 1.0 / np.sqrt(fan_in) if scale is None else float(scale)
+    return rng.uniform(-a, a, size=shape)
+
+
+def gaussian(shape, fan_in, fan_out, rng, std=None):
+    std = 1.0 / np.sqrt(fan_in) if std is None else float(std)
+    return rng.normal(0.0, std, size=shape)
+
+
+# std of a standard normal truncated to [-2, 2]
+_TRUNC2_STD = 0.87962566103423978
+
+
+def lecun_normal(shape, fan_in, fan_out, rng):
+    z = rng.standard_normal(size=shape)
+    bad = np.abs(z) > 2
+    while bad.any():
+        z[bad] = rng.standard_normal(size=int(bad.sum()))
+        bad = np.abs(z) > 2
+    return z * (1.0 / np.sqrt(fan_in) / _TRUNC2_STD)
+
+
+def glorot_normal(shape, fan_in, fan_out, rng):
+    return rng.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), size=shape)
+
+
+def glorot_uniform(shape, fan_in, fan_out, rng):
+    a = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-a, a, size=shape)
+
+
+def he_normal(shape, fan_in, fan_out, rng):
+    return rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape)
+
+
+def he_uniform(shape, fan_in, fan_out, rng):
+    a = np.sqrt(6.0 / fan_in)
+    return rng.uniform(-a, a, size=shape)
+
+
+def orthogonal(shape, fan_in, fan_out, rng, gain=1.0):
+    rows = int(shape[0]) if len(shape) else 1
+    cols = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    a = rng.standard_normal(size=(max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(a)
+    q *= np.sign(np.diag(r))  # make the decomposition unique (uniform over orthogonal matrices)
+    if rows < cols:
+        q = q.T
+    return float(gain) * q[:rows, :cols].reshape(shape)
+
+
+def zeros(shape, fan_in, fan_out, rng):
+    return np.zeros(shape)
+
+
+def constant(shape, fan_in, fan_out, rng, value=0.0):
+    return np.full(shape, float(value))
+
+
+INITIALIZERS = {
+    "uniform": uniform,
+    "gaussian": gaussian,
+    "lecun_normal": lecun_normal,
+    "glorot_normal": glorot_normal,
+    "glorot_uniform": glorot_uniform,
+    "xavier_normal": glorot_normal,
+    "xavier_uniform": glorot_uniform,
+    "he_normal": he_normal,
+    "he_uniform": he_uniform,
+    "kaiming_normal": he_normal,
+    "kaiming_uniform": he_uniform,
+    "orthogonal": orthogonal,
+    "zeros": zeros,
+    "constant": constant,
+}
+
+
+def get(spec, **kwargs):
+    """Resolve a name (with optional keyword arguments, e.g. get("constant", value=0.1)) or a
+    callable to an initializer function."""
+    if callable(spec):
+        return functools.partial(spec, **kwargs) if kwargs else spec
+    if not isinstance(spec, str) or spec not in INITIALIZERS:
+        raise ValueError(
+            f"unknown initializer {spec!r}; expected a callable or one of: {', '.join(sorted(INITIALIZERS))}"
+        )
+    fn = INITIALIZERS[spec]
+    return functools.partial(fn, **kwargs) if kwargs else fn
+
+
+def initialize(spec, shape, dtype="float32", rng=None) -> np.ndarray:
+    """Draw a weight of ``shape`` with initializer ``spec``; returns a host array of ``dtype``."""
+    fn = get(spec)
+    fan_in, fan_out = fans(shape)
+    out = np.asarray(fn(tuple(shape), fan_in, fan_out, backend.rng() if rng is None else rng))
+    if out.shape != tuple(shape):
+        raise ValueError(f"initializer {spec!r} returned shape {out.shape}, expected {tuple(shape)}")
+    return out.astype(dtype)

@@ -1,0 +1,8 @@
+"""Layers and containers."""
+from .activations import Flatten, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .base import Layer
+from .containers import Sequential
+from .linear import Linear
+
+__all__ = ["Layer", "Linear", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "Flatten",
+           "Identity", "Sequential"]

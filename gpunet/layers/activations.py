@@ -1,0 +1,130 @@
+"""Element-wise activations and Softmax. Each stores what its backward needs from the forward."""
+from __future__ import annotations
+
+from .. import backend
+from .base import Layer
+from .checks import check_input
+
+
+class ReLU(Layer):
+    """y = max(x, 0);  dx = dy · [x > 0]."""
+
+    def forward(self, x):
+        x = check_input(self, x)
+        xp = backend.get_array_module(x)
+        self._y = xp.maximum(x, 0)
+        return self._y
+
+    def backward(self, dy):
+        xp = backend.get_array_module(dy)
+        return xp.where(self._y > 0, dy, 0).astype(dy.dtype, copy=False)
+
+
+class LeakyReLU(Layer):
+    """y = x if x > 0 else αx (α = negative_slope, PyTorch's default 0.01);  dx = dy · (1 or α)."""
+
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        if not negative_slope >= 0:
+            raise ValueError(f"LeakyReLU: negative_slope must be >= 0, got {negative_slope!r}")
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, x):
+        x = check_input(self, x)
+        xp = backend.get_array_module(x)
+        self._pos = x > 0
+        return xp.where(self._pos, x, x * x.dtype.type(self.negative_slope))
+
+    def backward(self, dy):
+        xp = backend.get_array_module(dy)
+        return xp.where(self._pos, dy, dy * dy.dtype.type(self.negative_slope))
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+
+class Tanh(Layer):
+    """y = tanh(x);  dx = dy · (1 − y²)."""
+
+    def forward(self, x):
+        x = check_input(self, x)
+        self._y = backend.get_array_module(x).tanh(x)
+        return self._y
+
+    def backward(self, dy):
+        return dy * (1 - self._y * self._y)
+
+
+class Sigmoid(Layer):
+    """y = 1 / (1 + e^(−x)), computed without overflow;  dx = dy · y(1 − y)."""
+
+    def forward(self, x):
+        x = check_input(self, x)
+        xp = backend.get_array_module(x)
+        e = xp.exp(-xp.abs(x))
+        self._y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        return self._y
+
+    def backward(self, dy):
+        return dy * self._y * (1 - self._y)
+
+
+class Softmax(Layer):
+    """y_i = e^(x_i − max x) / Σ_j e^(x_j − max x) along ``dim``;  dx = y · (dy − Σ dy·y).
+
+    For classification, feed logits to ``losses.CrossEntropy`` instead: it fuses log-softmax
+    and is more stable.
+    """
+
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = int(dim)
+
+    def forward(self, x):
+        x = check_input(self, x, min_ndim=1)
+        xp = backend.get_array_module(x)
+        z = xp.exp(x - x.max(axis=self.dim, keepdims=True))
+        self._y = z / z.sum(axis=self.dim, keepdims=True)
+        return self._y
+
+    def backward(self, dy):
+        y = self._y
+        return y * (dy - (dy * y).sum(axis=self.dim, keepdims=True))
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class Flatten(Layer):
+    """Reshape (N, d1, d2, ...) to (N, d1·d2·...) from ``start_dim`` on; backward restores the shape."""
+
+    def __init__(self, start_dim: int = 1):
+        super().__init__()
+        if start_dim < 1:
+            raise ValueError(f"Flatten: start_dim must be >= 1 (the batch axis stays), got {start_dim}")
+        self.start_dim = int(start_dim)
+
+    def forward(self, x):
+        x = check_input(self, x, min_ndim=self.start_dim)
+        self._shape = x.shape
+        return x.reshape(x.shape[: self.start_dim] + (-1,))
+
+    def backward(self, dy):
+        return dy.reshape(self._shape)
+
+    def output_shape(self, input_shape):
+        keep = tuple(input_shape[: self.start_dim - 1])
+        n = 1
+        for s in input_shape[self.start_dim - 1 :]:
+            n *= s
+        return keep + (n,)
+
+
+class Identity(Layer):
+    """y = x;  dx = dy."""
+
+    def forward(self, x):
+        return x
+
+    def backward(self, dy):
+        return dy

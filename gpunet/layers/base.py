@@ -1,0 +1,237 @@
+"""The Layer base class: explicit forward and backward, named parameters, state dicts.
+
+A layer holds its parameters in ``_params`` and their gradients in ``_grads`` (name -> array),
+non-trained state such as batch-norm running statistics in ``_buffers``, and sub-layers in
+``_children``. ``backward(dy)`` returns dx and *overwrites* the gradients of the layer's
+parameters, so no zero_grad is needed. Once a model is flattened (see ``gpunet.arena``), the
+parameter and gradient arrays are views into one flat buffer each.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import backend
+
+
+class Layer:
+    """Base class of every layer and container."""
+
+    def __init__(self):
+        object.__setattr__(self, "_params", OrderedDict())
+        object.__setattr__(self, "_grads", OrderedDict())
+        object.__setattr__(self, "_decay", {})
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_children", OrderedDict())
+        self.training = True
+        self._arena = None
+        self.name = type(self).__name__
+
+    # ----------------------------------------------------------------- registration
+    def add_parameter(self, name: str, value, decay: bool = True):
+        """Register a trainable array. ``decay=False`` keeps it out of weight decay by default
+        (biases and batch-norm scales and shifts)."""
+        xp = backend.get_array_module(value)
+        self._params[name] = value
+        self._grads[name] = xp.zeros_like(value)
+        self._decay[name] = bool(decay)
+        return value
+
+    def add_buffer(self, name: str, value):
+        """Register non-trained state that belongs in the state dict (running statistics)."""
+        self._buffers[name] = value
+        return value
+
+    def add_child(self, name: str, layer: "Layer") -> "Layer":
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{self.name}: child {name!r} must be a gpunet Layer, got {type(layer).__name__}")
+        self._children[str(name)] = layer
+        return layer
+
+    def __getattr__(self, name):
+        # only called when normal lookup fails: expose parameters, buffers and children as attributes
+        for store in ("_params", "_buffers", "_children"):
+            d = self.__dict__.get(store)
+            if d is not None and name in d:
+                return d[name]
+        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        for store in ("_params", "_buffers"):
+            d = self.__dict__.get(store)
+            if d is not None and name in d:
+                raise AttributeError(
+                    f"{self.name}.{name} is a registered array; assign into it (layer.{name}[...] = value) "
+                    "so that views into the parameter arena stay valid"
+                )
+        object.__setattr__(self, name, value)
+
+    # ----------------------------------------------------------------- computation
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def backward(self, dy):
+        raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        """Shape of one sample's output given one sample's input shape (batch axis excluded)."""
+        return tuple(input_shape)
+
+    def input_shape_hint(self):
+        """One sample's input shape when the layer knows it (Linear does), else None."""
+        return None
+
+    # ----------------------------------------------------------------- modes
+    def train(self, mode: bool = True) -> "Layer":
+        self.training = bool(mode)
+        for child in self._children.values():
+            child.train(mode)
+        return self
+
+    def eval(self) -> "Layer":
+        return self.train(False)
+
+    # ----------------------------------------------------------------- traversal
+    def children(self):
+        return list(self._children.items())
+
+    def named_layers(self, prefix: str = ""):
+        """(dotted name, layer) for this layer and every descendant, depth first."""
+        yield prefix, self
+        for name, child in self._children.items():
+            yield from child.named_layers(f"{prefix}.{name}" if prefix else name)
+
+    def _named(self, store: str, prefix: str = ""):
+        for pname, arr in getattr(self, store).items():
+            yield (f"{prefix}.{pname}" if prefix else pname), arr
+        for cname, child in self._children.items():
+            yield from child._named(store, f"{prefix}.{cname}" if prefix else cname)
+
+    def parameters(self):
+        """(name, array) for every parameter, in layer order, named as PyTorch's state dict."""
+        return list(self._named("_params"))
+
+    def gradients(self):
+        """(name, array) for every parameter's gradient, in the order of ``parameters()``."""
+        return list(self._named("_grads"))
+
+    def buffers(self):
+        return list(self._named("_buffers"))
+
+    def parameter_entries(self, prefix: str = ""):
+        """(owner layer, local name, full name, decay flag) for every parameter."""
+        for pname in self._params:
+            yield self, pname, (f"{prefix}.{pname}" if prefix else pname), self._decay[pname]
+        for cname, child in self._children.items():
+            yield from child.parameter_entries(f"{prefix}.{cname}" if prefix else cname)
+
+    def num_parameters(self) -> int:
+        return int(sum(int(np.prod(a.shape)) for _, a in self.parameters()))
+
+    # ----------------------------------------------------------------- devices and dtypes
+    @property
+    def device(self) -> str:
+        arrays = [a for _, a in self.parameters()] + [a for _, a in self.buffers()]
+        return backend.device_of(arrays[0]) if arrays else backend.active()
+
+    @property
+    def dtype(self):
+        params = self.parameters()
+        return params[0][1].dtype if params else np.dtype(np.float32)
+
+    def to(self, device: str | None = None, dtype=None) -> "Layer":
+        """Move every parameter and buffer to ``device`` ("cpu"/"gpu") and/or cast floating
+        arrays to ``dtype``. A flattened model is flattened again on the new device."""
+        had_arena = self._arena is not None
+        for _, layer in self.named_layers():
+            layer._arena = None
+            for store in ("_params", "_buffers"):
+                d = getattr(layer, store)
+                for k, v in d.items():
+                    cast = dtype if (dtype is not None and np.issubdtype(v.dtype, np.floating)) else None
+                    d[k] = backend.to_device(v, device or layer.device, dtype=cast or v.dtype)
+            for k, v in layer._params.items():
+                xp = backend.get_array_module(v)
+                layer._grads[k] = xp.zeros_like(v)
+            layer._on_moved()
+        if had_arena:
+            self.flatten()
+        return self
+
+    def _on_moved(self) -> None:
+        """Hook for layers that cache device-specific state; called after ``to``."""
+
+    def flatten(self):
+        """Place every parameter of this model in one flat buffer (and every gradient in
+        another) and make the layers hold views. Returns the ``Arena``."""
+        from ..arena import Arena
+
+        for _, layer in self.named_layers():
+            layer._arena = None
+        self._arena = Arena(self)
+        return self._arena
+
+    @property
+    def arena(self):
+        """The model's flat parameter arena, built on first use."""
+        if self._arena is None:
+            self.flatten()
+        return self._arena
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> "OrderedDict[str, object]":
+        """Copies of every parameter and buffer, by PyTorch-style name, on their device."""
+        out = OrderedDict()
+        for prefix, layer in self.named_layers():
+            for store in ("_params", "_buffers"):
+                for k, v in getattr(layer, store).items():
+                    out[f"{prefix}.{k}" if prefix else k] = v.copy()
+        return out
+
+    def load_state_dict(self, state, strict: bool = True) -> None:
+        """Copy values in place (views into the arena stay valid). With ``strict``, missing or
+        unexpected keys are an error; a wrong shape always is."""
+        targets = OrderedDict()
+        for prefix, layer in self.named_layers():
+            for store in ("_params", "_buffers"):
+                for k, v in getattr(layer, store).items():
+                    targets[f"{prefix}.{k}" if prefix else k] = v
+        missing = [k for k in targets if k not in state]
+        unexpected = [k for k in state if k not in targets]
+        if strict and (missing or unexpected):
+            raise KeyError(
+                f"{self.name}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}"
+            )
+        for k, dst in targets.items():
+            if k not in state:
+                continue
+            src = state[k]
+            if tuple(np.shape(src)) != tuple(dst.shape):
+                raise ValueError(
+                    f"{self.name}.load_state_dict: {k!r} has shape {tuple(np.shape(src))}, "
+                    f"the model expects {tuple(dst.shape)}"
+                )
+            xp = backend.get_array_module(dst)
+            dst[...] = backend.to_device(src, backend.device_of(dst), dtype=dst.dtype) if xp is not np \
+                else backend.to_numpy(src).astype(dst.dtype, copy=False)
+
+    # ----------------------------------------------------------------- random state hook
+    def get_rng_state(self):
+        """Randomness a layer draws per forward pass (dropout's step counter); None if none."""
+        return None
+
+    def set_rng_state(self, state) -> None:
+        pass
+
+    # ----------------------------------------------------------------- printing
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        from .summary import summarize
+
+        return summarize(self)

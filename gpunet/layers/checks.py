@@ -1,0 +1,43 @@
+"""Input validation shared by layers: clear errors that name the layer and what it expected."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend
+
+
+def check_input(layer, x, ndim=None, trailing=None, dtype=None, min_ndim=None):
+    """Check ``x``'s type, floating dtype and shape for ``layer``; return it (maybe cast).
+
+    ``ndim``: exact number of dimensions (batch included); ``trailing``: the expected sizes of
+    the last axes (None for any). A floating input of another precision than the layer's is cast;
+    an integer or boolean input is an error (scale images to floats first).
+    """
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"{layer.name}: expected an array, got {type(x).__name__}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(
+            f"{layer.name}: expected a floating-point input, got dtype {x.dtype} "
+            "(scale integer data first, e.g. gpunet.data.to_unit)"
+        )
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{layer.name}: expected a {ndim}-D input, got shape {tuple(x.shape)}")
+    if min_ndim is not None and x.ndim < min_ndim:
+        raise ValueError(f"{layer.name}: expected at least {min_ndim} dimensions, got shape {tuple(x.shape)}")
+    if trailing is not None:
+        got = tuple(x.shape[x.ndim - len(trailing):])
+        for g, want in zip(got, trailing):
+            if want is not None and g != want:
+                raise ValueError(
+                    f"{layer.name}: expected input of shape (N, {', '.join('*' if t is None else str(t) for t in trailing)}), "
+                    f"got {tuple(x.shape)}"
+                )
+    layer_device = layer.device if layer._params or layer._buffers else None
+    if layer_device is not None and backend.device_of(x) != layer_device:
+        raise ValueError(
+            f"{layer.name}: input is on the {backend.device_of(x)}, the layer's parameters are on the "
+            f"{layer_device}; move one with gpunet.to_device(x, {layer_device!r}) or model.to(...)"
+        )
+    if dtype is not None and x.dtype != dtype:
+        x = x.astype(dtype)
+    return x

@@ -1,0 +1,53 @@
+"""Containers: Sequential (a chain of layers)."""
+from __future__ import annotations
+
+from .base import Layer
+
+
+class Sequential(Layer):
+    """Apply layers in order; backward runs them in reverse, each returning its dx.
+
+    Children are named "0", "1", ..., so parameter names read "0.weight", "0.bias" as in
+    PyTorch's ``nn.Sequential``.
+    """
+
+    _sequential_shapes = True
+
+    def __init__(self, *layers: Layer):
+        super().__init__()
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        for i, layer in enumerate(layers):
+            self.add_child(str(i), layer)
+            if layer.name == type(layer).__name__:
+                layer.name = f"{type(layer).__name__} (layer {i})"
+
+    def __len__(self):
+        return len(self._children)
+
+    def __getitem__(self, i: int) -> Layer:
+        return list(self._children.values())[i]
+
+    def __iter__(self):
+        return iter(self._children.values())
+
+    def forward(self, x):
+        self._last_input_shape = tuple(x.shape[1:])
+        for layer in self._children.values():
+            x = layer(x)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self._children.values()):
+            dy = layer.backward(dy)
+        return dy
+
+    def output_shape(self, input_shape):
+        for layer in self._children.values():
+            input_shape = layer.output_shape(input_shape)
+        return input_shape
+
+    def input_shape_hint(self):
+        for layer in self._children.values():
+            return layer.input_shape_hint()
+        return None

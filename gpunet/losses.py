@@ -1,0 +1,100 @@
+"""Losses. ``loss(output, target)`` returns a 0-d array on the output's device; ``backward()``
+returns the gradient with respect to the output. Reduction is the mean, as in PyTorch."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import backend
+
+
+class Loss:
+    def __call__(self, output, target):
+        return self.forward(output, target)
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class CrossEntropy(Loss):
+    """Softmax cross-entropy from logits, with integer class labels.
+
+    L = −(1/N) Σ_n log softmax(z_n)[y_n], computed as logsumexp(z_n) − z_n[y_n] with the row
+    maximum subtracted first (stable for any logits).  ∂L/∂z = (softmax(z) − onehot(y)) / N.
+
+    ``check_labels`` (default True) verifies that labels lie in [0, C); on the GPU that costs a
+    host synchronization per call, so the Trainer checks a dataset's labels once and turns it off.
+    """
+
+    def __init__(self, reduction: str = "mean", check_labels: bool = True):
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"CrossEntropy: reduction must be 'mean' or 'sum', got {reduction!r}")
+        self.reduction = reduction
+        self.check_labels = check_labels
+
+    def _validate(self, logits, y):
+        if logits.ndim != 2:
+            raise ValueError(f"CrossEntropy: expected logits of shape (N, C), got {tuple(logits.shape)}")
+        if not np.issubdtype(logits.dtype, np.floating):
+            raise TypeError(f"CrossEntropy: logits must be floating point, got {logits.dtype}")
+        if not hasattr(y, "dtype") or not np.issubdtype(y.dtype, np.integer):
+            got = getattr(y, "dtype", type(y).__name__)
+            raise TypeError(f"CrossEntropy: labels must be an integer array of class indices, got {got}")
+        if y.shape != (logits.shape[0],):
+            raise ValueError(
+                f"CrossEntropy: labels must have shape ({logits.shape[0]},) to match logits "
+                f"{tuple(logits.shape)}, got {tuple(y.shape)}"
+            )
+        if backend.device_of(y) != backend.device_of(logits):
+            raise ValueError(
+                f"CrossEntropy: labels are on the {backend.device_of(y)}, logits on the {backend.device_of(logits)}"
+            )
+        if self.check_labels and y.size:
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= logits.shape[1]:
+                raise ValueError(
+                    f"CrossEntropy: labels must lie in [0, {logits.shape[1]}) for {logits.shape[1]} classes, "
+                    f"got values from {lo} to {hi}"
+                )
+
+    def forward(self, logits, y):
+        self._validate(logits, y)
+        xp = backend.get_array_module(logits)
+        n = logits.shape[0]
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        e = xp.exp(shifted)
+        s = e.sum(axis=1, keepdims=True)
+        rows = xp.arange(n)
+        nll = xp.log(s[:, 0]) - shifted[rows, y]
+        self._probs, self._y = e / s, y
+        total = nll.sum()
+        return total / n if self.reduction == "mean" else total
+
+    def backward(self):
+        g = self._probs.copy()
+        n = g.shape[0]
+        g[backend.get_array_module(g).arange(n), self._y] -= 1
+        if self.reduction == "mean":
+            g /= n
+        return g
+
+
+class MSE(Loss):
+    """L = (1/M) Σ (output − target)² over all M elements;  ∂L/∂output = 2(output − target)/M."""
+
+    def __init__(self, reduction: str = "mean"):
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"MSE: reduction must be 'mean' or 'sum', got {reduction!r}")
+        self.reduction = reduction
+
+    def forward(self, output, target):
+        if tuple(output.shape) != tuple(target.shape):
+            raise ValueError(f"MSE: output shape {tuple(output.shape)} and target shape {tuple(target.shape)} differ")
+        if not np.issubdtype(target.dtype, np.floating):
+            raise TypeError(f"MSE: target must be floating point, got {target.dtype}")
+        self._diff = output - target.astype(output.dtype, copy=False)
+        total = (self._diff * self._diff).sum()
+        return total / self._diff.size if self.reduction == "mean" else total
+
+    def backward(self):
+        g = 2 * self._diff
+        return g / self._diff.size if self.reduction == "mean" else g

@@ -1,0 +1,5 @@
+"""Public test harness: finite-difference gradient checks for layers and tier-vs-reference runs
+for kernels, so that a user's own layer or kernel is tested the way gpunet tests its own."""
+from .gradcheck import GradcheckError, gradcheck
+
+__all__ = ["gradcheck", "GradcheckError"]

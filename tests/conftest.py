@@ -1,0 +1,63 @@
+"""Test conventions (see DESIGN.md, "Tests").
+
+Markers: ``gpu`` skips without a usable GPU unless GPUNET_REQUIRE_GPU=1, which makes that a
+failure; ``oracle`` does the same for a missing PyTorch with GPUNET_REQUIRE_ORACLE=1;
+``cudasim`` tests need NUMBA_ENABLE_CUDASIM=1 set before numba is imported, so they run in a
+pytest process of their own, started by tests/test_cudasim_suite.py.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import gpunet
+from gpunet import backend
+
+
+def _require(var: str) -> bool:
+    return os.environ.get(var, "") not in ("", "0")
+
+
+@pytest.fixture(autouse=True)
+def _marker_gates(request):
+    node = request.node
+    if node.get_closest_marker("cudasim") and os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+        pytest.skip("cudasim test: runs in its own process (tests/test_cudasim_suite.py)")
+    if node.get_closest_marker("gpu") and not backend.gpu_available():
+        why = backend._probe_gpu()[1]
+        if _require("GPUNET_REQUIRE_GPU"):
+            pytest.fail(f"GPUNET_REQUIRE_GPU=1 but no usable GPU: {why}")
+        pytest.skip(f"no usable GPU ({why})")
+    if node.get_closest_marker("oracle"):
+        try:
+            import torch  # noqa: F401
+        except Exception as exc:
+            if _require("GPUNET_REQUIRE_ORACLE"):
+                pytest.fail(f"GPUNET_REQUIRE_ORACLE=1 but PyTorch cannot be imported: {exc}")
+            pytest.skip(f"PyTorch not installed ({exc})")
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state():
+    """Every test starts on the CPU backend with seed 0 (GPU tests switch explicitly)."""
+    previous = backend.active()
+    gpunet.use("cpu")
+    gpunet.seed(0)
+    yield
+    gpunet.use(previous)
+
+
+@pytest.fixture(params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+def device(request):
+    """Run a test once on the CPU and once on the GPU (the latter marked ``gpu``)."""
+    gpunet.use(request.param)
+    return request.param
+
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded per test from its name, so draws are fresh per test yet reproducible."""
+    return np.random.default_rng(abs(hash(request.node.nodeid)) % (2**32))

@@ -1,0 +1,119 @@
+"""Shared benchmark plumbing: timing (medians), thread counts, records, table and JSON output.
+
+A record is ``{"name", "device", "gpunet_s", "torch_s", "ratio"}`` with ratio = gpunet_s /
+torch_s (medians from the same run, same thread count); extra keys (sizes, GB/s) may follow.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+
+def set_threads(n: int | None = None) -> int:
+    """Use the same number of CPU threads for NumPy's BLAS, Numba and PyTorch."""
+    n = n or len(os.sched_getaffinity(0))
+    try:
+        import numba
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    except Exception:
+        pass
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except Exception:
+        pass
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except Exception:
+        pass
+    return n
+
+
+def median_time(fn, repeat: int = 20, warmup: int = 3, sync=None) -> float:
+    """Median wall time of ``fn()`` in seconds; ``sync()`` (e.g. a device synchronize) runs
+    after each call and inside the timed region."""
+    for _ in range(warmup):
+        fn()
+        if sync:
+            sync()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def gpu_time(fn, repeat: int = 50, warmup: int = 5) -> float:
+    """Median time of ``fn()`` on the GPU in seconds, measured with CUDA events."""
+    import cupy
+
+    for _ in range(warmup):
+        fn()
+    cupy.cuda.Device().synchronize()
+    times = []
+    for _ in range(repeat):
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(cupy.cuda.get_elapsed_time(start, end) / 1e3)
+    return statistics.median(times)
+
+
+def torch_gpu_time(fn, repeat: int = 50, warmup: int = 5) -> float:
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeat):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return statistics.median(times)
+
+
+def record(name: str, device: str, gpunet_s: float, torch_s: float, **extra) -> dict:
+    return {"name": name, "device": device, "gpunet_s": gpunet_s, "torch_s": torch_s,
+            "ratio": gpunet_s / torch_s if torch_s else float("nan"), **extra}
+
+
+def print_table(records: list[dict], title: str = "") -> None:
+    if title:
+        print(title)
+    w = max([len(r["name"]) for r in records] + [4])
+    print(f"{'name':<{w}}  {'dev':<3}  {'gpunet':>10}  {'torch':>10}  {'ratio':>6}  extra")
+    for r in records:
+        extra = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in r.items() if k not in ("name", "device", "gpunet_s", "torch_s", "ratio"))
+        print(f"{r['name']:<{w}}  {r['device']:<3}  {r['gpunet_s'] * 1e3:>8.3f}ms  {r['torch_s'] * 1e3:>8.3f}ms  "
+              f"{r['ratio']:>6.2f}  {extra}")
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--json", metavar="PATH", help="write the records as a JSON list")
+    p.add_argument("--device", choices=["cpu", "gpu", "both"], default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for every library (default: all)")
+    return p
+
+
+def write_json(records: list[dict], path: str | None) -> None:
+    if path:
+        with open(path, "w") as f:
+            json.dump(records, f, indent=2)

@@ -1,0 +1,88 @@
+"""Initializers: each one's mean and standard deviation against its formula, within sampling error."""
+import numpy as np
+import pytest
+
+import gpunet as gn
+from gpunet import init
+
+SHAPE_DENSE = (300, 400)  # fan_in 400, fan_out 300
+SHAPE_CONV = (64, 16, 3, 3)  # fan_in 144, fan_out 576
+
+
+def _expected_std(name, fan_in, fan_out):
+    return {
+        "uniform": 1 / np.sqrt(fan_in) / np.sqrt(3),
+        "gaussian": 1 / np.sqrt(fan_in),
+        "lecun_normal": 1 / np.sqrt(fan_in),
+        "glorot_normal": np.sqrt(2 / (fan_in + fan_out)),
+        "xavier_normal": np.sqrt(2 / (fan_in + fan_out)),
+        "glorot_uniform": np.sqrt(6 / (fan_in + fan_out)) / np.sqrt(3),
+        "xavier_uniform": np.sqrt(6 / (fan_in + fan_out)) / np.sqrt(3),
+        "he_normal": np.sqrt(2 / fan_in),
+        "he_uniform": np.sqrt(6 / fan_in) / np.sqrt(3),
+    }[name]
+
+
+@pytest.mark.parametrize("shape", [SHAPE_DENSE, SHAPE_CONV], ids=["dense", "conv"])
+@pytest.mark.parametrize("name", ["uniform", "gaussian", "lecun_normal", "glorot_normal", "xavier_normal",
+                                  "glorot_uniform", "xavier_uniform", "he_normal", "he_uniform"])
+def test_mean_and_std_match_the_formula(name, shape):
+    gn.seed(123)
+    w = init.initialize(name, shape, dtype="float64")
+    fan_in, fan_out = init.fans(shape)
+    n = w.size
+    std = _expected_std(name, fan_in, fan_out)
+    # mean: standard error std/sqrt(n); 5 standard errors -> false alarm ~6e-7
+    assert abs(w.mean()) < 5 * std / np.sqrt(n)
+    # std: the sample std's relative standard error is about sqrt((kurtosis - 1) / 4n) <= 1/sqrt(2n)
+    assert abs(w.std() / std - 1) < 5 * np.sqrt(1.0 / n)
+
+
+def test_fans_for_dense_and_conv_shapes():
+    assert init.fans((300, 400)) == (400, 300)
+    assert init.fans((64, 16, 3, 3)) == (144, 576)
+    assert init.fans((10,)) == (10, 10)
+
+
+def test_uniform_bounds_and_lecun_truncation():
+    w = init.initialize("he_uniform", (200, 50), dtype="float64")
+    assert np.abs(w).max() <= np.sqrt(6 / 50)
+    w = init.initialize("lecun_normal", (200, 50), dtype="float64")
+    assert np.abs(w).max() <= 2 * (1 / np.sqrt(50)) / 0.87962566103423978 + 1e-12
+
+
+def test_orthogonal_rows_are_orthonormal():
+    w = init.initialize("orthogonal", (20, 50), dtype="float64")
+    np.testing.assert_allclose(w @ w.T, np.eye(20), atol=1e-10)
+    w = init.initialize("orthogonal", (50, 20), dtype="float64")
+    np.testing.assert_allclose(w.T @ w, np.eye(20), atol=1e-10)
+    w = init.initialize("orthogonal", (8, 2, 3, 3), dtype="float64").reshape(8, -1)
+    np.testing.assert_allclose(w @ w.T, np.eye(8), atol=1e-10)
+
+
+def test_zeros_constant_and_keyword_arguments():
+    assert not init.initialize("zeros", (3, 4)).any()
+    assert (init.initialize(init.get("constant", value=0.5), (3, 4)) == 0.5).all()
+    w = init.initialize(init.get("gaussian", std=1.0), (400, 400), dtype="float64")
+    assert abs(w.std() - 1.0) < 0.01
+
+
+def test_callable_initializer_and_linear_uses_it():
+    lin = gn.Linear(3, 2, init=lambda shape, fan_in, fan_out, rng: np.full(shape, fan_in + 0.5))
+    assert (lin.weight == 3.5).all()
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown initializer 'he'.*glorot_normal.*he_normal.*xavier_uniform"):
+        gn.Linear(3, 2, init="he")
+
+
+def test_same_seed_same_weights():
+    gn.seed(7)
+    a = gn.Linear(10, 10).weight.copy()
+    gn.seed(7)
+    b = gn.Linear(10, 10).weight.copy()
+    gn.seed(8)
+    c = gn.Linear(10, 10).weight.copy()
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)

@@ -84,15 +84,25 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'gpunet.backend' has no attribute {name!r}")
 
 
+_cupy_module = None  # cupy once imported; False if it cannot be imported
+
+
 def _cupy_or_none():
-    try:
-        import cupy
-    except Exception:
-        return None
-    return cupy
+    """The cupy module, or None; a failed import is remembered (retrying it costs a path search)."""
+    global _cupy_module
+    if _cupy_module is None:
+        try:
+            import cupy
+
+            _cupy_module = cupy
+        except Exception:
+            _cupy_module = False
+    return _cupy_module or None
 
 
 def is_gpu_array(a) -> bool:
+    if isinstance(a, np.ndarray):
+        return False
     cp = _cupy_or_none()
     return cp is not None and isinstance(a, cp.ndarray)
 

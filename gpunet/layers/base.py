@@ -16,7 +16,15 @@ from .. import backend
 
 
 class Layer:
-    """Base class of every layer and container."""
+    """Base class of every layer and container.
+
+    ``need_input_grad`` (default True): when False, ``backward`` may skip computing dx and
+    return None. A model's first layer never needs it in training (the data is not trained), so
+    the Trainer sets ``model.need_input_grad = False`` and containers pass it to their first
+    child; that saves the largest matrix product of an MLP's backward.
+    """
+
+    need_input_grad = True
 
     def __init__(self):
         object.__setattr__(self, "_params", OrderedDict())

@@ -38,9 +38,13 @@ class Sequential(Layer):
         return x
 
     def backward(self, dy):
-        for layer in reversed(self._children.values()):
+        layers = list(self._children.values())
+        if not layers:
+            return dy
+        for layer in reversed(layers[1:]):
             dy = layer.backward(dy)
-        return dy
+        layers[0].need_input_grad = self.need_input_grad
+        return layers[0].backward(dy)
 
     def output_shape(self, input_shape):
         for layer in self._children.values():

@@ -44,6 +44,8 @@ class Linear(Layer):
         xp.matmul(dy.T, self._x, out=self._grads["weight"])
         if self.has_bias:
             dy.sum(axis=0, out=self._grads["bias"])
+        if not self.need_input_grad:
+            return None
         return xp.matmul(dy, self.weight)
 
     def output_shape(self, input_shape):

@@ -111,3 +111,19 @@ def test_train_eval_propagates():
     assert not any(layer.training for _, layer in model.named_layers())
     model.train()
     assert all(layer.training for _, layer in model.named_layers())
+
+
+def test_first_layer_skips_input_gradient_when_not_needed(rng):
+    model = gn.Sequential(gn.Linear(4, 3), gn.ReLU(), gn.Linear(3, 2))
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    model(x)
+    dy = rng.standard_normal((5, 2)).astype(np.float32)
+    dx = model.backward(dy)
+    grads = {k: v.copy() for k, v in model.gradients()}
+    assert dx.shape == x.shape
+    model.need_input_grad = False
+    model(x)
+    assert model.backward(dy) is None
+    for k, v in model.gradients():
+        np.testing.assert_array_equal(v, grads[k])  # parameter gradients unchanged
+    assert model[2].need_input_grad  # only the first layer skips its dx

@@ -1,0 +1,178 @@
+"""One epoch of the example MLP (784-512-256-10, ReLU, He init) on MNIST at batch 128:
+gpunet against PyTorch on the same machine, in the same run, with the same thread count.
+Median of 3 epochs after one warm-up epoch.
+
+    python benchmarks/mlp_epoch.py [--device cpu|gpu|both] [--json out.json] [--optimizer adam|sgd]
+
+Variants: ``mlp_epoch`` (plain MLP, hand-written loop in both libraries), ``mlp_bn_dropout_epoch``
+(BatchNorm1d and Dropout(0.2) after each hidden layer, Adam with clip_norm=1.0), and, when the
+Trainer exists, ``mlp_bn_dropout_epoch_trainer`` (the same model through gpunet.Trainer, compared
+with gpunet's own hand-written loop and with PyTorch).
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import parser, print_table, record, set_threads, write_json  # noqa: E402
+
+import gpunet as gn  # noqa: E402
+
+BATCH = 128
+
+
+def load():
+    train = gn.data.mnist("train", fallback_to_sample=True)
+    return train.x.astype(np.float32), train.y.astype(np.int64)
+
+
+def gn_model(bn_dropout: bool):
+    def block(n_in, n_out):
+        layers = [gn.Linear(n_in, n_out, init="he_normal")]
+        if bn_dropout:
+            layers.append(gn.BatchNorm1d(n_out))
+        layers.append(gn.ReLU())
+        if bn_dropout:
+            layers.append(gn.Dropout(0.2))
+        return layers
+
+    return gn.Sequential(*block(784, 512), *block(512, 256), gn.Linear(256, 10, init="glorot_normal"))
+
+
+def torch_model(bn_dropout: bool, device):
+    import torch.nn as nn
+
+    def block(n_in, n_out):
+        layers = [nn.Linear(n_in, n_out)]
+        if bn_dropout:
+            layers.append(nn.BatchNorm1d(n_out))
+        layers.append(nn.ReLU())
+        if bn_dropout:
+            layers.append(nn.Dropout(0.2))
+        return layers
+
+    return nn.Sequential(*block(784, 512), *block(512, 256), nn.Linear(256, 10)).to(device)
+
+
+def gn_optimizer(model, name, clip):
+    if name == "adam" and hasattr(gn.optim, "Adam"):
+        return gn.optim.Adam(model, lr=1e-3, clip_norm=clip)
+    return gn.optim.SGD(model, lr=0.05)
+
+
+def gn_epoch(model, opt, x, y, sync):
+    loss_fn = gn.losses.CrossEntropy(check_labels=False)
+    model.train()
+    model.need_input_grad = False  # as in PyTorch, no gradient for the input images
+    last = None
+    for xb, yb in gn.data.batches(x, y, BATCH, shuffle=True):
+        logits = model(xb)
+        last = loss_fn(logits, yb)
+        model.backward(loss_fn.backward())
+        opt.step()
+    sync()
+    return float(last)
+
+
+def torch_epoch(model, opt, x, y, clip, sync):
+    import torch
+    import torch.nn.functional as F
+
+    model.train()
+    n = x.shape[0]
+    perm = torch.randperm(n, device=x.device)
+    last = None
+    for i in range(0, n, BATCH):
+        idx = perm[i : i + BATCH]
+        xb, yb = x[idx], y[idx]
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(xb), yb)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        last = loss
+    sync()
+    return float(last)
+
+
+def median_epoch(run, epochs=3):
+    run()  # warm-up: compilation, caches, allocator
+    times = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench(device, optimizer, epochs, variants):
+    import torch
+
+    x, y = load()
+    gn.use(device)
+    gpu = device == "gpu"
+    tdev = "cuda" if gpu else "cpu"
+    if gpu:
+        import cupy
+
+        gsync = cupy.cuda.Device().synchronize
+        tsync = torch.cuda.synchronize
+    else:
+        gsync = tsync = lambda: None
+    tx, ty = torch.from_numpy(x).to(tdev), torch.from_numpy(y).to(tdev)
+    gx, gy = gn.to_device(x), gn.to_device(y)
+    records = []
+    for name, bn_dropout, clip in variants:
+        if bn_dropout and not hasattr(gn, "BatchNorm1d"):
+            continue
+        gn.seed(0)
+        torch.manual_seed(0)
+        model = gn_model(bn_dropout)
+        model.to(device)
+        opt = gn_optimizer(model, optimizer, clip)
+        g_s = median_epoch(lambda: gn_epoch(model, opt, gx, gy, gsync), epochs)
+        tmodel = torch_model(bn_dropout, tdev)
+        topt = (torch.optim.Adam(tmodel.parameters(), lr=1e-3) if optimizer == "adam"
+                else torch.optim.SGD(tmodel.parameters(), lr=0.05))
+        t_s = median_epoch(lambda: torch_epoch(tmodel, topt, tx, ty, clip, tsync), epochs)
+        records.append(record(name, device, g_s, t_s, batches=-(-len(x) // BATCH),
+                              optimizer=type(opt).__name__))
+        if bn_dropout and hasattr(gn, "Trainer"):
+            trainer = gn.Trainer(model, gn.losses.CrossEntropy(), opt, metrics=["accuracy"], callbacks=[])
+
+            def fit_one():
+                trainer.fit((gx, gy), epochs=1, batch_size=BATCH, verbose=0)
+                gsync()
+
+            tr_s = median_epoch(fit_one, epochs)
+            records.append(record(name + "_trainer", device, tr_s, t_s, hand_loop_s=g_s,
+                                  trainer_over_hand=tr_s / g_s))
+    return records
+
+
+def main(argv=None):
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs (median); one warm-up epoch first")
+    args = p.parse_args(argv)
+    threads = set_threads(args.threads)
+    devices = ["cpu", "gpu"] if args.device == "both" else [args.device]
+    variants = [("mlp_epoch", False, None), ("mlp_bn_dropout_epoch", True, 1.0)]
+    records = []
+    for device in devices:
+        if device == "gpu" and not gn.gpu_available():
+            print("no usable GPU: skipping the GPU rows")
+            continue
+        records += bench(device, args.optimizer, args.epochs, variants)
+    print_table(records, f"MLP epoch on MNIST (60000 images), batch {BATCH}, {threads} threads, median of {args.epochs}")
+    write_json(records, args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The GPU check: on a machine with an NVIDIA GPU, run every GPU test with GPUNET_REQUIRE_GPU=1
+# (a missing GPU fails instead of skipping), then the GPU benchmarks against PyTorch in the same
+# run, and print a short summary last. Installs nothing: it expects CuPy, numba-cuda, PyTorch and
+# pytest in the machine's python3, and runs gpunet from this checkout. Finishes in under 8 minutes.
+#
+#   bash benchmarks/gpu_check.sh [OUTDIR]     (logs and JSON records go to OUTDIR, default ./gpu-check-out)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-${OUT:-gpu-check-out}}"
+mkdir -p "$out"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" GPUNET_REQUIRE_GPU=1 PYTHONUNBUFFERED=1
+[ -d .gpudata/mnist ] && export GPUNET_DATA="$PWD/.gpudata"
+py=${PYTHON:-python3}
+start=$(date +%s)
+status=0
+
+{
+  date -u +"date: %Y-%m-%dT%H:%M:%SZ"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | sed 's/^/gpu: /'
+  $py -c "import sys, cupy, numba, torch; print('python', sys.version.split()[0], '| cupy', cupy.__version__, '| numba', numba.__version__, '| torch', torch.__version__)"
+  $py -c "import numba_cuda; print('numba-cuda', numba_cuda.__version__)" 2>/dev/null || true
+  git rev-parse --short HEAD 2>/dev/null | sed 's/^/commit: /'
+} 2>&1 | tee "$out/env.txt"
+
+echo "== GPU tests (pytest -m gpu, GPUNET_REQUIRE_GPU=1)"
+timeout 300 $py -m pytest -m gpu -q -p no:cacheprovider -x --maxfail=20 tests 2>&1 | tee "$out/gpu_tests.log"
+tests_rc=${PIPESTATUS[0]}
+[ "$tests_rc" -eq 0 ] || status=1
+
+bench() {  # name, timeout, command...
+  local name=$1 limit=$2; shift 2
+  echo "== benchmark $name"
+  timeout "$limit" "$@" --device gpu --json "$out/$name.json" 2>&1 | tee "$out/$name.log"
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" -eq 0 ] || { echo "benchmark $name failed (exit $rc)"; status=1; }
+}
+bench kernels 120 $py benchmarks/kernels.py
+bench mlp_epoch 60 $py benchmarks/mlp_epoch.py --epochs 3
+[ -f benchmarks/cnn_epoch.py ] && bench cnn_epoch 60 $py benchmarks/cnn_epoch.py
+
+echo
+echo "================ summary ================"
+cat "$out/env.txt"
+echo "tests: $(grep -E '(passed|failed|error)' "$out/gpu_tests.log" | tail -1) (exit $tests_rc)"
+$py - "$out" <<'PY'
+import json, pathlib, sys
+for f in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
+    for r in json.loads(f.read_text()):
+        extra = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()
+                         if k not in ("name", "device", "gpunet_s", "torch_s", "ratio"))
+        print(f"{r['name']:<40} {r['device']} gpunet {r['gpunet_s']*1e3:9.3f} ms  torch {r['torch_s']*1e3:9.3f} ms  ratio {r['ratio']:.2f}  {extra}")
+PY
+echo "elapsed: $(( $(date +%s) - start )) s, status: $status"
+exit $status

@@ -1,0 +1,76 @@
+"""Train an MLP on MNIST with the training tricks switched on — the main job of gpunet.
+
+784-512-256-10 with He initialization, batch normalization and dropout after each hidden layer,
+Adam with global-norm gradient clipping, exponential learning-rate decay (η ← 0.98·η per epoch)
+and early stopping on the validation loss (the last 5,000 training images are held out for
+validation; the test set is touched once, at the end). Runs on the GPU when one is usable and on
+the CPU otherwise; reads the full MNIST from $GPUNET_DATA/mnist or the cache and falls back to
+the bundled sample with a note.
+
+    python examples/train_mnist.py [--epochs 12] [--batch-size 128] [--plot mnist_curves.png]
+
+The last line printed is the test accuracy, e.g. ``test_accuracy: 0.9841``.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import gpunet as gn
+
+
+def build_model(p_drop: float) -> gn.Sequential:
+    return gn.Sequential(
+        gn.Linear(784, 512, init="he_normal"), gn.BatchNorm1d(512), gn.ReLU(), gn.Dropout(p_drop),
+        gn.Linear(512, 256, init="he_normal"), gn.BatchNorm1d(256), gn.ReLU(), gn.Dropout(p_drop),
+        gn.Linear(256, 10, init="glorot_normal"),
+    )
+
+
+def main(argv=None) -> float:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--dropout", type=float, default=0.2)
+    ap.add_argument("--patience", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--backend", default="auto", choices=["auto", "cpu", "gpu"])
+    ap.add_argument("--plot", default="mnist_curves.png", help="PNG of the training curves ('' for none)")
+    ap.add_argument("--verbose", type=int, default=1)
+    args = ap.parse_args(argv)
+
+    device = gn.use(args.backend)
+    gn.seed(args.seed)
+    train = gn.data.mnist("train", fallback_to_sample=True)
+    test = gn.data.mnist("test", fallback_to_sample=True)
+    n_val = len(train) // 12  # 5,000 of the 60,000
+    fit_set, val_set = train[: len(train) - n_val], train[len(train) - n_val :]
+    print(f"gpunet {gn.__version__} on the {device}; train {len(fit_set)}, validation {len(val_set)}, "
+          f"test {len(test)} images ({train.source})")
+
+    model = build_model(args.dropout)
+    print(model)
+    opt = gn.optim.Adam(model, lr=args.lr, clip_norm=1.0)
+    trainer = gn.Trainer(
+        model, gn.losses.CrossEntropy(), opt, metrics=["accuracy"],
+        callbacks=[
+            gn.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best=True),
+            gn.callbacks.LRScheduler(gn.optim.schedules.Exponential(0.98)),
+        ],
+    )
+    t0 = time.perf_counter()
+    history = trainer.fit(fit_set, val=val_set, epochs=args.epochs, batch_size=args.batch_size,
+                          verbose=args.verbose)
+    elapsed = time.perf_counter() - t0
+    if args.plot:
+        history.plot(args.plot)
+        print(f"training curves: {args.plot}")
+    result = trainer.evaluate(test)
+    print(f"{len(history['loss'])} epochs in {elapsed:.1f} s; test loss {result['loss']:.4f}")
+    print(f"test_accuracy: {result['accuracy']:.4f}")
+    return result["accuracy"]
+
+
+if __name__ == "__main__":
+    main()

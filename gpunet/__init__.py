@@ -37,6 +37,7 @@ from .layers import (  # noqa: E402
     Flatten, Identity, Layer, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh,
 )
 from .testing import gradcheck  # noqa: E402
+from .optim import clip_grad_norm  # noqa: E402
 
 
 def __getattr__(name):

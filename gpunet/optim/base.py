@@ -1,32 +1,98 @@
-"""The optimizer interface: an update rule over a model's flat parameter arena."""
+"""The optimizer interface: one fused update over a model's flat parameter arena per step.
+
+Every optimizer takes, besides its own hyper-parameters (named and defaulted as in PyTorch):
+
+- ``clip_norm=None``: clip by global norm, g ← g·θ/‖g‖ when ‖g‖ > θ (‖g‖ over the whole arena,
+  computed on the device and read there by the update kernel);
+- ``clip_value=None``: then clamp every gradient to [−c, c];
+- ``weight_decay`` (coupled L2, g ← g + λw; decoupled w ← w − ηλw for AdamW) and ``l1=0``
+  (g ← g + λ₁ sign(w)). Decay applies to the arena's decay range [0, arena.n_decay): weights of
+  Linear and Conv layers. Biases and batch-norm scales and shifts are laid out after it and get
+  no decay by default; ``decay_all=True`` decays every parameter;
+- ``nonfinite="skip"``: the policy for a gradient holding NaN or Inf. "skip" (default): the
+  update kernel reads a device flag and leaves parameters and state untouched; the step is
+  counted in ``skipped_steps``. "raise": the flag is read on the host before the update (one
+  sync per step) and FloatingPointError is raised. "ignore": no check (and no extra pass when
+  not clipping by norm).
+
+``lr`` may be set between steps (schedules do); it is a kernel argument, so nothing recompiles.
+``steps`` (applied steps) and ``skipped_steps`` live on the device; reading them syncs.
+``iterations`` counts calls to ``step()`` on the host. Create the optimizer after moving the
+model (``model.to``): moving rebuilds the arena, and a stale optimizer refuses to step.
+"""
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from .. import backend
+from ..ops.global_norm import new_stats
+from ..ops.optim_update import POLICIES, fused_step
+
 
 def check_lr(lr, who: str) -> float:
-    try:
-        lr = float(lr)
-    except (TypeError, ValueError):
-        raise TypeError(f"{who}: lr must be a number, got {lr!r}") from None
-    if not math.isfinite(lr) or lr < 0:
-        raise ValueError(f"{who}: lr must be a finite number >= 0, got {lr}")
-    return lr
+    return check_number(lr, "lr", who, lo=0.0)
+
+
+def check_number(value, name: str, who: str, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
+    """``value`` as a float within [lo, hi] (open ends as told); a clear error otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{who}: {name} must be a number, got {value!r}")
+    v = float(value)
+    bad = not math.isfinite(v)
+    if lo is not None:
+        bad |= v <= lo if lo_open else v < lo
+    if hi is not None:
+        bad |= v >= hi if hi_open else v > hi
+    if bad:
+        lo_s = "" if lo is None else f"{'>' if lo_open else '>='} {lo:g}"
+        hi_s = "" if hi is None else f"{'<' if hi_open else '<='} {hi:g}"
+        raise ValueError(f"{who}: {name} must be a finite number {' and '.join(s for s in (lo_s, hi_s) if s)}, "
+                         f"got {value!r}")
+    return v
+
+
+def check_optional_positive(value, name: str, who: str):
+    return None if value is None else check_number(value, name, who, lo=0.0, lo_open=True)
 
 
 class Optimizer:
-    """Holds the model's arena (params, grads) and the update's state buffers.
+    """Base class: holds the arena, the state buffers and the device step counters.
 
-    ``lr`` may be changed between steps (schedules do). Create the optimizer after moving the
-    model (``model.to``): moving rebuilds the arena, and a stale optimizer refuses to step.
+    Subclasses set ``rule`` (a kernel of gpunet.ops.optim_update), ``state_names`` (PyTorch's
+    names for the state buffers) and fill ``self.hyper``; ``_rule_args()`` maps them to the kernel.
     """
 
-    def __init__(self, model, lr):
+    rule = "sgd"
+
+    def __init__(self, model, lr, *, weight_decay=0.0, l1=0.0, clip_norm=None, clip_value=None,
+                 decay_all=False, nonfinite="skip"):
+        who = type(self).__name__
+        if not hasattr(model, "arena"):
+            raise TypeError(f"{who}: expected a gpunet model (a Layer), got {type(model).__name__}")
         self.model = model
         self.arena = model.arena
         self.lr = lr
-        self.steps = 0
+        self.hyper = {}
+        self.weight_decay = check_number(weight_decay, "weight_decay", who, lo=0.0)
+        self.l1 = check_number(l1, "l1", who, lo=0.0)
+        self.clip_norm = check_optional_positive(clip_norm, "clip_norm", who)
+        self.clip_value = check_optional_positive(clip_value, "clip_value", who)
+        self.decay_all = bool(decay_all)
+        if nonfinite not in POLICIES:
+            raise ValueError(f"{who}: nonfinite must be one of {POLICIES}, got {nonfinite!r}")
+        self.nonfinite = nonfinite
+        self.iterations = 0
+        self._stats = new_stats(self.arena.params)
+        self.state = {}
 
+    # ----------------------------------------------------------------- state buffers
+    def _add_state(self, name: str, fill: float = 0.0):
+        xp = backend.get_array_module(self.arena.params)
+        self.state[name] = xp.full(self.arena.size, fill, dtype=self.arena.dtype)
+
+    # ----------------------------------------------------------------- hyper-parameters
     @property
     def lr(self) -> float:
         return self._lr
@@ -35,6 +101,26 @@ class Optimizer:
     def lr(self, value):
         self._lr = check_lr(value, type(self).__name__)
 
+    @property
+    def n_decay(self) -> int:
+        """Decay terms apply to the arena range [0, n_decay)."""
+        return self.arena.size if self.decay_all else self.arena.n_decay
+
+    def _decay_args(self) -> dict:
+        """weight_decay, l1 and decoupled_wd for the kernel (AdamW overrides)."""
+        return {"weight_decay": self.weight_decay, "l1": self.l1, "decoupled_wd": 0.0}
+
+    def _rule_args(self) -> dict:
+        return {}
+
+    def _norm_eps(self) -> float:
+        """ε of normalized SGD (0: no normalization)."""
+        return 0.0
+
+    def _states(self) -> tuple:
+        return tuple(self.state.values())
+
+    # ----------------------------------------------------------------- the step
     def _check_arena(self):
         if self.model.arena is not self.arena:
             raise RuntimeError(
@@ -42,12 +128,68 @@ class Optimizer:
                 "created; create the optimizer after model.to(...)"
             )
 
-    def step(self):
-        raise NotImplementedError
+    def step(self) -> None:
+        """One fused update of every parameter from the gradients in ``arena.grads``."""
+        self._check_arena()
+        self.iterations += 1
+        fused_step(self.rule, self.arena.params, self.arena.grads, self._states(), self._stats,
+                   n_decay=self.n_decay, lr=self.lr, clip_norm=self.clip_norm, clip_value=self.clip_value,
+                   norm_eps=self._norm_eps(), nonfinite=self.nonfinite, **self._decay_args(), **self._rule_args())
+
+    def zero_grad(self) -> None:
+        """Not needed (backward overwrites the gradients); zeroes them for code that expects it."""
+        self.arena.grads.fill(0)
+
+    # ----------------------------------------------------------------- counters (device)
+    @property
+    def steps(self) -> int:
+        """Applied steps (skipped ones excluded); reading it syncs with the device."""
+        return int(self._stats[2])
+
+    @property
+    def skipped_steps(self) -> int:
+        """Steps skipped for a non-finite gradient; reading it syncs with the device."""
+        return int(self._stats[3])
+
+    def grad_norm(self):
+        """‖g‖ of the last step's gradient (before clipping) as a 0-d device array; valid when the
+        step ran the statistics pass (clipping by norm, or nonfinite "skip"/"raise")."""
+        return backend.get_array_module(self._stats).sqrt(self._stats[0])
+
+    # ----------------------------------------------------------------- state dicts
+    def _all_hyper(self) -> dict:
+        return {"weight_decay": self.weight_decay, "l1": self.l1, "clip_norm": self.clip_norm,
+                "clip_value": self.clip_value, "decay_all": self.decay_all, "nonfinite": self.nonfinite,
+                **self.hyper}
 
     def state_dict(self) -> dict:
-        return {"lr": self.lr, "steps": self.steps}
+        """Hyper-parameters, counters and copies of the state buffers (on their device)."""
+        return {"optimizer": type(self).__name__, "lr": self.lr, "hyper": self._all_hyper(),
+                "steps": self.steps, "skipped_steps": self.skipped_steps, "iterations": self.iterations,
+                "state": {k: v.copy() for k, v in self.state.items()}}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a ``state_dict`` (from any device) into this optimizer, exactly."""
+        who = f"{type(self).__name__}.load_state_dict"
+        if state.get("optimizer") != type(self).__name__:
+            raise ValueError(f"{who}: the state is of a {state.get('optimizer')!r} optimizer")
+        self._check_arena()
+        if state["hyper"] != self._all_hyper():
+            fresh = type(self)(self.model, state["lr"], **state["hyper"])  # validates them, sizes the buffers
+            self.__dict__.update(fresh.__dict__)
+        if set(state["state"]) != set(self.state):
+            raise KeyError(f"{who}: state buffers {sorted(state['state'])}, expected {sorted(self.state)}")
+        for k, src in state["state"].items():
+            if tuple(np.shape(src)) != (self.arena.size,):
+                raise ValueError(f"{who}: state buffer {k!r} has shape {tuple(np.shape(src))}, the arena "
+                                 f"holds {self.arena.size} values")
         self.lr = state["lr"]
-        self.steps = int(state["steps"])
+        for k, src in state["state"].items():
+            self.state[k][...] = backend.to_device(src, self.arena.device, dtype=self.arena.dtype)
+        self._stats[2] = float(state["steps"])
+        self._stats[3] = float(state["skipped_steps"])
+        self.iterations = int(state["iterations"])
+
+    def __repr__(self) -> str:
+        hp = ", ".join(f"{k}={v!r}" for k, v in self._all_hyper().items() if v not in (None, 0.0, False))
+        return f"{type(self).__name__}(lr={self.lr:g}{', ' + hp if hp else ''})"

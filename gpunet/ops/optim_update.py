@@ -1,0 +1,71 @@
+"""One fused optimizer step over a flat parameter arena.
+
+``fused_step(rule, params, grads, states, stats, ...)`` runs at most two launches and never
+synchronizes with the host (except under ``nonfinite="raise"``):
+
+1. the gradient-statistics pass (kernels/global_norm): Σg² and the non-finite flag into
+   ``stats``, advancing the step counters — when clipping by norm, normalizing, or guarding
+   against non-finite gradients; otherwise only the step count is advanced;
+2. the update (kernels/optim_update), which reads the flag, the norm and the step count from
+   ``stats`` in device memory.
+
+Rules and their state buffers (in this order): "sgd" (none), "momentum" (velocity),
+"adagrad" (sum of squares), "rmsprop" (square average, gradient average, velocity — the last two
+may be any stand-in array when unused), "adam" (first and second moments). Formulas:
+kernels/optim_update/reference.py.
+
+Non-finite policies: "skip" (the update kernel reads the flag and writes nothing; stats[3]
+counts skipped steps, stats[2] applied ones), "raise" (the flag is read on the host — a sync —
+and FloatingPointError is raised before anything is written), "ignore" (no guard: NaN and Inf
+flow into the parameters).
+"""
+from __future__ import annotations
+
+from .dispatch import select_tier
+from .global_norm import check_flat, check_stats, tier_module
+
+RULES = {"sgd": 0, "momentum": 1, "adagrad": 1, "rmsprop": 3, "adam": 2}
+RULE_HYPER = {"sgd": (), "momentum": ("mu", "nesterov"), "adagrad": ("lr_decay", "eps"),
+              "rmsprop": ("alpha", "eps", "mu", "centered"), "adam": ("beta1", "beta2", "eps")}
+POLICIES = ("skip", "raise", "ignore")
+
+
+def fused_step(rule: str, params, grads, states, stats, *, n_decay: int, lr: float, weight_decay: float = 0.0,
+               l1: float = 0.0, decoupled_wd: float = 0.0, clip_norm: float | None = None,
+               clip_value: float | None = None, norm_eps: float = 0.0, nonfinite: str = "skip",
+               tier: str | None = None, **hyper) -> None:
+    """Update ``params`` (and ``states``) in place from ``grads``; see the module docstring.
+    Hyper-parameters are checked by the optimizer classes; this checks the arrays."""
+    if rule not in RULES:
+        raise ValueError(f"fused_step: unknown rule {rule!r}; expected one of {sorted(RULES)}")
+    if nonfinite not in POLICIES:
+        raise ValueError(f"fused_step: nonfinite must be one of {POLICIES}, got {nonfinite!r}")
+    states = tuple(states)
+    if len(states) != RULES[rule]:
+        raise ValueError(f"fused_step: rule {rule!r} takes {RULES[rule]} state buffers, got {len(states)}")
+    missing = set(RULE_HYPER[rule]) - set(hyper)
+    if missing or set(hyper) - set(RULE_HYPER[rule]):
+        raise TypeError(f"fused_step: rule {rule!r} takes hyper-parameters {RULE_HYPER[rule]}, got {sorted(hyper)}")
+    arrays = {"parameters": params, "gradients": grads}
+    arrays.update({f"state buffer {i}": s for i, s in enumerate(states)})
+    n, _, dev = check_flat(f"{rule} step", arrays)
+    check_stats(f"{rule} step", stats, dev)
+    if not 0 <= int(n_decay) <= n:
+        raise ValueError(f"{rule} step: n_decay must lie in [0, {n}], got {n_decay}")
+
+    t = select_tier(params, grads, *states, stats, tier=tier)
+    guard = nonfinite != "ignore"
+    clip_norm = 0.0 if clip_norm is None else float(clip_norm)
+    norm_eps = float(norm_eps)
+    if guard or clip_norm > 0 or norm_eps > 0:
+        tier_module("global_norm", t).grad_stats(grads, stats, guard)
+    if not guard:
+        stats[2] += 1.0  # every step is applied; a tiny device op, no sync
+    if nonfinite == "raise" and float(stats[1]) != 0.0:  # host sync, by policy
+        raise FloatingPointError(
+            f"{rule} step: the gradient holds NaN or Inf; parameters left unchanged "
+            "(nonfinite='skip' skips such steps on the device instead)")
+    getattr(tier_module("optim_update", t), rule)(
+        params, grads, *states, stats, n_decay=int(n_decay), lr=float(lr), weight_decay=float(weight_decay),
+        l1=float(l1), decoupled_wd=float(decoupled_wd), clip_norm=clip_norm,
+        clip_value=0.0 if clip_value is None else float(clip_value), norm_eps=norm_eps, guard=guard, **hyper)

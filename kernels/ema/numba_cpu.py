@@ -1,0 +1,16 @@
+"""EMA of the weights on the CPU: one parallel pass, 1 − d computed on the host in float64 and
+rounded once to the arena's dtype. Formula: reference.py."""
+from __future__ import annotations
+
+from numba import njit, prange
+
+
+@njit(parallel=True, fastmath=False, cache=True)
+def _ema(ema, w, omd):
+    for i in prange(ema.size):
+        e = ema[i]
+        ema[i] = e + omd * (w[i] - e)
+
+
+def ema_update(ema, w, decay):
+    _ema(ema, w, ema.dtype.type(1.0 - decay))

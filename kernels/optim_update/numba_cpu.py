@@ -1,0 +1,229 @@
+"""Fused optimizer updates on the CPU: one parallel pass over the arena, no temporaries.
+
+The host part of each function reads ``stats`` (plain NumPy memory: no sync), decides the skip,
+computes the gradient scale and the per-step constants (1 − β, bias corrections 1 − βᵗ,
+1 − ηλ_d) in float64 and rounds them once to the arena's dtype; the loops then run in that dtype
+(float32 math for a float32 arena, as on the GPU). Two loops per rule — [0, n_decay) with the
+decay terms, [n_decay, n) without — so that neither carries a branch on the index.
+
+The element functions below are plain Python, compiled here with ``njit`` and by numba_cuda.py
+with ``cuda.jit(device=True)``: one copy of the arithmetic for both Numba tiers. They contain no
+float literals, so they keep the precision of the constants they are given. Formulas: see
+reference.py.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+# ----------------------------------------------------------------- element functions (shared)
+
+
+def prep_plain(g, s, clip_value, do_clip):
+    """g ← clamp(s·g, −c, c); a NaN passes through the clamp."""
+    g = g * s
+    if do_clip:
+        if g > clip_value:
+            g = clip_value
+        elif g < -clip_value:
+            g = -clip_value
+    return g
+
+
+def prep_decay(g, w, s, clip_value, do_clip, lam, l1):
+    """prep_plain, then g ← g + λw + λ₁ sign(w) (written out: element functions call no others)."""
+    g = g * s
+    if do_clip:
+        if g > clip_value:
+            g = clip_value
+        elif g < -clip_value:
+            g = -clip_value
+    return g + lam * w + (l1 if w > 0 else (-l1 if w < 0 else l1 - l1))
+
+
+def sgd_elem(w, g, lr):
+    return w - lr * g
+
+
+def momentum_elem(w, g, v, lr, mu, nesterov):
+    v = mu * v - lr * g
+    if nesterov:
+        w = w + mu * v - lr * g
+    else:
+        w = w + v
+    return w, v
+
+
+def adagrad_elem(w, g, a, clr, eps):
+    a = a + g * g
+    return w - clr * g / (math.sqrt(a) + eps), a
+
+
+def rmsprop_elem(w, g, q, gbar, b, lr, alpha, oma, eps, mu, centered, use_mom):
+    q = alpha * q + oma * g * g
+    if centered:
+        gbar = gbar + oma * (g - gbar)
+        d = math.sqrt(q - gbar * gbar) + eps
+    else:
+        d = math.sqrt(q) + eps
+    if use_mom:
+        b = mu * b - lr * g / d
+        w = w + b
+    else:
+        w = w - lr * g / d
+    return w, q, gbar, b
+
+
+def adam_elem(w, g, m, v, b1, omb1, b2, omb2, step_size, sqrt_bc2, eps):
+    m = b1 * m + omb1 * g
+    v = b2 * v + omb2 * g * g
+    return w - step_size * m / (math.sqrt(v) / sqrt_bc2 + eps), m, v
+
+
+ELEMENTS = (prep_plain, prep_decay, sgd_elem, momentum_elem, adagrad_elem, rmsprop_elem, adam_elem)
+_j = njit(inline="always", fastmath=False, cache=True)  # IR-level inlining: the loops vectorize
+prep_plain_j, prep_decay_j, sgd_j, momentum_j, adagrad_j, rmsprop_j, adam_j = map(_j, ELEMENTS)
+
+# ----------------------------------------------------------------- loops
+
+
+@njit(parallel=True, fastmath=False, cache=True)
+def _sgd(w, g, nd, s, cv, do_clip, lam, l1, dfac, lr):
+    for i in prange(nd):
+        wi = w[i]
+        w[i] = sgd_j(wi * dfac, prep_decay_j(g[i], wi, s, cv, do_clip, lam, l1), lr)
+    for i in prange(nd, w.size):
+        w[i] = sgd_j(w[i], prep_plain_j(g[i], s, cv, do_clip), lr)
+
+
+@njit(parallel=True, fastmath=False, cache=True)
+def _momentum(w, g, buf, nd, s, cv, do_clip, lam, l1, dfac, lr, mu, nesterov):
+    for i in prange(nd):
+        wi = w[i]
+        a, b = momentum_j(wi * dfac, prep_decay_j(g[i], wi, s, cv, do_clip, lam, l1), buf[i], lr, mu, nesterov)
+        w[i] = a
+        buf[i] = b
+    for i in prange(nd, w.size):
+        a, b = momentum_j(w[i], prep_plain_j(g[i], s, cv, do_clip), buf[i], lr, mu, nesterov)
+        w[i] = a
+        buf[i] = b
+
+
+@njit(parallel=True, fastmath=False, cache=True)
+def _adagrad(w, g, acc, nd, s, cv, do_clip, lam, l1, dfac, clr, eps):
+    for i in prange(nd):
+        wi = w[i]
+        a, b = adagrad_j(wi * dfac, prep_decay_j(g[i], wi, s, cv, do_clip, lam, l1), acc[i], clr, eps)
+        w[i] = a
+        acc[i] = b
+    for i in prange(nd, w.size):
+        a, b = adagrad_j(w[i], prep_plain_j(g[i], s, cv, do_clip), acc[i], clr, eps)
+        w[i] = a
+        acc[i] = b
+
+
+@njit(parallel=True, fastmath=False, cache=True)
+def _rmsprop(w, g, sq, ga, buf, nd, s, cv, do_clip, lam, l1, dfac, lr, alpha, oma, eps, mu, centered, use_mom):
+    zero = lr - lr
+    for i in prange(w.size):
+        wi = w[i]
+        if i < nd:
+            gi = prep_decay_j(g[i], wi, s, cv, do_clip, lam, l1)
+            wi = wi * dfac
+        else:
+            gi = prep_plain_j(g[i], s, cv, do_clip)
+        gb = ga[i] if centered else zero
+        bb = buf[i] if use_mom else zero
+        a, q, gb, bb = rmsprop_j(wi, gi, sq[i], gb, bb, lr, alpha, oma, eps, mu, centered, use_mom)
+        w[i] = a
+        sq[i] = q
+        if centered:
+            ga[i] = gb
+        if use_mom:
+            buf[i] = bb
+
+
+@njit(parallel=True, fastmath=False, cache=True)
+def _adam(w, g, m, v, nd, s, cv, do_clip, lam, l1, dfac, b1, omb1, b2, omb2, step_size, sqrt_bc2, eps):
+    for i in prange(nd):
+        wi = w[i]
+        a, b, c = adam_j(wi * dfac, prep_decay_j(g[i], wi, s, cv, do_clip, lam, l1), m[i], v[i],
+                         b1, omb1, b2, omb2, step_size, sqrt_bc2, eps)
+        w[i] = a
+        m[i] = b
+        v[i] = c
+    for i in prange(nd, w.size):
+        a, b, c = adam_j(w[i], prep_plain_j(g[i], s, cv, do_clip), m[i], v[i],
+                         b1, omb1, b2, omb2, step_size, sqrt_bc2, eps)
+        w[i] = a
+        m[i] = b
+        v[i] = c
+
+# ----------------------------------------------------------------- host part
+
+
+def scale_of(stats, clip_norm, norm_eps) -> float:
+    """The gradient scale s of reference.py, in float64."""
+    s = 1.0
+    norm = math.sqrt(float(stats[0])) if (clip_norm > 0 or norm_eps > 0) else 0.0
+    if clip_norm > 0 and norm > clip_norm:
+        s = clip_norm / norm
+    if norm_eps > 0:
+        s = s / (s * norm + norm_eps)
+    return s
+
+
+def _common(w, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard):
+    """None when the step is skipped, else the loop arguments shared by every rule."""
+    if guard and stats[1] != 0:
+        return None
+    dt = w.dtype.type
+    cv = float(clip_value)
+    return (min(int(n_decay), w.size), dt(scale_of(stats, float(clip_norm), float(norm_eps))),
+            dt(cv if cv > 0 else np.inf), cv > 0, dt(weight_decay), dt(l1), dt(1.0 - lr * decoupled_wd))
+
+
+def sgd(w, g, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard):
+    c = _common(w, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
+    if c is not None:
+        _sgd(w, g, *c, w.dtype.type(lr))
+
+
+def momentum(w, g, buf, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps,
+             guard, mu, nesterov):
+    c = _common(w, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
+    if c is not None:
+        dt = w.dtype.type
+        _momentum(w, g, buf, *c, dt(lr), dt(mu), bool(nesterov))
+
+
+def adagrad(w, g, acc, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps,
+            guard, lr_decay, eps):
+    c = _common(w, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
+    if c is not None:
+        dt = w.dtype.type
+        clr = lr / (1.0 + (float(stats[2]) - 1.0) * lr_decay)
+        _adagrad(w, g, acc, *c, dt(clr), dt(eps))
+
+
+def rmsprop(w, g, sq, ga, buf, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value,
+            norm_eps, guard, alpha, eps, mu, centered):
+    c = _common(w, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
+    if c is not None:
+        dt = w.dtype.type
+        _rmsprop(w, g, sq, ga, buf, *c, dt(lr), dt(alpha), dt(1.0 - alpha), dt(eps), dt(mu), bool(centered),
+                 bool(mu > 0))
+
+
+def adam(w, g, m, v, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps,
+         guard, beta1, beta2, eps):
+    c = _common(w, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
+    if c is not None:
+        dt = w.dtype.type
+        t = float(stats[2])
+        bc1 = 1.0 - beta1 ** t
+        bc2 = 1.0 - beta2 ** t
+        _adam(w, g, m, v, *c, dt(beta1), dt(1.0 - beta1), dt(beta2), dt(1.0 - beta2), dt(lr / bc1),
+              dt(math.sqrt(bc2)), dt(eps))

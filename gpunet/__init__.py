@@ -38,6 +38,8 @@ from .layers import (  # noqa: E402
 )
 from .testing import gradcheck  # noqa: E402
 from .optim import clip_grad_norm  # noqa: E402
+from .train import Trainer, callbacks  # noqa: E402
+from . import diagnostics, metrics, plot  # noqa: E402
 
 
 def __getattr__(name):

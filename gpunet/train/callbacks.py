@@ -1,0 +1,423 @@
+"""Callbacks: hooks the Trainer calls around epochs and batches.
+
+Every hook receives the epoch's logs under the keys of the History ("loss", "accuracy",
+"val_loss", "val_accuracy", "lr", ...). A monitor key that the run will not produce is an error
+at the start of ``fit`` that lists the keys it will produce. Callbacks that carry state across
+epochs (early stopping's counters, the checkpoint files kept, a schedule) save it in the
+Trainer's checkpoints, so a resumed run continues exactly.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import warnings
+
+__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LRScheduler", "CSVLogger",
+           "TerminateOnNaN", "NonFiniteLossError"]
+
+
+class Callback:
+    """Base class. ``self.trainer`` is set by the Trainer; hooks are no-ops by default.
+
+    ``order``: callbacks run in increasing order (stable); checkpoints run last so that they
+    save the state every other callback has reached at the end of the epoch.
+    """
+
+    order = 0
+
+    def set_trainer(self, trainer) -> None:
+        self.trainer = trainer
+
+    def reset(self) -> None:
+        """Forget the state of a previous run (called at the start of a fresh ``fit``)."""
+
+    def on_train_begin(self, logs=None): pass
+    def on_epoch_begin(self, epoch, logs=None): pass
+    def on_batch_begin(self, step, logs=None): pass
+    def on_batch_end(self, step, logs=None): pass
+    def on_readback(self, step, logs): pass
+    def on_validation_begin(self, epoch): pass
+    def on_validation_end(self, epoch, logs): pass
+    def on_epoch_end(self, epoch, logs): pass
+    def on_train_end(self, logs=None): pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    # helpers ------------------------------------------------------------------
+    def _check_key(self, key: str, logs=None) -> None:
+        keys = list(logs) if logs is not None else list(self.trainer.log_keys())
+        if key not in keys:
+            hint = ""
+            if key.startswith("val_") and not any(k.startswith("val_") for k in keys):
+                hint = " (val_* keys need fit(..., val=...))"
+            raise KeyError(f"{type(self).__name__}: monitor {key!r} is not among the logged keys "
+                           f"{keys}{hint}")
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+def _resolve_mode(mode: str, monitor: str, who: str) -> str:
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"{who}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        m = monitor.lower()
+        return "max" if ("acc" in m or m.endswith("auc") or "f1" in m) else "min"
+    return mode
+
+
+class _Monitor:
+    """Best-so-far tracking: improved(v) ⇔ v < best − δ (mode min) or v > best + δ (mode max)."""
+
+    def __init__(self, monitor, mode, min_delta, who):
+        if not (isinstance(min_delta, (int, float)) and min_delta >= 0):
+            raise ValueError(f"{who}: min_delta must be a number >= 0, got {min_delta!r}")
+        self.monitor, self.min_delta = monitor, float(min_delta)
+        self.mode = _resolve_mode(mode, monitor, who)
+
+    def initial(self):
+        return math.inf if self.mode == "min" else -math.inf
+
+    def improved(self, value, best) -> bool:
+        if self.mode == "min":
+            return value < best - self.min_delta
+        return value > best + self.min_delta
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
+
+    mode "auto" maximizes keys with "acc" in their name and minimizes the others. With
+    ``restore_best`` (default) the model ends training with the weights (and buffers) of the best
+    epoch. ``baseline``: a value the monitor must beat to count as an improvement at all.
+    """
+
+    def __init__(self, monitor: str = "val_loss", mode: str = "auto", patience: int = 0,
+                 min_delta: float = 0.0, restore_best: bool = True, baseline: float | None = None,
+                 verbose: int = 0):
+        if int(patience) != patience or patience < 0:
+            raise ValueError(f"EarlyStopping: patience must be an integer >= 0, got {patience!r}")
+        self._m = _Monitor(monitor, mode, min_delta, "EarlyStopping")
+        self.monitor, self.mode, self.min_delta = monitor, self._m.mode, self._m.min_delta
+        self.patience, self.restore_best = int(patience), bool(restore_best)
+        self.baseline, self.verbose = baseline, verbose
+        self.reset()
+
+    def reset(self):
+        self.best = self._m.initial() if self.baseline is None else float(self.baseline)
+        self.best_epoch = None
+        self.wait = 0
+        self.stopped_epoch = None
+        self.best_weights = None
+
+    def on_train_begin(self, logs=None):
+        self._check_key(self.monitor)
+
+    def on_epoch_end(self, epoch, logs):
+        if self.monitor not in logs:
+            self._check_key(self.monitor, logs)
+        value = float(logs[self.monitor])
+        if self._m.improved(value, self.best):
+            self.best, self.best_epoch, self.wait = value, int(epoch), 0
+            if self.restore_best:
+                self.best_weights = self.trainer.model.state_dict()
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = int(epoch)
+            self.trainer.stop_training = True
+            if self.verbose:
+                print(f"EarlyStopping: {self.monitor} has not improved for {self.wait} epochs "
+                      f"(best {self.best:.6g} at epoch {self.best_epoch}); stopping after epoch {epoch}")
+
+    def on_train_end(self, logs=None):
+        if self.restore_best and self.best_weights is not None:
+            self.trainer.model.load_state_dict(self.best_weights)
+            if self.verbose:
+                print(f"EarlyStopping: restored the weights of epoch {self.best_epoch} "
+                      f"({self.monitor} = {self.best:.6g})")
+
+    def state_dict(self):
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights}
+
+    def load_state_dict(self, state):
+        self.best, self.best_epoch, self.wait = float(state["best"]), state["best_epoch"], int(state["wait"])
+        self.stopped_epoch = state["stopped_epoch"]
+        bw = state["best_weights"]
+        self.best_weights = None if bw is None else dict(bw)
+
+    def __repr__(self):
+        return (f"EarlyStopping(monitor={self.monitor!r}, mode={self.mode!r}, patience={self.patience}, "
+                f"min_delta={self.min_delta:g}, restore_best={self.restore_best})")
+
+
+class ModelCheckpoint(Callback):
+    """Save a full checkpoint (model, optimizer, schedule, random state, epoch; see
+    ``Trainer.save_checkpoint``) at the end of epochs.
+
+    ``path`` may hold fields of the logs and ``{epoch}`` (1-based), e.g.
+    ``"ckpt/e{epoch:03d}-{val_loss:.3f}.gnck"``. ``save_best_only``: only when ``monitor``
+    improves. ``keep=N``: keep the N newest files this callback wrote, deleting older ones.
+    Written atomically, so an interrupted save leaves the previous file intact.
+    """
+
+    order = 100
+
+    def __init__(self, path, monitor: str = "val_loss", mode: str = "auto", save_best_only: bool = False,
+                 keep: int | None = None, min_delta: float = 0.0, verbose: int = 0):
+        if keep is not None and (int(keep) != keep or keep < 1):
+            raise ValueError(f"ModelCheckpoint: keep must be a positive integer or None, got {keep!r}")
+        self.path = os.fspath(path)
+        self._m = _Monitor(monitor, mode, min_delta, "ModelCheckpoint")
+        self.monitor, self.mode = monitor, self._m.mode
+        self.save_best_only, self.keep, self.verbose = bool(save_best_only), keep, verbose
+        self.reset()
+
+    def reset(self):
+        self.best = self._m.initial()
+        self.saved: list[str] = []
+
+    def on_train_begin(self, logs=None):
+        if self.save_best_only:
+            self._check_key(self.monitor)
+        try:
+            self.path.format(epoch=1, **{k: 0.0 for k in self.trainer.log_keys()})
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"ModelCheckpoint: path {self.path!r} has a field that is not a logged key "
+                             f"({exc}); available: epoch, {', '.join(self.trainer.log_keys())}") from None
+
+    def on_epoch_end(self, epoch, logs):
+        if self.save_best_only:
+            if self.monitor not in logs:
+                self._check_key(self.monitor, logs)
+            value = float(logs[self.monitor])
+            if not self._m.improved(value, self.best):
+                return
+            self.best = value
+        filename = self.path.format(epoch=epoch + 1, **logs)
+        folder = os.path.dirname(os.path.abspath(filename))
+        os.makedirs(folder, exist_ok=True)
+        if filename in self.saved:
+            self.saved.remove(filename)
+        self.saved.append(filename)
+        dropped = []
+        if self.keep is not None:
+            while len(self.saved) > self.keep:
+                dropped.append(self.saved.pop(0))
+        self.trainer.save_checkpoint(filename)  # includes this callback's updated state
+        for old in dropped:
+            try:
+                os.remove(old)
+            except FileNotFoundError:
+                pass
+        if self.verbose:
+            print(f"ModelCheckpoint: saved {filename}")
+
+    def state_dict(self):
+        return {"best": self.best, "saved": list(self.saved)}
+
+    def load_state_dict(self, state):
+        self.best, self.saved = float(state["best"]), [str(s) for s in state["saved"]]
+
+
+class LRScheduler(Callback):
+    """Set the optimizer's learning rate from a schedule (``gpunet.optim.schedules``): at the
+    start of each epoch for per-epoch schedules, before each step for per-step ones. η₀ is the
+    optimizer's rate when training starts unless the schedule was given ``base_lr``.
+    ``ReduceOnPlateau`` is fed ``logs[schedule.monitor]`` at the end of each epoch."""
+
+    def __init__(self, schedule, verbose: int = 0):
+        from ..optim.schedules import Schedule
+
+        if not isinstance(schedule, Schedule):
+            raise TypeError(f"LRScheduler: expected a gpunet.optim.schedules schedule, got {type(schedule).__name__}")
+        self.schedule, self.verbose = schedule, verbose
+
+    def reset(self):
+        if hasattr(self.schedule, "history"):
+            self.schedule.history = []
+        inner = getattr(self.schedule, "schedule", None)
+        if inner is not None and hasattr(inner, "history"):
+            inner.history = []
+
+    @property
+    def _monitor(self):
+        return getattr(self.schedule, "monitor", None)
+
+    def on_train_begin(self, logs=None):
+        self.schedule.bind(self.trainer.optimizer.lr)
+        if self._monitor is not None:
+            self._check_key(self._monitor)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.schedule.unit == "epoch":
+            self.trainer.optimizer.lr = self.schedule(epoch)
+            if self.verbose:
+                print(f"LRScheduler: epoch {epoch}: lr = {self.trainer.optimizer.lr:.6g}")
+
+    def on_batch_begin(self, step, logs=None):
+        if self.schedule.unit == "step":
+            self.trainer.optimizer.lr = self.schedule(step)
+
+    def on_epoch_end(self, epoch, logs):
+        if self._monitor is not None:
+            if self._monitor not in logs:
+                self._check_key(self._monitor, logs)
+            self.schedule.observe(logs[self._monitor])
+
+    def state_dict(self):
+        return {"schedule": self.schedule.state_dict()}
+
+    def load_state_dict(self, state):
+        self.schedule.load_state_dict(state["schedule"])
+
+    def __repr__(self):
+        return f"LRScheduler({self.schedule!r})"
+
+
+class CSVLogger(Callback):
+    """One CSV row per epoch ("epoch" then the logged keys), flushed as it is written. A fresh
+    run overwrites the file unless ``append``; a resumed run keeps the rows of the epochs before
+    the checkpoint and drops any written after it."""
+
+    def __init__(self, path, separator: str = ",", append: bool = False):
+        self.path, self.separator, self.append = os.fspath(path), separator, bool(append)
+
+    def on_train_begin(self, logs=None):
+        self.keys = ["epoch"] + list(self.trainer.log_keys())
+        start = int((logs or {}).get("initial_epoch", 0))
+        rows = []
+        if (start > 0 or self.append) and os.path.exists(self.path):
+            with open(self.path, newline="") as f:
+                reader = csv.DictReader(f, delimiter=self.separator)
+                rows = [r for r in reader if start == 0 or int(r["epoch"]) < start]
+        folder = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(folder, exist_ok=True)
+        self._file = open(self.path, "w", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=self.keys, delimiter=self.separator,
+                                      extrasaction="ignore", restval="")
+        self._writer.writeheader()
+        for r in rows:
+            self._writer.writerow(r)
+        self._file.flush()
+
+    def on_epoch_end(self, epoch, logs):
+        self._writer.writerow({"epoch": epoch, **{k: repr(float(v)) for k, v in logs.items()}})
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        if getattr(self, "_file", None) is not None:
+            self._file.close()
+            self._file = None
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a non-finite loss; ``report`` says where it came from."""
+
+    def __init__(self, message, report=None):
+        super().__init__(message)
+        self.report = report
+
+
+def _copy_tree(tree):
+    if hasattr(tree, "shape") and hasattr(tree, "copy"):
+        return tree.copy()
+    if isinstance(tree, dict):
+        return {k: _copy_tree(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_copy_tree(v) for v in tree)
+    return tree
+
+
+class TerminateOnNaN(Callback):
+    """Stop training when the running training loss or the weights become NaN or ±inf, and say
+    where it came from.
+
+    The Trainer reads the running loss back every ``sync_every`` batches and at the end of each
+    epoch. At each finite read-back this callback keeps a device copy of the model's parameters
+    and buffers, the optimizer's state and the layers' random state (a copy per ``sync_every``
+    steps, no host transfer) and references to the batches since. When a read-back is not
+    finite, it restores that copy and replays the steps one by one under watch
+    (``gpunet.diagnostics.trace_nonfinite``) to find the first step and layer that produced a
+    non-finite activation, loss, gradient or parameter update. The report goes to
+    ``self.report`` and a warning (``raise_error=True``: ``NonFiniteLossError``), training
+    stops, and the model is left with the last finite weights, those just before that step's
+    update. ``locate=False`` skips the copies and the replay.
+    """
+
+    def __init__(self, raise_error: bool = False, locate: bool = True):
+        self.raise_error, self.locate = bool(raise_error), bool(locate)
+        self.reset()
+
+    def reset(self):
+        self.report = None
+        self._snap, self._steps = None, []
+
+    def _snapshot(self):
+        t = self.trainer
+        m = t.model
+        self._snap = {
+            "params": m.arena.params.copy(),
+            "buffers": {k: v.copy() for k, v in m.buffers()},
+            "rng": {n: layer.get_rng_state() for n, layer in m.named_layers()},
+            "optimizer": _copy_tree(t.optimizer.state_dict()),
+            "step": t.global_step,
+        }
+        self._steps = []
+
+    def _restore(self):
+        t, snap = self.trainer, self._snap
+        m = t.model
+        m.arena.params[...] = snap["params"]
+        if snap["buffers"]:
+            m.load_state_dict(snap["buffers"], strict=False)
+        for n, layer in m.named_layers():
+            if snap["rng"].get(n) is not None:
+                layer.set_rng_state(snap["rng"][n])
+        t.optimizer.load_state_dict(_copy_tree(snap["optimizer"]))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.locate and self._snap is None:
+            self._snapshot()
+
+    def on_batch_end(self, step, logs=None):
+        if self.locate:
+            x, y = self.trainer.last_batch
+            self._steps.append((x, y, self.trainer.optimizer.lr))
+
+    def on_readback(self, step, logs):
+        value = logs.get("loss", 0.0)
+        params = self.trainer.model.arena.params
+        # min and max propagate NaN and show ±inf: a finite pair means finite weights
+        healthy = math.isfinite(value) and math.isfinite(float(params.min())) and math.isfinite(float(params.max()))
+        if healthy:
+            if self.locate:
+                self._snapshot()
+            return
+        if self.report is not None:
+            return
+        t = self.trainer
+        t.stop_training = True
+        if self.locate and self._snap is not None:
+            from ..diagnostics import trace_nonfinite
+
+            self._restore()
+            report = trace_nonfinite(t.model, t.loss, t.optimizer, self._steps, self._snap["step"])
+        else:
+            report = "not located (locate=False)"
+        self.report = report
+        self._snap, self._steps = None, []
+        what = f"the training loss is {value}" if not math.isfinite(value) else "the weights hold non-finite values"
+        msg = f"TerminateOnNaN: {what} at step {step}; stopping. Origin: {report}"
+        if self.raise_error:
+            raise NonFiniteLossError(msg, report)
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+
+    def on_train_end(self, logs=None):
+        self._snap, self._steps = None, []

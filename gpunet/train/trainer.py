@@ -1,0 +1,461 @@
+"""The Trainer: fit / evaluate / predict around the four-line training step.
+
+    model.train()
+    logits = model(x)
+    value = loss_fn(logits, y)
+    model.backward(loss_fn.backward())
+    opt.step()
+
+Per-batch loss and metric values stay on the device (running sums of 0-d arrays); they are read
+back every ``sync_every`` batches (for the progress bar and TerminateOnNaN) and at the end of an
+epoch, so there is no host synchronization per step.
+
+Non-finite losses, the policy: without ``TerminateOnNaN`` training goes on, and at the end of an
+epoch whose loss is not finite a warning says where non-finite values are now (usually the
+parameters). With ``TerminateOnNaN()`` training stops within ``sync_every`` steps and the callback
+replays those steps to name the first step and layer that produced a non-finite activation,
+gradient or update, leaving the model with the last finite weights (``raise_error=True`` raises
+``NonFiniteLossError``). An optimizer whose own policy skips non-finite steps keeps the weights
+finite (the default of gpunet's optimizers); the Trainer then leaves batches with a non-finite loss
+out of the epoch's loss, warns, and logs their number as ``logs["skipped"]`` (in those epochs only).
+"""
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+import weakref
+
+import numpy as np
+
+from .. import backend
+from .. import metrics as metrics_mod
+from . import checkpoint as ckpt
+from .callbacks import Callback, TerminateOnNaN
+from .history import History
+
+__all__ = ["Trainer"]
+
+
+def batches(*args, **kwargs):
+    from ..data.batching import batches as _batches  # imported on first use: keeps `import gpunet` light
+
+    return _batches(*args, **kwargs)
+
+
+def num_batches(*args, **kwargs):
+    from ..data.batching import num_batches as _num_batches
+
+    return _num_batches(*args, **kwargs)
+
+
+def _overrides(cb, hook: str) -> bool:
+    return getattr(type(cb), hook) is not getattr(Callback, hook)
+
+
+class Trainer:
+    """``Trainer(model, loss, optimizer, metrics=["accuracy"], callbacks=[...])``.
+
+    ``fit(train, val=None, epochs, batch_size)`` → ``History``; ``evaluate(data)`` → dict of
+    floats; ``predict(x)`` → outputs on the device. ``train``/``val``/``data`` are ``(x, y)``
+    pairs of arrays or ``gpunet.data`` datasets. ``sync_every``: batches between read-backs.
+    """
+
+    def __init__(self, model, loss, optimizer, metrics=("accuracy",), callbacks=(), sync_every: int = 25):
+        self.model, self.loss, self.optimizer = model, loss, optimizer
+        self.metrics = [metrics_mod.get(m) for m in (metrics or ())]
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Trainer: metrics must have distinct names, got {names}")
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"Trainer: callbacks must be gpunet Callbacks, got {type(cb).__name__}")
+        self.callbacks = sorted(callbacks, key=lambda c: c.order)
+        for cb in self.callbacks:
+            cb.set_trainer(self)
+        if int(sync_every) != sync_every or sync_every < 1:
+            raise ValueError(f"Trainer: sync_every must be a positive integer, got {sync_every!r}")
+        self.sync_every = int(sync_every)
+        self.history = History()
+        self.epoch = 0            # epochs completed
+        self.current_epoch = 0
+        self.global_step = 0
+        self.stop_training = False
+        self.last_batch = (None, None)
+        self.train_x = None
+        self._has_val = False
+        self._validated = {}
+
+    # ------------------------------------------------------------------ data checks
+    @staticmethod
+    def _unpack(data, who):
+        if hasattr(data, "x") and hasattr(data, "y"):
+            return data.x, data.y
+        try:
+            x, y = data
+        except (TypeError, ValueError):
+            raise TypeError(f"{who}: expected an (x, y) pair or a gpunet Dataset, got {type(data).__name__}") from None
+        return x, y
+
+    def _check_data(self, x, y, who):
+        """Validate once: array types, lengths, feature shape against the model, labels' dtype and
+        range (then per-batch label checks can be switched off)."""
+        if not hasattr(x, "shape") or not hasattr(y, "shape"):
+            raise TypeError(f"{who}: x and y must be arrays, got {type(x).__name__} and {type(y).__name__}")
+        if x.ndim < 2 or len(x) == 0:
+            raise ValueError(f"{who}: x must have shape (N, features...) with N > 0, got {tuple(x.shape)}")
+        if len(x) != len(y):
+            raise ValueError(f"{who}: x has {len(x)} rows but y has {len(y)}")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"{who}: x must be floating point, got {x.dtype} (scale it first, "
+                            "e.g. gpunet.data.to_unit)")
+        hint = self.model.input_shape_hint()
+        if hint is not None and tuple(x.shape[1:]) != tuple(hint):
+            raise ValueError(f"{who}: the model expects samples of shape {tuple(hint)} (x of shape "
+                             f"(N, {', '.join(map(str, hint))})), got x of shape {tuple(x.shape)}")
+        xp = backend.get_array_module(x)
+        if not (math.isfinite(float(x.min())) and math.isfinite(float(x.max()))):  # NaN propagates
+            bad = int(xp.count_nonzero(~xp.isfinite(x)))
+            raise ValueError(f"{who}: x holds {bad} non-finite values (NaN or inf)")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            out = self.model(backend.to_device(x[:1], self.model.device, dtype=self.model.dtype))
+        except Exception as exc:
+            raise ValueError(f"{who}: a forward pass on one sample of shape {tuple(x.shape[1:])} failed: "
+                             f"{exc}") from exc
+        finally:
+            self.model.train(was_training)
+        if hasattr(self.loss, "check_labels"):  # class labels (cross-entropy)
+            if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+                raise TypeError(f"{who}: labels must be a 1-D integer array of class indices for "
+                                f"{type(self.loss).__name__}, got dtype {y.dtype} and shape {tuple(y.shape)}")
+            classes = out.shape[1] if out.ndim == 2 else None
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or (classes is not None and hi >= classes):
+                raise ValueError(f"{who}: labels must lie in [0, {classes}) for a model with {classes} "
+                                 f"outputs, got values from {lo} to {hi}")
+        elif tuple(y.shape[1:]) != tuple(out.shape[1:]):
+            raise ValueError(f"{who}: targets of shape {tuple(y.shape)} do not match the model's output "
+                             f"shape (N, {', '.join(map(str, out.shape[1:]))})")
+
+    def _prepare(self, data, who):
+        x, y = self._unpack(data, who)
+        key = (id(x), id(y), who)
+        seen = self._validated.get(key)
+        if seen is None or seen[0]() is not x or seen[1]() is not y:  # validate a data set once
+            self._check_data(x, y, who)
+            try:
+                self._validated[key] = (weakref.ref(x), weakref.ref(y))
+            except TypeError:  # arrays that cannot be weakly referenced are checked every time
+                pass
+        dev = self.model.device
+        if backend.device_of(x) != dev or x.dtype != self.model.dtype:
+            x = backend.to_device(x, dev, dtype=self.model.dtype)
+        if backend.device_of(y) != dev:
+            y = backend.to_device(y, dev)
+        return x, y
+
+    # ------------------------------------------------------------------ logs
+    def _penalty_coefs(self):
+        wd = float(getattr(self.optimizer, "weight_decay", 0.0) or 0.0)
+        l1 = float(getattr(self.optimizer, "l1", 0.0) or 0.0)
+        return wd, l1
+
+    def log_keys(self) -> list[str]:
+        """The keys of each epoch's logs in this run (what a monitor may name)."""
+        keys = ["loss"] + [m.name for m in self.metrics]
+        wd, l1 = self._penalty_coefs()
+        keys += (["l2_penalty"] if wd else []) + (["l1_penalty"] if l1 else []) + (["total_loss"] if wd or l1 else [])
+        if self._has_val:
+            keys += ["val_loss"] + [f"val_{m.name}" for m in self.metrics]
+        return keys + ["lr"]
+
+    def penalties(self) -> dict:
+        """½λ‖w‖² and μ‖w‖₁ over the weights that take decay (arena range [0, n_decay))."""
+        wd, l1 = self._penalty_coefs()
+        out = {}
+        if wd or l1:
+            a = self.model.arena
+            w = a.params[: getattr(self.optimizer, "n_decay", a.n_decay)]
+            xp = backend.get_array_module(w)
+            if wd:
+                out["l2_penalty"] = 0.5 * wd * float(xp.dot(w, w))
+            if l1:
+                out["l1_penalty"] = l1 * float(xp.abs(w).sum())
+        return out
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, train, val=None, epochs: int = 1, batch_size: int = 32, resume=None, verbose: int = 1,
+            shuffle: bool = True, drop_last: bool = False, val_batch_size: int | None = None) -> History:
+        """Train until ``epochs`` epochs are done in total (a resumed run continues from the
+        checkpoint's epoch). Shuffling draws from ``gpunet.backend.rng()`` (``gpunet.seed``)."""
+        if int(epochs) != epochs or epochs < 0:
+            raise ValueError(f"Trainer.fit: epochs must be a non-negative integer, got {epochs!r}")
+        x, y = self._prepare(train, "Trainer.fit(train)")
+        xv = yv = None
+        if val is not None:
+            xv, yv = self._prepare(val, "Trainer.fit(val)")
+        self._has_val = val is not None
+        self.train_x = x  # on the model's device; SWA's batch-norm pass reads it
+        self.stop_training = False
+        self.history, self.epoch, self.global_step = History(), 0, 0
+        for cb in self.callbacks:
+            cb.reset()
+        if resume is not None:
+            self.load_checkpoint(resume)
+        saved_check = getattr(self.loss, "check_labels", None)
+        if saved_check is not None:
+            self.loss.check_labels = False  # validated once above
+        saved_input_grad = self.model.need_input_grad
+        self.model.need_input_grad = False  # the data is not trained: no gradient for the input
+        try:
+            self._fire("on_train_begin", {"initial_epoch": self.epoch})
+            for epoch in range(self.epoch, int(epochs)):
+                if self.stop_training:
+                    break
+                self.current_epoch = epoch
+                self._fire("on_epoch_begin", epoch)
+                bar = self._bar(len(x), batch_size, drop_last, epoch, int(epochs), verbose)
+                try:
+                    logs = self._train_epoch(x, y, batch_size, shuffle, drop_last, epoch, bar)
+                    if xv is not None:
+                        self._fire("on_validation_begin", epoch)
+                        vlogs = self._evaluate_arrays(xv, yv, val_batch_size or max(batch_size, 256))
+                        logs.update({f"val_{k}": v for k, v in vlogs.items()})
+                        self._fire("on_validation_end", epoch, logs)
+                    logs["lr"] = self._epoch_lr
+                    if bar is not None:
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=True)
+                finally:
+                    if bar is not None:
+                        bar.close()
+                if verbose == 2:
+                    items = "  ".join(f"{k}={v:.4g}" for k, v in logs.items())
+                    print(f"epoch {epoch + 1}/{epochs}  {items}", file=sys.stderr, flush=True)
+                self.history.append(epoch, logs)
+                self.epoch = epoch + 1
+                self._fire("on_epoch_end", epoch, logs)
+            self._fire("on_train_end", self.history.last())
+        finally:
+            self.train_x = None
+            self.model.need_input_grad = saved_input_grad
+            if saved_check is not None:
+                self.loss.check_labels = saved_check
+        return self.history
+
+    def _fire(self, hook, *args):
+        for cb in self.callbacks:
+            getattr(cb, hook)(*args)
+
+    @staticmethod
+    def _bar(n, batch_size, drop_last, epoch, epochs, verbose):
+        if verbose != 1:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=num_batches(n, batch_size, drop_last), desc=f"epoch {epoch + 1}/{epochs}",
+                    unit="batch", leave=True, file=sys.stderr, dynamic_ncols=True)
+
+    def _buffers(self, xp, n, batch_size, drop_last):
+        """Per-batch values of one pass: a (1 + metrics, batches) device buffer that each step
+        writes one column of, and the batch sizes (the loss is a mean over each batch)."""
+        nb = num_batches(n, batch_size, drop_last)
+        sizes = np.full(nb, batch_size, dtype=np.float64)
+        if nb and not drop_last and n % batch_size:
+            sizes[-1] = n % batch_size
+        buf = xp.zeros((1 + len(self.metrics), nb), dtype=np.float64)
+        return buf, backend.to_device(sizes, backend.device_of(buf)), nb
+
+    def _train_epoch(self, x, y, batch_size, shuffle, drop_last, epoch, bar):
+        model, loss_fn, opt = self.model, self.loss, self.optimizer
+        xp = backend.get_array_module(x)
+        buf, sizes, n_batches = self._buffers(xp, len(x), batch_size, drop_last)
+        begin = [cb for cb in self.callbacks if _overrides(cb, "on_batch_begin")]
+        end = [cb for cb in self.callbacks if _overrides(cb, "on_batch_end")]
+        readers = [cb for cb in self.callbacks if _overrides(cb, "on_readback")]
+        skip = getattr(opt, "nonfinite", None) == "skip"
+        metrics = list(enumerate(self.metrics, start=1))
+        self._epoch_lr = float(opt.lr)
+        done = read_at = 0
+        logs = {}
+        for i, (xb, yb) in enumerate(batches(x, y, batch_size, shuffle=shuffle, drop_last=drop_last,
+                                             device=model.device)):
+            step = self.global_step
+            for cb in begin:
+                cb.on_batch_begin(step)
+            if i == 0:
+                self._epoch_lr = float(opt.lr)
+            model.train()
+            logits = model(xb)
+            value = loss_fn(logits, yb)
+            buf[0, i] = value  # stays on the device
+            for j, m in metrics:
+                buf[j, i] = m.batch_sum(logits, yb)
+            model.backward(loss_fn.backward())
+            opt.step()
+            done = i + 1
+            self.global_step += 1
+            self.last_batch = (xb, yb)
+            for cb in end:
+                cb.on_batch_end(step)
+            if done % self.sync_every == 0 and (bar is not None or readers):
+                logs = self._read(buf, sizes, done, skip)
+                read_at = done
+                if bar is not None:
+                    bar.update(done - bar.n)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "skipped"}, refresh=False)
+                for cb in readers:
+                    cb.on_readback(self.global_step, logs)
+                if self.stop_training:
+                    break
+        if read_at != done or not logs:
+            logs = self._read(buf, sizes, done, skip)
+            for cb in readers:
+                cb.on_readback(self.global_step, logs)
+        if bar is not None:
+            bar.update(done - bar.n)
+        if logs.get("skipped"):
+            warnings.warn(f"Trainer: {int(logs['skipped'])} batches of epoch {epoch} had a non-finite loss; the "
+                          "optimizer skipped their steps and the epoch's loss leaves them out", RuntimeWarning,
+                          stacklevel=3)
+        else:
+            logs.pop("skipped", None)
+        pen = self.penalties()
+        if pen:
+            logs.update(pen)
+            logs["total_loss"] = logs["loss"] + sum(pen.values())
+        if not math.isfinite(logs["loss"]) and not any(isinstance(cb, TerminateOnNaN) for cb in self.callbacks):
+            from ..diagnostics import locate_nonfinite
+
+            warnings.warn(f"Trainer: the training loss of epoch {epoch} is {logs['loss']}; origin: "
+                          f"{locate_nonfinite(model, loss_fn, *self.last_batch)}. Add "
+                          "gpunet.callbacks.TerminateOnNaN() to stop at the first non-finite loss.",
+                          RuntimeWarning, stacklevel=3)
+        return logs
+
+    def _read(self, buf, sizes, k, skip=False):
+        """Means over the first k batches, in one read-back (one host synchronization). With
+        ``skip``, batches whose loss is not finite are left out of the loss (and counted)."""
+        xp = backend.get_array_module(buf)
+        if k == 0:
+            return {"loss": math.nan, **{m.name: math.nan for m in self.metrics}}
+        b, w = buf[:, :k], sizes[:k]
+        scale = w if getattr(self.loss, "reduction", "mean") == "mean" else 1.0
+        parts = [b[1:].sum(axis=1), w.sum()[None]]
+        if skip:
+            ok = xp.isfinite(b[0])
+            parts = [xp.where(ok, b[0] * scale, 0).sum()[None], (w * ok).sum()[None], (~ok).sum()[None]] + parts
+        else:
+            parts = [(b[0] * scale).sum()[None], w.sum()[None], xp.zeros(1)] + parts
+        host = backend.to_numpy(xp.concatenate([p.astype(np.float64) for p in parts]))
+        loss_sum, counted, nonfinite, msums, n = host[0], host[1], host[2], host[3:-1], host[-1]
+        logs = {"loss": float(loss_sum / counted) if counted > 0 else math.nan}
+        for m, v in zip(self.metrics, msums):
+            logs[m.name] = float(v / n)
+        if skip:
+            logs["skipped"] = float(nonfinite)
+        return logs
+
+    # ------------------------------------------------------------------ evaluate / predict
+    def _evaluate_arrays(self, x, y, batch_size):
+        model = self.model
+        was_training = model.training
+        model.eval()
+        xp = backend.get_array_module(x)
+        buf, sizes, _ = self._buffers(xp, len(x), batch_size, False)
+        k = 0
+        try:
+            for k, (xb, yb) in enumerate(batches(x, y, batch_size, shuffle=False, device=model.device), start=1):
+                out = model(xb)
+                buf[0, k - 1] = self.loss(out, yb)
+                for j, m in enumerate(self.metrics, start=1):
+                    buf[j, k - 1] = m.batch_sum(out, yb)
+        finally:
+            model.train(was_training)
+        return self._read(buf, sizes, k)
+
+    def evaluate(self, data, batch_size: int = 256) -> dict:
+        """Loss and metrics over ``data`` in eval mode, e.g. {"loss": 0.07, "accuracy": 0.981}."""
+        x, y = self._prepare(data, "Trainer.evaluate(data)")
+        saved = getattr(self.loss, "check_labels", None)
+        if saved is not None:
+            self.loss.check_labels = False
+        try:
+            return self._evaluate_arrays(x, y, batch_size)
+        finally:
+            if saved is not None:
+                self.loss.check_labels = saved
+
+    def predict(self, x, batch_size: int = 256):
+        """The model's outputs for ``x`` (eval mode), concatenated on the model's device."""
+        if hasattr(x, "x") and hasattr(x, "y"):
+            x = x.x
+        if not hasattr(x, "shape") or x.ndim < 2:
+            raise TypeError(f"Trainer.predict(x): expected an array of shape (N, ...), got {type(x).__name__}")
+        model = self.model
+        x = backend.to_device(x, model.device, dtype=model.dtype)
+        xp = backend.get_array_module(x)
+        was_training = model.training
+        model.eval()
+        try:
+            outs = [model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        finally:
+            model.train(was_training)
+        return xp.concatenate(outs, axis=0)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs: model, layers' random state, optimizer, the host RNG
+        (shuffling, seeds), epoch and step, history and callbacks' state (schedules included)."""
+        model = self.model
+        layer_rng = {}
+        for name, layer in model.named_layers():
+            s = layer.get_rng_state()
+            if s is not None:
+                layer_rng[name] = s
+        return {
+            "architecture": ckpt.architecture(model),
+            "device": model.device,
+            "model": model.state_dict(),
+            "layer_rng": layer_rng,
+            "optimizer": {"type": type(self.optimizer).__name__, "state": self.optimizer.state_dict()},
+            "backend_rng": backend.get_rng_state(),
+            "epoch": self.epoch,
+            "step": self.global_step,
+            "history": self.history.to_dict(),
+            "callbacks": [{"type": type(cb).__name__, "state": cb.state_dict()} for cb in self.callbacks],
+        }
+
+    def save_checkpoint(self, path) -> None:
+        """Write ``state_dict()`` to ``path`` atomically (see ``gpunet.train.checkpoint``)."""
+        ckpt.save(path, self.state_dict())
+
+    def load_checkpoint(self, path) -> dict:
+        """Restore a checkpoint written by ``save_checkpoint`` (on either device)."""
+        state = ckpt.load(path)
+        name = f"checkpoint {str(path)!r}"
+        if not isinstance(state, dict) or "architecture" not in state:
+            raise ckpt.CheckpointError(f"{name} is not a Trainer checkpoint")
+        ckpt.check_architecture(state["architecture"], self.model, name)
+        opt_type = state["optimizer"]["type"]
+        if opt_type != type(self.optimizer).__name__:
+            raise ckpt.CheckpointError(f"{name} holds the state of a {opt_type} optimizer, this Trainer "
+                                       f"has a {type(self.optimizer).__name__}")
+        dev = self.model.device
+        self.model.load_state_dict(state["model"])
+        layers = dict(self.model.named_layers())
+        for lname, s in state["layer_rng"].items():
+            layers[lname].set_rng_state(s)
+        self.optimizer.load_state_dict(ckpt.to_device_tree(state["optimizer"]["state"], dev))
+        backend.set_rng_state(state["backend_rng"])
+        self.epoch, self.global_step = int(state["epoch"]), int(state["step"])
+        self.history = History.from_dict(state["history"])
+        saved = list(state["callbacks"])
+        for cb in self.callbacks:  # match by type, in order of appearance
+            for i, entry in enumerate(saved):
+                if entry["type"] == type(cb).__name__:
+                    cb.load_state_dict(entry["state"])
+                    saved.pop(i)
+                    break
+        return state

@@ -79,16 +79,10 @@ class Ensemble(Layer):
 
 
 def _ema_update(shadow, params, decay):
-    """w̄ ← β w̄ + (1 − β) w, in place."""
-    try:
-        from ..ops import ema as ema_op
-    except ImportError:
-        ema_op = None
-    fn = getattr(ema_op, "ema_update", None) if ema_op is not None else None
-    if fn is not None:
-        fn(shadow, params, decay)
-        return
-    shadow -= (shadow - params) * shadow.dtype.type(1.0 - decay)
+    """w̄ ← β w̄ + (1 − β) w, in place: one fused pass over the arena (gpunet.ops.ema)."""
+    from ..ops.ema import ema_update
+
+    ema_update(shadow, params, decay)
 
 
 class EMA(Callback):

@@ -55,7 +55,7 @@ def _encode(obj, arrays: list):
         a = backend.to_numpy(obj)
         if a.dtype.hasobject:
             raise TypeError("checkpoint: object arrays cannot be saved")
-        arrays.append(np.ascontiguousarray(a))
+        arrays.append(a if a.flags.c_contiguous else a.copy(order="C"))  # keeps 0-d arrays 0-d
         return {"__array__": len(arrays) - 1}
     if isinstance(obj, dict):
         items = []
@@ -146,7 +146,7 @@ def loads(blob: bytes, name: str = "checkpoint"):
         dt = np.dtype(spec["dtype"])
         count = int(np.prod(spec["shape"], dtype=np.int64))
         o = base + spec["offset"]
-        a = np.frombuffer(payload, dtype=dt, count=count, offset=o).reshape(spec["shape"]).copy()
+        a = np.frombuffer(payload, dtype=dt, count=count, offset=o).reshape(tuple(spec["shape"])).copy()
         arrays.append(a)
     return _decode(header["tree"], arrays)
 

@@ -36,6 +36,7 @@ from .backend import (  # noqa: E402
 from .layers import (  # noqa: E402
     Flatten, Identity, Layer, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh,
 )
+from .layers import BatchNorm1d, BatchNorm2d, Dropout  # noqa: E402
 from .testing import gradcheck  # noqa: E402
 from .optim import clip_grad_norm  # noqa: E402
 from .train import Trainer, callbacks  # noqa: E402

@@ -1,0 +1,72 @@
+"""Dropout layer: inverted dropout on counter-based random bits."""
+from __future__ import annotations
+
+from .. import backend
+from ..ops.dropout import check_p, dropout_backward, dropout_forward
+from .base import Layer
+from .checks import check_input
+
+_counter = {"rng": None, "next": 0}
+
+
+def _next_layer_id() -> int:
+    """Dropout layers are numbered 0, 1, 2, … in construction order, counting from the last
+    ``gpunet.seed()`` (or ``backend.set_rng_state``), so that one seed and one model definition
+    give the same masks in every run and on every device."""
+    r = backend.rng()
+    if _counter["rng"] is not r:
+        _counter["rng"], _counter["next"] = r, 0
+    i = _counter["next"]
+    _counter["next"] += 1
+    return i
+
+
+class Dropout(Layer):
+    """Inverted dropout. Training: y = x·m/(1 − p), m_i ~ Bernoulli(1 − p); dx = dy·m/(1 − p).
+    Evaluation (and p = 0): y = x, dx = dy.
+
+    The mask of a training forward is a pure function of (``gpunet.seed``, ``layer_id``, ``step``,
+    element index) through Philox4x32-10 (kernels/common/philox.py), the same on the CPU and the
+    GPU. ``step`` counts this layer's training forwards and advances after each one;
+    ``get_rng_state()``/``set_rng_state()`` save and restore it (and ``layer_id``), so a
+    checkpoint resumes the same mask sequence and a repeated forward can reuse a mask. The
+    backward pass reads a 1-bit-per-element mask kept from the forward.
+    """
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        self.p = check_p(p, "Dropout")
+        self.layer_id = _next_layer_id()
+        self.step = 0
+        self._mask = None
+        self._identity = None  # None until the first forward
+
+    def forward(self, x):
+        x = check_input(self, x)
+        if not self.training or self.p == 0.0:
+            self._identity, self._mask = True, None
+            return x
+        y, self._mask = dropout_forward(x, self.p, backend.get_seed(), self.layer_id, self.step)
+        self._identity = False
+        self._shape = tuple(x.shape)
+        self.step += 1
+        return y
+
+    def backward(self, dy):
+        if self._identity is None:
+            raise RuntimeError(f"{self.name}: backward called before forward")
+        if self._identity:
+            return dy
+        if tuple(dy.shape) != self._shape:
+            raise ValueError(f"{self.name}: dy has shape {tuple(dy.shape)}, the forward's output {self._shape}")
+        return dropout_backward(dy, self._mask, self.p)
+
+    def get_rng_state(self):
+        return {"layer_id": self.layer_id, "step": self.step}
+
+    def set_rng_state(self, state) -> None:
+        self.step = int(state["step"])
+        self.layer_id = int(state.get("layer_id", self.layer_id))
+
+    def extra_repr(self):
+        return f"p={self.p}"

@@ -1,0 +1,141 @@
+"""Batch normalization layers: BatchNorm1d for (N, C) or (N, C, L), BatchNorm2d for (N, C, H, W)."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .. import backend
+from ..ops.batchnorm import batch_norm_backward, batch_norm_eval, batch_norm_train
+from .base import Layer
+from .checks import check_input
+
+
+class _BatchNorm(Layer):
+    """y = γ·(x − μ)/√(σ² + ε) + β per channel (axis 1), PyTorch's semantics and names.
+
+    Training: μ, σ² are the batch's mean and biased variance over every axis but 1, and the
+    running statistics move by running = (1 − momentum)·running + momentum·batch, with the
+    unbiased variance σ²·n/(n − 1) (momentum=None: the cumulative average, factor
+    1/num_batches_tracked). Evaluation: μ, σ² are the running statistics (or the batch's, with
+    ``track_running_stats=False``). Backward: dβ = Σdy, dγ = Σdy·x̂,
+    dx = (γ·invstd/n)·(n·dy − dβ − x̂·dγ) (γ·invstd·dy with running statistics).
+    γ ("weight") and β ("bias") take no weight decay by default; "running_mean", "running_var"
+    and "num_batches_tracked" are buffers, as in PyTorch's state dict.
+    """
+
+    _ndims: tuple = ()
+    _shape_text = ""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, dtype="float32"):
+        super().__init__()
+        name = type(self).__name__
+        if isinstance(num_features, bool) or not isinstance(num_features, numbers.Integral) or num_features < 1:
+            raise ValueError(f"{name}: num_features must be a positive integer, got {num_features!r}")
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
+            raise ValueError(f"{name}: eps must be a positive number, got {eps!r}")
+        if momentum is not None and (isinstance(momentum, bool) or not isinstance(momentum, numbers.Real)
+                                     or not 0.0 <= momentum <= 1.0):
+            raise ValueError(f"{name}: momentum must be in [0, 1] or None (cumulative average), got {momentum!r}")
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"{name}: dtype must be float32 or float64, got {dtype}")
+        self.num_features = int(num_features)
+        self.eps = float(eps)
+        self.momentum = None if momentum is None else float(momentum)
+        self.affine = bool(affine)
+        self.track_running_stats = bool(track_running_stats)
+        self._dtype0 = dtype
+        xp = backend.xp
+        C = self.num_features
+        if self.affine:
+            self.add_parameter("weight", xp.ones(C, dtype=dtype), decay=False)
+            self.add_parameter("bias", xp.zeros(C, dtype=dtype), decay=False)
+        if self.track_running_stats:
+            self.add_buffer("running_mean", xp.zeros(C, dtype=dtype))
+            self.add_buffer("running_var", xp.ones(C, dtype=dtype))
+            self.add_buffer("num_batches_tracked", xp.zeros((), dtype=np.int64))
+        self._saved = None
+
+    def _float_dtype(self):
+        for _, a in list(self._params.items()) + list(self._buffers.items()):
+            if np.issubdtype(a.dtype, np.floating):
+                return a.dtype
+        return None
+
+    def _affine(self, x):
+        """(γ, β), or constant ones and zeros of x's dtype and device without affine."""
+        if self.affine:
+            return self.weight, self.bias
+        xp = backend.get_array_module(x)
+        key = (backend.device_of(x), x.dtype)
+        if getattr(self, "_unit", (None,))[0] != key:
+            self._unit = (key, xp.ones(self.num_features, dtype=x.dtype), xp.zeros(self.num_features, dtype=x.dtype))
+        return self._unit[1], self._unit[2]
+
+    def forward(self, x):
+        x = check_input(self, x, dtype=self._float_dtype())
+        if x.ndim not in self._ndims:
+            raise ValueError(f"{self.name}: expected input of shape {self._shape_text}, got {tuple(x.shape)}")
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"{self.name}: expected {self.num_features} channels (axis 1), got input shape "
+                             f"{tuple(x.shape)}")
+        weight, bias = self._affine(x)
+        batch_stats = self.training or not self.track_running_stats
+        if batch_stats:
+            per_channel = x.size // self.num_features
+            if per_channel < 2:
+                raise ValueError(
+                    f"{self.name}: batch statistics need more than one value per channel, got input shape "
+                    f"{tuple(x.shape)} (use a batch of at least 2, or eval mode)")
+            update = self.training and self.track_running_stats
+            factor = 0.0
+            if update:
+                nbt = self._buffers["num_batches_tracked"]
+                nbt[...] += 1
+                factor = self.momentum if self.momentum is not None else 1.0 / float(nbt)
+            y, mean, invstd = batch_norm_train(
+                x, weight, bias, self.running_mean if update else None, self.running_var if update else None,
+                self.eps, factor, update_running=update)
+            self._saved = (x, mean, invstd, True)
+        else:
+            y = batch_norm_eval(x, weight, bias, self.running_mean, self.running_var, self.eps)
+            self._saved = (x, None, None, False)
+        return y
+
+    def backward(self, dy):
+        if self._saved is None:
+            raise RuntimeError(f"{self.name}: backward called before forward")
+        x, mean, invstd, batch_stats = self._saved
+        if not batch_stats:  # running statistics, fixed: computed here, in float64
+            xp = backend.get_array_module(x)
+            mean = self.running_mean.astype(np.float64)
+            invstd = 1.0 / xp.sqrt(self.running_var.astype(np.float64) + self.eps)
+        weight, _ = self._affine(x)
+        dw = self._grads["weight"] if self.affine else None
+        db = self._grads["bias"] if self.affine else None
+        dx, _, _ = batch_norm_backward(dy, x, weight, mean, invstd, batch_stats=batch_stats, dweight=dw, dbias=db)
+        return dx
+
+    def extra_repr(self):
+        out = f"{self.num_features}, eps={self.eps:g}, momentum={self.momentum}"
+        if not self.affine:
+            out += ", affine=False"
+        if not self.track_running_stats:
+            out += ", track_running_stats=False"
+        return out
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization over (N, C) or (N, C, L) inputs; statistics per channel C."""
+
+    _ndims = (2, 3)
+    _shape_text = "(N, C) or (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization over (N, C, H, W) inputs; statistics per channel C."""
+
+    _ndims = (4,)
+    _shape_text = "(N, C, H, W)"

@@ -1,0 +1,128 @@
+"""Batch-normalization op: validates arguments, picks a kernel tier (see dispatch.py), allocates
+outputs. Inputs (N, C) or (N, C, d1, d2, ...) are viewed as (N, C, S), S = d1·d2·…; statistics
+are per channel over N·S values. Formulas: kernels/batchnorm/reference.py.
+
+- ``batch_norm_train``: batch statistics (biased variance), running statistics updated in
+  place as running = (1 − momentum)·running + momentum·batch, with the unbiased variance;
+  returns (y, mean, invstd), the last two float64 for the backward pass.
+- ``batch_norm_eval``: running statistics.
+- ``batch_norm_backward``: (dx, dγ, dβ); ``batch_stats=False`` for a forward that used fixed
+  (running) statistics, dx = γ·invstd·dy.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+import numbers
+
+import numpy as np
+
+from .. import backend
+from .dispatch import select_tier
+
+_MODULES = {"reference": "reference", "numba_cpu": "numba_cpu", "numba_cuda": "numba_cuda", "cupy": "cupy_tier"}
+
+
+def tier_module(tier: str):
+    """The kernel module of ``tier`` (imported on first use)."""
+    return importlib.import_module(f"gpunet.kernels.batchnorm.{_MODULES[tier]}")
+
+
+def _as_ncs(x, who: str):
+    if not hasattr(x, "dtype") or x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{who}: x must be a float32 or float64 array, got {getattr(x, 'dtype', type(x).__name__)}")
+    if x.ndim < 2:
+        raise ValueError(f"{who}: x must have shape (N, C) or (N, C, ...), got {tuple(x.shape)}")
+    N, C = int(x.shape[0]), int(x.shape[1])
+    S = int(math.prod(x.shape[2:]))
+    if N * C * S == 0:
+        raise ValueError(f"{who}: x must not be empty, got shape {tuple(x.shape)}")
+    xp = backend.get_array_module(x)
+    return xp.ascontiguousarray(x).reshape(N, C, S)
+
+
+def _check_channel(v, name: str, C: int, dtype, who: str):
+    if not hasattr(v, "shape") or tuple(v.shape) != (C,) or v.dtype != dtype:
+        raise ValueError(
+            f"{who}: {name} must be an array of shape ({C},) and dtype {np.dtype(dtype)}, got "
+            f"{getattr(v, 'dtype', type(v).__name__)} of shape {tuple(getattr(v, 'shape', ()))}"
+        )
+    if not v.flags.c_contiguous:
+        raise ValueError(f"{who}: {name} must be contiguous")
+
+
+def _check_eps(eps, who):
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
+        raise ValueError(f"{who}: eps must be a positive number, got {eps!r}")
+
+
+def batch_norm_train(x, weight, bias, running_mean=None, running_var=None, eps: float = 1e-5,
+                     momentum: float = 0.1, update_running: bool = True, tier: str | None = None):
+    """Training forward with batch statistics. Returns (y, mean, invstd)."""
+    who = "batch_norm_train"
+    x3 = _as_ncs(x, who)
+    N, C, S = x3.shape
+    if N * S < 2:
+        raise ValueError(
+            f"{who}: training needs more than one value per channel to estimate a variance, got input shape "
+            f"{tuple(x.shape)}"
+        )
+    _check_eps(eps, who)
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"{who}: momentum must be in [0, 1], got {momentum!r}")
+    xp = backend.get_array_module(x3)
+    _check_channel(weight, "weight", C, x3.dtype, who)
+    _check_channel(bias, "bias", C, x3.dtype, who)
+    if update_running:
+        _check_channel(running_mean, "running_mean", C, x3.dtype, who)
+        _check_channel(running_var, "running_var", C, x3.dtype, who)
+    else:  # the kernels take arrays; these are left alone
+        running_mean = xp.zeros(C, dtype=x3.dtype)
+        running_var = xp.ones(C, dtype=x3.dtype)
+    t = select_tier(x3, weight, bias, running_mean, running_var, tier=tier)
+    y = xp.empty_like(x3)
+    mean = xp.empty(C, dtype=np.float64)
+    invstd = xp.empty(C, dtype=np.float64)
+    tier_module(t).forward_train(x3, weight, bias, running_mean, running_var, y, mean, invstd,
+                                 float(eps), float(momentum), bool(update_running))
+    return y.reshape(x.shape), mean, invstd
+
+
+def batch_norm_eval(x, weight, bias, running_mean, running_var, eps: float = 1e-5, tier: str | None = None):
+    """Evaluation forward: y = γ·(x − running_mean)/√(running_var + ε) + β."""
+    who = "batch_norm_eval"
+    x3 = _as_ncs(x, who)
+    C = x3.shape[1]
+    _check_eps(eps, who)
+    for name, v in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+        _check_channel(v, name, C, x3.dtype, who)
+    t = select_tier(x3, weight, bias, running_mean, running_var, tier=tier)
+    y = backend.get_array_module(x3).empty_like(x3)
+    tier_module(t).forward_eval(x3, weight, bias, running_mean, running_var, y, float(eps))
+    return y.reshape(x.shape)
+
+
+def batch_norm_backward(dy, x, weight, mean, invstd, batch_stats: bool = True, dweight=None, dbias=None,
+                        tier: str | None = None):
+    """(dx, dγ, dβ) from the forward's input, mean and invstd (float64). ``dweight`` and ``dbias``
+    may be given to receive the parameter gradients in place (arena views)."""
+    who = "batch_norm_backward"
+    x3 = _as_ncs(x, who)
+    N, C, S = x3.shape
+    if tuple(dy.shape) != tuple(x.shape):
+        raise ValueError(f"{who}: dy has shape {tuple(dy.shape)}, the forward's input {tuple(x.shape)}")
+    if dy.dtype != x3.dtype:
+        raise TypeError(f"{who}: dy has dtype {dy.dtype}, the forward's input {x3.dtype}")
+    xp = backend.get_array_module(x3)
+    dy3 = xp.ascontiguousarray(dy).reshape(N, C, S)
+    _check_channel(weight, "weight", C, x3.dtype, who)
+    _check_channel(mean, "mean", C, np.float64, who)
+    _check_channel(invstd, "invstd", C, np.float64, who)
+    dweight = xp.empty(C, dtype=x3.dtype) if dweight is None else dweight
+    dbias = xp.empty(C, dtype=x3.dtype) if dbias is None else dbias
+    _check_channel(dweight, "dweight", C, x3.dtype, who)
+    _check_channel(dbias, "dbias", C, x3.dtype, who)
+    t = select_tier(dy3, x3, weight, mean, invstd, dweight, dbias, tier=tier)
+    dx = xp.empty_like(x3)
+    tier_module(t).backward(dy3, x3, weight, mean, invstd, dx, dweight, dbias, bool(batch_stats))
+    return dx.reshape(x.shape), dweight, dbias

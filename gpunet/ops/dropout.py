@@ -1,0 +1,77 @@
+"""Dropout op: validates arguments, picks a kernel tier (see dispatch.py), allocates outputs.
+
+Inverted dropout with probability p: y = x·m/(1 − p), m_i ~ Bernoulli(1 − p), and
+dx = dy·m/(1 − p). The bits m come from Philox4x32-10 keyed by (seed, layer_id, step, element
+index), identical in every tier (kernels/common/philox.py documents the mapping); the forward
+returns them packed one bit per element (uint8, ceil(n/8) bytes), and the backward reads them
+back instead of drawing again.
+"""
+from __future__ import annotations
+
+import importlib
+import numbers
+
+import numpy as np
+
+from .. import backend
+from .dispatch import select_tier
+
+_MODULES = {"reference": "reference", "numba_cpu": "numba_cpu", "numba_cuda": "numba_cuda", "cupy": "cupy_tier"}
+
+
+def tier_module(tier: str):
+    """The kernel module of ``tier`` (imported on first use)."""
+    return importlib.import_module(f"gpunet.kernels.dropout.{_MODULES[tier]}")
+
+
+def check_p(p, who: str = "dropout") -> float:
+    """p as a float, or a ValueError naming p when it is not a number in [0, 1)."""
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= float(p) < 1.0:
+        raise ValueError(f"{who}: p (the probability of dropping an element) must be in [0, 1), got {p!r}")
+    return float(p)
+
+
+def _check_float(a, name: str):
+    if not hasattr(a, "dtype") or a.dtype not in (np.float32, np.float64):
+        got = getattr(a, "dtype", type(a).__name__)
+        raise TypeError(f"dropout: {name} must be a float32 or float64 array, got {got}")
+
+
+def mask_bytes(n: int) -> int:
+    return (int(n) + 7) // 8
+
+
+def dropout_forward(x, p: float, seed: int, layer_id: int, step: int, tier: str | None = None):
+    """(y, mask): y = x·m/(1 − p) with m from (seed, layer_id, step); mask packs m (uint8)."""
+    from gpunet.kernels.common.philox import keep_threshold
+
+    p = check_p(p)
+    _check_float(x, "x")
+    for name, v in (("seed", seed), ("layer_id", layer_id), ("step", step)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+            raise ValueError(f"dropout: {name} must be a non-negative integer, got {v!r}")
+    xp = backend.get_array_module(x)
+    x = xp.ascontiguousarray(x)
+    t = select_tier(x, tier=tier)
+    y = xp.empty_like(x)
+    mask = xp.empty(mask_bytes(x.size), dtype=xp.uint8)
+    tier_module(t).forward(x, y, mask, int(seed), int(layer_id), int(step), keep_threshold(p), 1.0 / (1.0 - p))
+    return y, mask
+
+
+def dropout_backward(dy, mask, p: float, tier: str | None = None):
+    """dx = dy·m/(1 − p), m unpacked from the forward's ``mask``."""
+    p = check_p(p)
+    _check_float(dy, "dy")
+    if getattr(mask, "dtype", None) != np.uint8 or mask.ndim != 1 or mask.size != mask_bytes(dy.size):
+        raise ValueError(
+            f"dropout: mask must be the forward's uint8 array of {mask_bytes(dy.size)} bytes for dy of shape "
+            f"{tuple(dy.shape)}, got {getattr(mask, 'dtype', type(mask).__name__)} of shape "
+            f"{tuple(getattr(mask, 'shape', ()))}"
+        )
+    xp = backend.get_array_module(dy)
+    dy = xp.ascontiguousarray(dy)
+    t = select_tier(dy, mask, tier=tier)
+    dx = xp.empty_like(dy)
+    tier_module(t).backward(dy, mask, dx, 1.0 / (1.0 - p))
+    return dx

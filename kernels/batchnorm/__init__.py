@@ -1,0 +1,1 @@
+"""Batch-normalization kernels: reference (NumPy), numba_cpu, numba_cuda and CUDA C (batchnorm.cu)."""

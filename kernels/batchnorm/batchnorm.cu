@@ -1,0 +1,462 @@
+// Batch normalization, CUDA C tier (loaded by cupy_tier.py through cupy.RawModule). Formulas as
+// in reference.py; inputs viewed as (N, C, S), S = 1 for (N, C), S = H*W for (N, C, H, W).
+//
+// Every op is reduction -> per-channel finalize -> element-wise pass:
+//   1. partial reductions, race-free: block (tile or channel, chunk) writes its own slot
+//      [chunk * C + c] of the partial arrays (no atomics):
+//        (N, C):    block = 32 channels x 8 row groups; a warp reads 32 adjacent channels of
+//                   one row (128-byte coalesced), each thread four rows in flight;
+//        (N, C, S): block = one channel x a chunk of planes; each warp reads one contiguous
+//                   plane x[n, c, :] (16-byte loads when S allows);
+//      statistics are float64 (count, mean, M2) merged with Chan's formula (batches of up to
+//      four values: two-pass mean/M2 of the batch, then one merge), never E[x^2] - E[x]^2;
+//   2. finalize (one thread per channel) merges the chunk partials in a fixed order;
+//   3. element-wise y = (x - mean)*a + beta, dx = a*dy - k*(x - mean) - m, grid-stride, 16-byte
+//      loads/stores when the pointers are 16-byte aligned, x - mean in double.
+// Shapes and launch geometry come from the host (cupy_tier.py); every loop is bounds-checked.
+
+#define GPUNET_NC_TX 32
+#define GPUNET_NC_TY 8
+#define GPUNET_NCS_THREADS 256
+
+struct Welford {
+    double n, mean, m2;
+};
+
+__device__ __forceinline__ void welford_merge(Welford& acc, double nb, double mb, double m2b) {
+    if (nb <= 0.0) return;
+    const double tot = acc.n + nb;
+    const double delta = mb - acc.mean;
+    acc.mean += delta * (nb / tot);
+    acc.m2 += m2b + delta * delta * (acc.n * nb / tot);
+    acc.n = tot;
+}
+
+// Merge k (1..4) values: their mean and M2 by two passes, then one Chan merge.
+// (Loops are unrolled with constant indices so that v stays in registers.)
+template <typename T>
+__device__ __forceinline__ void welford_push(Welford& acc, const T v[4], int k) {
+    double s = 0.0;
+#pragma unroll
+    for (int u = 0; u < 4; ++u)
+        if (u < k) s += (double)v[u];
+    const double mb = s / k;
+    double q = 0.0;
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+        if (u < k) {
+            const double d = (double)v[u] - mb;
+            q += d * d;
+        }
+    }
+    welford_merge(acc, (double)k, mb, q);
+}
+
+// 16-byte vectors: four floats or two doubles.
+template <typename T> struct Vec;
+template <> struct Vec<float> {
+    static const int n = 4;
+    __device__ static void load(const float* p, float v[4]) {
+        const float4 a = *reinterpret_cast<const float4*>(p);
+        v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+    }
+    __device__ static void store(float* p, const float v[4]) {
+        *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+    }
+};
+template <> struct Vec<double> {
+    static const int n = 2;
+    __device__ static void load(const double* p, double v[4]) {
+        const double2 a = *reinterpret_cast<const double2*>(p);
+        v[0] = a.x; v[1] = a.y;
+    }
+    __device__ static void store(double* p, const double v[4]) {
+        *reinterpret_cast<double2*>(p) = make_double2(v[0], v[1]);
+    }
+};
+
+// ------------------------------------------------------------------------------ statistics
+template <typename T>
+__device__ void stats_nc(const T* __restrict__ x, long long N, int C, long long rows_per_chunk,
+                         double* __restrict__ pn, double* __restrict__ pmean, double* __restrict__ pm2) {
+    __shared__ double s_n[GPUNET_NC_TY][GPUNET_NC_TX];
+    __shared__ double s_mean[GPUNET_NC_TY][GPUNET_NC_TX];
+    __shared__ double s_m2[GPUNET_NC_TY][GPUNET_NC_TX];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int c = blockIdx.x * GPUNET_NC_TX + tx;
+    const long long r0 = (long long)blockIdx.y * rows_per_chunk;
+    const long long r1 = min(N, r0 + rows_per_chunk);
+    Welford acc = {0.0, 0.0, 0.0};
+    if (c < C) {
+        for (long long r = r0 + ty; r < r1; r += 4 * GPUNET_NC_TY) {
+            T v[4];
+            int k = 0;  // rows r, r + TY, ... below r1: a prefix of the four
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                const long long rr = r + (long long)u * GPUNET_NC_TY;
+                const bool ok = rr < r1;
+                v[u] = ok ? x[rr * C + c] : T(0);
+                k += ok;
+            }
+            welford_push(acc, v, k);
+        }
+    }
+    s_n[ty][tx] = acc.n;
+    s_mean[ty][tx] = acc.mean;
+    s_m2[ty][tx] = acc.m2;
+    __syncthreads();
+    if (ty == 0 && c < C) {
+        for (int u = 1; u < GPUNET_NC_TY; ++u) welford_merge(acc, s_n[u][tx], s_mean[u][tx], s_m2[u][tx]);
+        const long long slot = (long long)blockIdx.y * C + c;
+        pn[slot] = acc.n;
+        pmean[slot] = acc.mean;
+        pm2[slot] = acc.m2;
+    }
+}
+
+template <typename T>
+__device__ void stats_ncs(const T* __restrict__ x, long long N, int C, long long S, long long planes_per_chunk,
+                          int vec, double* __restrict__ pn, double* __restrict__ pmean, double* __restrict__ pm2) {
+    __shared__ double s_n[GPUNET_NCS_THREADS];
+    __shared__ double s_mean[GPUNET_NCS_THREADS];
+    __shared__ double s_m2[GPUNET_NCS_THREADS];
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int nwarps = GPUNET_NCS_THREADS / 32;
+    const int c = blockIdx.x;
+    const long long n0 = (long long)blockIdx.y * planes_per_chunk;
+    const long long n1 = min(N, n0 + planes_per_chunk);
+    Welford acc = {0.0, 0.0, 0.0};
+    for (long long n = n0 + warp; n < n1; n += nwarps) {
+        const T* p = x + (n * C + c) * S;
+        if (vec) {
+            const int V = Vec<T>::n;
+            for (long long q = lane; q < S / V; q += 32) {
+                T v[4];
+                Vec<T>::load(p + q * V, v);
+                welford_push(acc, v, V);
+            }
+        } else {
+            for (long long q = lane; q < S; q += 4 * 32) {
+                T v[4];
+                int k = 0;
+#pragma unroll
+                for (int u = 0; u < 4; ++u) {
+                    const long long qq = q + 32 * u;
+                    const bool ok = qq < S;
+                    v[u] = ok ? p[qq] : T(0);
+                    k += ok;
+                }
+                welford_push(acc, v, k);
+            }
+        }
+    }
+    s_n[tid] = acc.n;
+    s_mean[tid] = acc.mean;
+    s_m2[tid] = acc.m2;
+    __syncthreads();
+    for (int half = GPUNET_NCS_THREADS / 2; half > 0; half /= 2) {
+        if (tid < half) {
+            Welford a = {s_n[tid], s_mean[tid], s_m2[tid]};
+            welford_merge(a, s_n[tid + half], s_mean[tid + half], s_m2[tid + half]);
+            s_n[tid] = a.n;
+            s_mean[tid] = a.mean;
+            s_m2[tid] = a.m2;
+        }
+        __syncthreads();
+    }
+    if (tid == 0) {
+        const long long slot = (long long)blockIdx.y * C + c;
+        pn[slot] = s_n[0];
+        pmean[slot] = s_mean[0];
+        pm2[slot] = s_m2[0];
+    }
+}
+
+template <typename T>
+__device__ void finalize_stats(const double* __restrict__ pn, const double* __restrict__ pmean,
+                               const double* __restrict__ pm2, int chunks, int C, const T* __restrict__ weight,
+                               T* __restrict__ running_mean, T* __restrict__ running_var,
+                               double* __restrict__ save_mean, double* __restrict__ save_invstd,
+                               double* __restrict__ a, double eps, double momentum, double unbias, int update) {
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += gridDim.x * blockDim.x) {
+        Welford acc = {0.0, 0.0, 0.0};
+        for (int t = 0; t < chunks; ++t) {
+            const long long slot = (long long)t * C + c;
+            welford_merge(acc, pn[slot], pmean[slot], pm2[slot]);
+        }
+        const double var = acc.m2 / acc.n;
+        const double inv = 1.0 / sqrt(var + eps);
+        save_mean[c] = acc.mean;
+        save_invstd[c] = inv;
+        a[c] = (double)weight[c] * inv;
+        if (update) {
+            running_mean[c] = (T)((1.0 - momentum) * (double)running_mean[c] + momentum * acc.mean);
+            running_var[c] = (T)((1.0 - momentum) * (double)running_var[c] + momentum * (var * unbias));
+        }
+    }
+}
+
+template <typename T>
+__device__ void eval_coef(const T* __restrict__ weight, const T* __restrict__ running_mean,
+                          const T* __restrict__ running_var, double eps, int C, double* __restrict__ mean,
+                          double* __restrict__ a) {
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += gridDim.x * blockDim.x) {
+        mean[c] = (double)running_mean[c];
+        a[c] = (double)weight[c] / sqrt((double)running_var[c] + eps);
+    }
+}
+
+// ------------------------------------------------------------------------------ backward sums
+template <typename T>
+__device__ void bwd_sums_nc(const T* __restrict__ dy, const T* __restrict__ x, const double* __restrict__ mean,
+                            long long N, int C, long long rows_per_chunk, double* __restrict__ psdy,
+                            double* __restrict__ psdx) {
+    __shared__ double s_dy[GPUNET_NC_TY][GPUNET_NC_TX];
+    __shared__ double s_dx[GPUNET_NC_TY][GPUNET_NC_TX];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int c = blockIdx.x * GPUNET_NC_TX + tx;
+    const long long r0 = (long long)blockIdx.y * rows_per_chunk;
+    const long long r1 = min(N, r0 + rows_per_chunk);
+    double sdy = 0.0, sdx = 0.0;
+    if (c < C) {
+        const double mu = mean[c];
+        for (long long r = r0 + ty; r < r1; r += 4 * GPUNET_NC_TY) {
+            T g[4], v[4];
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                const long long rr = r + (long long)u * GPUNET_NC_TY;
+                const bool ok = rr < r1;
+                g[u] = ok ? dy[rr * C + c] : T(0);
+                v[u] = ok ? x[rr * C + c] : T(0);
+            }
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {  // a missing row has g = 0 and adds nothing
+                sdy += (double)g[u];
+                sdx += (double)g[u] * ((double)v[u] - mu);
+            }
+        }
+    }
+    s_dy[ty][tx] = sdy;
+    s_dx[ty][tx] = sdx;
+    __syncthreads();
+    if (ty == 0 && c < C) {
+        for (int u = 1; u < GPUNET_NC_TY; ++u) {
+            sdy += s_dy[u][tx];
+            sdx += s_dx[u][tx];
+        }
+        const long long slot = (long long)blockIdx.y * C + c;
+        psdy[slot] = sdy;
+        psdx[slot] = sdx;
+    }
+}
+
+template <typename T>
+__device__ void bwd_sums_ncs(const T* __restrict__ dy, const T* __restrict__ x, const double* __restrict__ mean,
+                             long long N, int C, long long S, long long planes_per_chunk, int vec,
+                             double* __restrict__ psdy, double* __restrict__ psdx) {
+    __shared__ double s_dy[GPUNET_NCS_THREADS];
+    __shared__ double s_dx[GPUNET_NCS_THREADS];
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int nwarps = GPUNET_NCS_THREADS / 32;
+    const int c = blockIdx.x;
+    const double mu = mean[c];
+    const long long n0 = (long long)blockIdx.y * planes_per_chunk;
+    const long long n1 = min(N, n0 + planes_per_chunk);
+    double sdy = 0.0, sdx = 0.0;
+    for (long long n = n0 + warp; n < n1; n += nwarps) {
+        const long long off = (n * C + c) * S;
+        if (vec) {
+            const int V = Vec<T>::n;
+            for (long long q = lane; q < S / V; q += 32) {
+                T g[4], v[4];
+                Vec<T>::load(dy + off + q * V, g);
+                Vec<T>::load(x + off + q * V, v);
+#pragma unroll
+                for (int u = 0; u < V; ++u) {
+                    sdy += (double)g[u];
+                    sdx += (double)g[u] * ((double)v[u] - mu);
+                }
+            }
+        } else {
+            for (long long q = lane; q < S; q += 32) {
+                const double g = (double)dy[off + q];
+                sdy += g;
+                sdx += g * ((double)x[off + q] - mu);
+            }
+        }
+    }
+    s_dy[tid] = sdy;
+    s_dx[tid] = sdx;
+    __syncthreads();
+    for (int half = GPUNET_NCS_THREADS / 2; half > 0; half /= 2) {
+        if (tid < half) {
+            s_dy[tid] += s_dy[tid + half];
+            s_dx[tid] += s_dx[tid + half];
+        }
+        __syncthreads();
+    }
+    if (tid == 0) {
+        const long long slot = (long long)blockIdx.y * C + c;
+        psdy[slot] = s_dy[0];
+        psdx[slot] = s_dx[0];
+    }
+}
+
+template <typename T>
+__device__ void finalize_bwd(const double* __restrict__ psdy, const double* __restrict__ psdx, int chunks, int C,
+                             const T* __restrict__ weight, const double* __restrict__ save_invstd,
+                             T* __restrict__ dweight, T* __restrict__ dbias, double* __restrict__ a,
+                             double* __restrict__ k, double* __restrict__ m, double cnt, int batch_stats) {
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += gridDim.x * blockDim.x) {
+        double sdy = 0.0, sdx = 0.0;
+        for (int t = 0; t < chunks; ++t) {
+            sdy += psdy[(long long)t * C + c];
+            sdx += psdx[(long long)t * C + c];
+        }
+        const double inv = save_invstd[c];
+        const double dgamma = sdx * inv;
+        dbias[c] = (T)sdy;
+        dweight[c] = (T)dgamma;
+        const double ac = (double)weight[c] * inv;
+        a[c] = ac;
+        k[c] = batch_stats ? ac * dgamma * inv / cnt : 0.0;
+        m[c] = batch_stats ? ac * sdy / cnt : 0.0;
+    }
+}
+
+// ------------------------------------------------------------------------------ element-wise
+// Element i of the flat (N, C, S) buffer is in channel (i / S) % C. With vec, thread k handles
+// elements kV .. kV+V-1 (one 16-byte load), walking the channel forward as it crosses planes.
+template <typename T, typename I>
+__device__ void normalize(const T* __restrict__ x, T* __restrict__ y, const double* __restrict__ mean,
+                          const double* __restrict__ a, const T* __restrict__ bias, I total, I C, I S, int vec) {
+    const I stride = (I)gridDim.x * blockDim.x;
+    const I tid = (I)blockIdx.x * blockDim.x + threadIdx.x;
+    I done = 0;
+    if (vec) {
+        const int V = Vec<T>::n;
+        const I nv = total / V;
+        for (I kk = tid; kk < nv; kk += stride) {
+            const I i0 = kk * V;
+            const I q = i0 / S;
+            I pos = i0 - q * S, c = q % C;
+            T v[4];
+            Vec<T>::load(x + i0, v);
+#pragma unroll
+            for (int l = 0; l < V; ++l) {
+                v[l] = (T)((double)v[l] - mean[c]) * (T)a[c] + bias[c];
+                if (++pos == S) {
+                    pos = 0;
+                    c = (c + 1 == C) ? 0 : c + 1;
+                }
+            }
+            Vec<T>::store(y + i0, v);
+        }
+        done = nv * V;
+    }
+    for (I i = done + tid; i < total; i += stride) {
+        const I c = (i / S) % C;
+        y[i] = (T)((double)x[i] - mean[c]) * (T)a[c] + bias[c];
+    }
+}
+
+template <typename T, typename I>
+__device__ void grad_input(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx,
+                           const double* __restrict__ mean, const double* __restrict__ a,
+                           const double* __restrict__ k, const double* __restrict__ m, I total, I C, I S, int vec) {
+    const I stride = (I)gridDim.x * blockDim.x;
+    const I tid = (I)blockIdx.x * blockDim.x + threadIdx.x;
+    I done = 0;
+    if (vec) {
+        const int V = Vec<T>::n;
+        const I nv = total / V;
+        for (I kk = tid; kk < nv; kk += stride) {
+            const I i0 = kk * V;
+            const I q = i0 / S;
+            I pos = i0 - q * S, c = q % C;
+            T g[4], v[4];
+            Vec<T>::load(dy + i0, g);
+            Vec<T>::load(x + i0, v);
+#pragma unroll
+            for (int l = 0; l < V; ++l) {
+                const T d = (T)((double)v[l] - mean[c]);
+                g[l] = (T)a[c] * g[l] - ((T)k[c] * d + (T)m[c]);
+                if (++pos == S) {
+                    pos = 0;
+                    c = (c + 1 == C) ? 0 : c + 1;
+                }
+            }
+            Vec<T>::store(dx + i0, g);
+        }
+        done = nv * V;
+    }
+    for (I i = done + tid; i < total; i += stride) {
+        const I c = (i / S) % C;
+        const T d = (T)((double)x[i] - mean[c]);
+        dx[i] = (T)a[c] * dy[i] - ((T)k[c] * d + (T)m[c]);
+    }
+}
+
+// ------------------------------------------------------------------------------ entry points
+#define GPUNET_BN_ENTRIES(T, SUF)                                                                              \
+    extern "C" __global__ void bn_stats_nc_##SUF(const T* x, long long N, int C, long long rows_per_chunk,     \
+                                                 double* pn, double* pmean, double* pm2) {                     \
+        stats_nc<T>(x, N, C, rows_per_chunk, pn, pmean, pm2);                                                  \
+    }                                                                                                          \
+    extern "C" __global__ void bn_stats_ncs_##SUF(const T* x, long long N, int C, long long S,                 \
+                                                  long long planes_per_chunk, int vec, double* pn,             \
+                                                  double* pmean, double* pm2) {                                \
+        stats_ncs<T>(x, N, C, S, planes_per_chunk, vec, pn, pmean, pm2);                                       \
+    }                                                                                                          \
+    extern "C" __global__ void bn_finalize_stats_##SUF(const double* pn, const double* pmean, const double* pm2, \
+                                                       int chunks, int C, const T* weight, T* running_mean,    \
+                                                       T* running_var, double* save_mean, double* save_invstd, \
+                                                       double* a, double eps, double momentum, double unbias,  \
+                                                       int update) {                                           \
+        finalize_stats<T>(pn, pmean, pm2, chunks, C, weight, running_mean, running_var, save_mean, save_invstd, \
+                          a, eps, momentum, unbias, update);                                                   \
+    }                                                                                                          \
+    extern "C" __global__ void bn_eval_coef_##SUF(const T* weight, const T* running_mean, const T* running_var, \
+                                                  double eps, int C, double* mean, double* a) {                \
+        eval_coef<T>(weight, running_mean, running_var, eps, C, mean, a);                                      \
+    }                                                                                                          \
+    extern "C" __global__ void bn_bwd_sums_nc_##SUF(const T* dy, const T* x, const double* mean, long long N,  \
+                                                    int C, long long rows_per_chunk, double* psdy,             \
+                                                    double* psdx) {                                            \
+        bwd_sums_nc<T>(dy, x, mean, N, C, rows_per_chunk, psdy, psdx);                                         \
+    }                                                                                                          \
+    extern "C" __global__ void bn_bwd_sums_ncs_##SUF(const T* dy, const T* x, const double* mean, long long N, \
+                                                     int C, long long S, long long planes_per_chunk, int vec,  \
+                                                     double* psdy, double* psdx) {                             \
+        bwd_sums_ncs<T>(dy, x, mean, N, C, S, planes_per_chunk, vec, psdy, psdx);                              \
+    }                                                                                                          \
+    extern "C" __global__ void bn_finalize_bwd_##SUF(const double* psdy, const double* psdx, int chunks, int C, \
+                                                     const T* weight, const double* save_invstd, T* dweight,   \
+                                                     T* dbias, double* a, double* k, double* m, double cnt,    \
+                                                     int batch_stats) {                                        \
+        finalize_bwd<T>(psdy, psdx, chunks, C, weight, save_invstd, dweight, dbias, a, k, m, cnt, batch_stats); \
+    }                                                                                                          \
+    extern "C" __global__ void bn_normalize_##SUF##_i32(const T* x, T* y, const double* mean, const double* a, \
+                                                        const T* bias, unsigned int total, unsigned int C,     \
+                                                        unsigned int S, int vec) {                             \
+        normalize<T, unsigned int>(x, y, mean, a, bias, total, C, S, vec);                                     \
+    }                                                                                                          \
+    extern "C" __global__ void bn_normalize_##SUF##_i64(const T* x, T* y, const double* mean, const double* a, \
+                                                        const T* bias, unsigned long long total,               \
+                                                        unsigned long long C, unsigned long long S, int vec) { \
+        normalize<T, unsigned long long>(x, y, mean, a, bias, total, C, S, vec);                               \
+    }                                                                                                          \
+    extern "C" __global__ void bn_dx_##SUF##_i32(const T* dy, const T* x, T* dx, const double* mean,           \
+                                                 const double* a, const double* k, const double* m,            \
+                                                 unsigned int total, unsigned int C, unsigned int S, int vec) { \
+        grad_input<T, unsigned int>(dy, x, dx, mean, a, k, m, total, C, S, vec);                               \
+    }                                                                                                          \
+    extern "C" __global__ void bn_dx_##SUF##_i64(const T* dy, const T* x, T* dx, const double* mean,           \
+                                                 const double* a, const double* k, const double* m,            \
+                                                 unsigned long long total, unsigned long long C,               \
+                                                 unsigned long long S, int vec) {                              \
+        grad_input<T, unsigned long long>(dy, x, dx, mean, a, k, m, total, C, S, vec);                         \
+    }
+
+GPUNET_BN_ENTRIES(float, f32)
+GPUNET_BN_ENTRIES(double, f64)

@@ -1,0 +1,161 @@
+"""Batch normalization, CUDA C tier: batchnorm.cu through cupy.RawModule, compiled once per process.
+
+Host side of the kernels in batchnorm.cu: picks the launch geometry (reduction chunks so that
+about ``BLOCKS_PER_SM`` blocks per SM are in flight), allocates the small float64 workspaces
+(chunk partials, per-channel coefficients) from CuPy's pool, and launches asynchronously (no
+host synchronization). CuPy is imported on first use; ``device`` is the seam through which tests
+run this same host code on a CPU emulation of the CUDA C (tests/kernels/cuda_host_emulator.py).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+
+import numpy as np
+
+NC_TX, NC_TY = 32, 8      # (N, C) reductions: 32 channels x 8 row groups, 4 rows in flight each
+NCS_THREADS = 256         # (N, C, S) reductions: 8 warps, one plane each at a time
+THREADS = 256             # element-wise and per-channel kernels
+BLOCKS_PER_SM = 8
+MAX_GRID_Y = 65535
+
+
+def source() -> str:
+    return (Path(__file__).resolve().parent / "batchnorm.cu").read_text()
+
+
+class CupyDevice:
+    """Kernels, allocation, SM count and pointers from CuPy (the real GPU)."""
+
+    def __init__(self, source_text: str):
+        import cupy
+
+        self.xp = cupy
+        self._module = cupy.RawModule(code=source_text, options=("--std=c++14",))
+        self._kernels = {}
+        self.sm_count = cupy.cuda.Device().attributes["MultiProcessorCount"]
+
+    def kernel(self, name: str):
+        if name not in self._kernels:
+            self._kernels[name] = self._module.get_function(name)
+        return self._kernels[name]
+
+    @staticmethod
+    def ptr(a) -> int:
+        return a.data.ptr
+
+
+device = None  # set to a CupyDevice on first use (or to an emulator by tests)
+
+
+def _device():
+    global device
+    if device is None:
+        device = CupyDevice(source())
+    return device
+
+
+@functools.lru_cache(maxsize=None)
+def _suffix(dtype) -> str:
+    dtype = np.dtype(dtype)
+    if dtype == np.float32:
+        return "f32"
+    if dtype == np.float64:
+        return "f64"
+    raise TypeError(f"batch norm: the CUDA C kernels take float32 or float64, got {dtype}")
+
+
+def _vec_width(dtype) -> int:
+    return 16 // np.dtype(dtype).itemsize
+
+
+def _aligned(dev, *arrays) -> bool:
+    return all(dev.ptr(a) % 16 == 0 for a in arrays)
+
+
+def _chunks(dev, n_rows: int, units: int, min_rows: int) -> tuple[int, int]:
+    """(chunks, rows per chunk): split n_rows so that units × chunks fills the GPU."""
+    want = math.ceil(BLOCKS_PER_SM * dev.sm_count / units)
+    chunks = max(1, min(want, math.ceil(n_rows / min_rows), MAX_GRID_Y))
+    rows = math.ceil(n_rows / chunks)
+    return math.ceil(n_rows / rows), rows
+
+
+def _reduce(dev, kind: str, arrays, x, extra=()):
+    """Launch the (N, C) or (N, C, S) partial reduction ``kind`` ("stats" or "bwd_sums");
+    returns (chunks, partial arrays of shape (chunks, C))."""
+    N, C, S = x.shape
+    suf = _suffix(x.dtype)
+    nout = 3 if kind == "stats" else 2
+    i32, i64 = np.int32, np.int64
+    if S == 1:
+        tiles = math.ceil(C / NC_TX)
+        chunks, rows = _chunks(dev, N, tiles, 4 * NC_TY)
+        parts = [dev.xp.empty((chunks, C), dtype=np.float64) for _ in range(nout)]
+        dev.kernel(f"bn_{kind}_nc_{suf}")((tiles, chunks), (NC_TX, NC_TY),
+                                          (*arrays, *extra, i64(N), i32(C), i64(rows), *parts))
+    else:
+        chunks, planes = _chunks(dev, N, C, 1)
+        vec = S % _vec_width(x.dtype) == 0 and _aligned(dev, *arrays)
+        parts = [dev.xp.empty((chunks, C), dtype=np.float64) for _ in range(nout)]
+        dev.kernel(f"bn_{kind}_ncs_{suf}")((C, chunks), (NCS_THREADS,),
+                                           (*arrays, *extra, i64(N), i32(C), i64(S), i64(planes), i32(vec), *parts))
+    return chunks, parts
+
+
+def _elementwise(dev, name: str, arrays, coefs, x):
+    N, C, S = x.shape
+    total = N * C * S
+    idx, suffix = (np.uint32, "i32") if total < 2**31 else (np.uint64, "i64")
+    vec = _aligned(dev, *arrays)
+    work = math.ceil(total / _vec_width(x.dtype)) if vec else total
+    grid = max(1, min(32 * dev.sm_count, math.ceil(work / THREADS)))
+    dev.kernel(f"{name}_{_suffix(x.dtype)}_{suffix}")((grid,), (THREADS,),
+                                                      (*arrays, *coefs, idx(total), idx(C), idx(S), np.int32(vec)))
+
+
+def _per_channel_grid(C: int) -> int:
+    return math.ceil(C / THREADS)
+
+
+def forward_train(x, weight, bias, running_mean, running_var, y, save_mean, save_invstd,
+                  eps, momentum, update_running):
+    """Training forward on x of shape (N, C, S); see reference.forward_train."""
+    dev = _device()
+    N, C, S = x.shape
+    cnt = N * S
+    unbias = cnt / (cnt - 1) if cnt > 1 else math.inf
+    chunks, (pn, pmean, pm2) = _reduce(dev, "stats", (x,), x)
+    a = dev.xp.empty(C, dtype=np.float64)
+    f64 = np.float64
+    dev.kernel("bn_finalize_stats_" + _suffix(x.dtype))(
+        (_per_channel_grid(C),), (THREADS,),
+        (pn, pmean, pm2, np.int32(chunks), np.int32(C), weight, running_mean, running_var, save_mean,
+         save_invstd, a, f64(eps), f64(momentum), f64(unbias), np.int32(bool(update_running))))
+    _elementwise(dev, "bn_normalize", (x, y), (save_mean, a, bias), x)
+
+
+def forward_eval(x, weight, bias, running_mean, running_var, y, eps):
+    """Evaluation forward with the running statistics; see reference.forward_eval."""
+    dev = _device()
+    C = x.shape[1]
+    mean = dev.xp.empty(C, dtype=np.float64)
+    a = dev.xp.empty(C, dtype=np.float64)
+    dev.kernel("bn_eval_coef_" + _suffix(x.dtype))(
+        (_per_channel_grid(C),), (THREADS,),
+        (weight, running_mean, running_var, np.float64(eps), np.int32(C), mean, a))
+    _elementwise(dev, "bn_normalize", (x, y), (mean, a, bias), x)
+
+
+def backward(dy, x, weight, save_mean, save_invstd, dx, dweight, dbias, batch_stats):
+    """dx, dγ, dβ; see reference.backward."""
+    dev = _device()
+    N, C, S = x.shape
+    chunks, (psdy, psdx) = _reduce(dev, "bwd_sums", (dy, x), x, extra=(save_mean,))
+    a, k, m = (dev.xp.empty(C, dtype=np.float64) for _ in range(3))
+    dev.kernel("bn_finalize_bwd_" + _suffix(x.dtype))(
+        (_per_channel_grid(C),), (THREADS,),
+        (psdy, psdx, np.int32(chunks), np.int32(C), weight, save_invstd, dweight, dbias, a, k, m,
+         np.float64(N * S), np.int32(bool(batch_stats))))
+    _elementwise(dev, "bn_dx", (dy, x, dx), (save_mean, a, k, m), x)

@@ -1,0 +1,1 @@
+"""Dropout kernels: reference (NumPy), numba_cpu, numba_cuda and CUDA C (dropout.cu)."""

@@ -85,7 +85,7 @@ def global_norm(x, *, tier: str | None = None):
     """‖x‖₂ = √(Σx²) as a 0-d float64 array on x's device (summed in float64; NaN or Inf in x
     gives a NaN or Inf norm). Reading it with float() is the only host sync."""
     stats = grad_stats(x, tier=tier)
-    return backend.get_array_module(x).sqrt(stats[0])
+    return backend.get_array_module(x).sqrt(stats[:1]).reshape(())
 
 
 def scale_by_norm(x, stats, max_norm: float, *, tier: str | None = None):

@@ -154,7 +154,7 @@ class Optimizer:
     def grad_norm(self):
         """‖g‖ of the last step's gradient (before clipping) as a 0-d device array; valid when the
         step ran the statistics pass (clipping by norm, or nonfinite "skip"/"raise")."""
-        return backend.get_array_module(self._stats).sqrt(self._stats[0])
+        return backend.get_array_module(self._stats).sqrt(self._stats[:1]).reshape(())
 
     # ----------------------------------------------------------------- state dicts
     def _all_hyper(self) -> dict:

@@ -16,4 +16,4 @@ def clip_grad_norm(model, max_norm: float, *, tier: str | None = None):
     grads = model.arena.grads if hasattr(model, "arena") else model
     stats = grad_stats(grads, tier=tier)
     scale_by_norm(grads, stats, max_norm, tier=tier)
-    return backend.get_array_module(grads).sqrt(stats[0])
+    return backend.get_array_module(grads).sqrt(stats[:1]).reshape(())

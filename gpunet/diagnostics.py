@@ -280,6 +280,11 @@ def trace_nonfinite(model, loss, optimizer, steps, first_step: int = 0) -> NonFi
     optimizer.step(), exactly as the Trainer — watching every layer, and report the first step
     and layer where a non-finite activation, loss, gradient or parameter appears. The model is
     left as it was just before that step's update."""
+    bad = _bad_state(model)
+    if bad is not None:
+        kind, name, lname, ltype, count, size = bad
+        return NonFiniteReport(kind, lname, ltype, f"{name} already held {count} of {size} non-finite values "
+                               "before these steps", step=first_step)
     for k, (x, y, lr) in enumerate(steps):
         model.train()
         found = _Watch().step(model, loss, x, y)

@@ -29,6 +29,7 @@ import tempfile
 import numpy as np
 
 from .. import backend
+from .history import History
 
 MAGIC = b"GNCKPT\x00\x01"
 FORMAT_VERSION = 1
@@ -250,3 +251,56 @@ def _fmt(entry):
         return "missing"
     k, v = entry
     return f"{k!r} ({v})" if isinstance(v, str) else f"{k!r} of shape {tuple(v)}"
+
+
+# ---------------------------------------------------------------------- trainer state
+def trainer_state(trainer) -> dict:
+    """Everything a resumed run needs: model, layers' random state, optimizer, the host RNG
+    (shuffling, seeds), epoch and step, history and callbacks' state (schedules included)."""
+    model = trainer.model
+    layer_rng = {}
+    for name, layer in model.named_layers():
+        s = layer.get_rng_state()
+        if s is not None:
+            layer_rng[name] = s
+    return {
+        "architecture": architecture(model),
+        "device": model.device,
+        "model": model.state_dict(),
+        "layer_rng": layer_rng,
+        "optimizer": {"type": type(trainer.optimizer).__name__, "state": trainer.optimizer.state_dict()},
+        "backend_rng": backend.get_rng_state(),
+        "epoch": trainer.epoch,
+        "step": trainer.global_step,
+        "history": trainer.history.to_dict(),
+        "callbacks": [{"type": type(cb).__name__, "state": cb.state_dict()} for cb in trainer.callbacks],
+    }
+
+
+def restore_trainer(trainer, state, name: str = "checkpoint") -> dict:
+    """Put a Trainer (its model, optimizer, callbacks, epoch, history) and the host RNG in the
+    state ``trainer_state`` saved; checks the architecture and the optimizer's type first."""
+    if not isinstance(state, dict) or "architecture" not in state:
+        raise CheckpointError(f"{name} is not a Trainer checkpoint")
+    check_architecture(state["architecture"], trainer.model, name)
+    opt_type = state["optimizer"]["type"]
+    if opt_type != type(trainer.optimizer).__name__:
+        raise CheckpointError(f"{name} holds the state of a {opt_type} optimizer, this Trainer "
+                              f"has a {type(trainer.optimizer).__name__}")
+    dev = trainer.model.device
+    trainer.model.load_state_dict(state["model"])
+    layers = dict(trainer.model.named_layers())
+    for lname, s in state["layer_rng"].items():
+        layers[lname].set_rng_state(s)
+    trainer.optimizer.load_state_dict(to_device_tree(state["optimizer"]["state"], dev))
+    backend.set_rng_state(state["backend_rng"])
+    trainer.epoch, trainer.global_step = int(state["epoch"]), int(state["step"])
+    trainer.history = History.from_dict(state["history"])
+    saved = list(state["callbacks"])
+    for cb in trainer.callbacks:  # match by type, in order of appearance
+        for i, entry in enumerate(saved):
+            if entry["type"] == type(cb).__name__:
+                cb.load_state_dict(entry["state"])
+                saved.pop(i)
+                break
+    return state

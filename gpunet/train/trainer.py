@@ -6,9 +6,9 @@
     model.backward(loss_fn.backward())
     opt.step()
 
-Per-batch loss and metric values stay on the device (running sums of 0-d arrays); they are read
-back every ``sync_every`` batches (for the progress bar and TerminateOnNaN) and at the end of an
-epoch, so there is no host synchronization per step.
+Per-batch loss and metric values stay on the device (each step writes one column of a small
+device buffer); they are read back every ``sync_every`` batches (for the progress bar and
+TerminateOnNaN) and at the end of an epoch, so there is no host synchronization per step.
 
 Non-finite losses, the policy: without ``TerminateOnNaN`` training goes on, and at the end of an
 epoch whose loss is not finite a warning says where non-finite values are now (usually the
@@ -32,6 +32,7 @@ from .. import backend
 from .. import metrics as metrics_mod
 from . import checkpoint as ckpt
 from .callbacks import Callback, TerminateOnNaN
+from .data_checks import check_data, unpack
 from .history import History
 
 __all__ = ["Trainer"]
@@ -86,65 +87,12 @@ class Trainer:
         self._has_val = False
         self._validated = {}
 
-    # ------------------------------------------------------------------ data checks
-    @staticmethod
-    def _unpack(data, who):
-        if hasattr(data, "x") and hasattr(data, "y"):
-            return data.x, data.y
-        try:
-            x, y = data
-        except (TypeError, ValueError):
-            raise TypeError(f"{who}: expected an (x, y) pair or a gpunet Dataset, got {type(data).__name__}") from None
-        return x, y
-
-    def _check_data(self, x, y, who):
-        """Validate once: array types, lengths, feature shape against the model, labels' dtype and
-        range (then per-batch label checks can be switched off)."""
-        if not hasattr(x, "shape") or not hasattr(y, "shape"):
-            raise TypeError(f"{who}: x and y must be arrays, got {type(x).__name__} and {type(y).__name__}")
-        if x.ndim < 2 or len(x) == 0:
-            raise ValueError(f"{who}: x must have shape (N, features...) with N > 0, got {tuple(x.shape)}")
-        if len(x) != len(y):
-            raise ValueError(f"{who}: x has {len(x)} rows but y has {len(y)}")
-        if not np.issubdtype(x.dtype, np.floating):
-            raise TypeError(f"{who}: x must be floating point, got {x.dtype} (scale it first, "
-                            "e.g. gpunet.data.to_unit)")
-        hint = self.model.input_shape_hint()
-        if hint is not None and tuple(x.shape[1:]) != tuple(hint):
-            raise ValueError(f"{who}: the model expects samples of shape {tuple(hint)} (x of shape "
-                             f"(N, {', '.join(map(str, hint))})), got x of shape {tuple(x.shape)}")
-        xp = backend.get_array_module(x)
-        if not (math.isfinite(float(x.min())) and math.isfinite(float(x.max()))):  # NaN propagates
-            bad = int(xp.count_nonzero(~xp.isfinite(x)))
-            raise ValueError(f"{who}: x holds {bad} non-finite values (NaN or inf)")
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            out = self.model(backend.to_device(x[:1], self.model.device, dtype=self.model.dtype))
-        except Exception as exc:
-            raise ValueError(f"{who}: a forward pass on one sample of shape {tuple(x.shape[1:])} failed: "
-                             f"{exc}") from exc
-        finally:
-            self.model.train(was_training)
-        if hasattr(self.loss, "check_labels"):  # class labels (cross-entropy)
-            if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-                raise TypeError(f"{who}: labels must be a 1-D integer array of class indices for "
-                                f"{type(self.loss).__name__}, got dtype {y.dtype} and shape {tuple(y.shape)}")
-            classes = out.shape[1] if out.ndim == 2 else None
-            lo, hi = int(y.min()), int(y.max())
-            if lo < 0 or (classes is not None and hi >= classes):
-                raise ValueError(f"{who}: labels must lie in [0, {classes}) for a model with {classes} "
-                                 f"outputs, got values from {lo} to {hi}")
-        elif tuple(y.shape[1:]) != tuple(out.shape[1:]):
-            raise ValueError(f"{who}: targets of shape {tuple(y.shape)} do not match the model's output "
-                             f"shape (N, {', '.join(map(str, out.shape[1:]))})")
-
     def _prepare(self, data, who):
-        x, y = self._unpack(data, who)
+        x, y = unpack(data, who)
         key = (id(x), id(y), who)
         seen = self._validated.get(key)
         if seen is None or seen[0]() is not x or seen[1]() is not y:  # validate a data set once
-            self._check_data(x, y, who)
+            check_data(self.model, self.loss, x, y, who)
             try:
                 self._validated[key] = (weakref.ref(x), weakref.ref(y))
             except TypeError:  # arrays that cannot be weakly referenced are checked every time
@@ -406,26 +354,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
-        """Everything a resumed run needs: model, layers' random state, optimizer, the host RNG
-        (shuffling, seeds), epoch and step, history and callbacks' state (schedules included)."""
-        model = self.model
-        layer_rng = {}
-        for name, layer in model.named_layers():
-            s = layer.get_rng_state()
-            if s is not None:
-                layer_rng[name] = s
-        return {
-            "architecture": ckpt.architecture(model),
-            "device": model.device,
-            "model": model.state_dict(),
-            "layer_rng": layer_rng,
-            "optimizer": {"type": type(self.optimizer).__name__, "state": self.optimizer.state_dict()},
-            "backend_rng": backend.get_rng_state(),
-            "epoch": self.epoch,
-            "step": self.global_step,
-            "history": self.history.to_dict(),
-            "callbacks": [{"type": type(cb).__name__, "state": cb.state_dict()} for cb in self.callbacks],
-        }
+        """Everything a resumed run needs (see ``checkpoint.trainer_state``)."""
+        return ckpt.trainer_state(self)
 
     def save_checkpoint(self, path) -> None:
         """Write ``state_dict()`` to ``path`` atomically (see ``gpunet.train.checkpoint``)."""
@@ -433,29 +363,4 @@ class Trainer:
 
     def load_checkpoint(self, path) -> dict:
         """Restore a checkpoint written by ``save_checkpoint`` (on either device)."""
-        state = ckpt.load(path)
-        name = f"checkpoint {str(path)!r}"
-        if not isinstance(state, dict) or "architecture" not in state:
-            raise ckpt.CheckpointError(f"{name} is not a Trainer checkpoint")
-        ckpt.check_architecture(state["architecture"], self.model, name)
-        opt_type = state["optimizer"]["type"]
-        if opt_type != type(self.optimizer).__name__:
-            raise ckpt.CheckpointError(f"{name} holds the state of a {opt_type} optimizer, this Trainer "
-                                       f"has a {type(self.optimizer).__name__}")
-        dev = self.model.device
-        self.model.load_state_dict(state["model"])
-        layers = dict(self.model.named_layers())
-        for lname, s in state["layer_rng"].items():
-            layers[lname].set_rng_state(s)
-        self.optimizer.load_state_dict(ckpt.to_device_tree(state["optimizer"]["state"], dev))
-        backend.set_rng_state(state["backend_rng"])
-        self.epoch, self.global_step = int(state["epoch"]), int(state["step"])
-        self.history = History.from_dict(state["history"])
-        saved = list(state["callbacks"])
-        for cb in self.callbacks:  # match by type, in order of appearance
-            for i, entry in enumerate(saved):
-                if entry["type"] == type(cb).__name__:
-                    cb.load_state_dict(entry["state"])
-                    saved.pop(i)
-                    break
-        return state
+        return ckpt.restore_trainer(self, ckpt.load(path), name=f"checkpoint {str(path)!r}")

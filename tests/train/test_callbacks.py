@@ -331,3 +331,14 @@ def test_nan_without_terminate_warns_with_the_origin(data, mlp):
     t = Trainer(model, gn.losses.CrossEntropy(), gn.optim.SGD(model, lr=0.1, nonfinite="ignore"))
     with pytest.warns(RuntimeWarning, match=r"training loss of epoch 0 is nan; origin: non-finite parameter"):
         t.fit((x, y), epochs=1, batch_size=20, verbose=0)
+
+
+def test_terminate_on_nan_with_non_finite_weights_from_the_start(data, mlp):
+    (x, y), _ = data
+    model = mlp()
+    model[2].weight[1, 3] = np.nan
+    term = TerminateOnNaN()
+    t = Trainer(model, gn.losses.CrossEntropy(), gn.optim.SGD(model, lr=0.1, nonfinite="ignore"), callbacks=[term])
+    with pytest.warns(RuntimeWarning, match=r"Origin: at step 0: non-finite parameter of layer '2' \(Linear\): "
+                                            r"2.weight already held 1 of 48"):
+        t.fit((x, y), epochs=2, batch_size=20, verbose=0)

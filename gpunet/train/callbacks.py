@@ -192,6 +192,8 @@ class ModelCheckpoint(Callback):
                              f"({exc}); available: epoch, {', '.join(self.trainer.log_keys())}") from None
 
     def on_epoch_end(self, epoch, logs):
+        if not getattr(self.trainer, "epoch_complete", True):
+            return  # an epoch cut short is no state to resume from
         if self.save_best_only:
             if self.monitor not in logs:
                 self._check_key(self.monitor, logs)

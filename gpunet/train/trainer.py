@@ -82,6 +82,7 @@ class Trainer:
         self.current_epoch = 0
         self.global_step = 0
         self.stop_training = False
+        self.epoch_complete = True
         self.last_batch = (None, None)
         self.train_x = None
         self._has_val = False
@@ -182,7 +183,8 @@ class Trainer:
                     items = "  ".join(f"{k}={v:.4g}" for k, v in logs.items())
                     print(f"epoch {epoch + 1}/{epochs}  {items}", file=sys.stderr, flush=True)
                 self.history.append(epoch, logs)
-                self.epoch = epoch + 1
+                if self.epoch_complete:  # an epoch cut short (TerminateOnNaN) is not done
+                    self.epoch = epoch + 1
                 self._fire("on_epoch_end", epoch, logs)
             self._fire("on_train_end", self.history.last())
         finally:
@@ -257,6 +259,7 @@ class Trainer:
                     cb.on_readback(self.global_step, logs)
                 if self.stop_training:
                     break
+        self.epoch_complete = done == n_batches
         if read_at != done or not logs:
             logs = self._read(buf, sizes, done, skip)
             for cb in readers:

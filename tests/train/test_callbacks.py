@@ -276,15 +276,17 @@ class Boom(Layer):
         self.calls = int(state["calls"])
 
 
-def test_terminate_on_nan_names_the_step_and_layer(data, mlp):
+def test_terminate_on_nan_names_the_step_and_layer(data, mlp, tmp_path):
     (x, y), _ = data
     model = mlp(extra=(Boom(at=7),))
     term = TerminateOnNaN()
     t = Trainer(model, gn.losses.CrossEntropy(), gn.optim.SGD(model, lr=0.1, nonfinite="ignore"),
-                callbacks=[term], sync_every=4)
+                callbacks=[term, ModelCheckpoint(tmp_path / "c.ck")], sync_every=4)
     with pytest.warns(RuntimeWarning, match="TerminateOnNaN"):
         h = t.fit((x, y), epochs=5, batch_size=20, verbose=0)  # 9 batches per epoch
     assert len(h["loss"]) == 1 and t.global_step == 8  # stopped at the read-back after step 8
+    assert t.epoch == 0 and not t.epoch_complete  # the cut epoch does not count as done
+    assert not (tmp_path / "c.ck").exists()  # nor is it checkpointed
     r = term.report
     assert r.step == 7 and r.kind == "activation" and r.layer == "2" and r.layer_type == "Boom"
     assert "at step 7: non-finite activation of layer '2' (Boom)" in str(r)

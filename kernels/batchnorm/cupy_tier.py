@@ -19,6 +19,7 @@ NCS_THREADS = 256         # (N, C, S) reductions: 8 warps, one plane each at a t
 THREADS = 256             # element-wise and per-channel kernels
 BLOCKS_PER_SM = 8
 MAX_GRID_Y = 65535
+I32_LIMIT = 2**31         # element-wise kernels index with 32-bit unsigned ints below this size
 
 
 def source() -> str:
@@ -107,7 +108,7 @@ def _reduce(dev, kind: str, arrays, x, extra=()):
 def _elementwise(dev, name: str, arrays, coefs, x):
     N, C, S = x.shape
     total = N * C * S
-    idx, suffix = (np.uint32, "i32") if total < 2**31 else (np.uint64, "i64")
+    idx, suffix = (np.uint32, "i32") if total < I32_LIMIT else (np.uint64, "i64")
     vec = _aligned(dev, *arrays)
     work = math.ceil(total / _vec_width(x.dtype)) if vec else total
     grid = max(1, min(32 * dev.sm_count, math.ceil(work / THREADS)))

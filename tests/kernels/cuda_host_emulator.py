@@ -177,3 +177,40 @@ class Emulator:
         view = buf[start:start + n].view(a.dtype).reshape(a.shape)
         view[...] = a
         return buf, view
+
+
+def require_compiler():
+    """Skip without g++ (fail instead when the CI variable is set)."""
+    import os
+
+    import pytest
+
+    if not available():
+        if os.environ.get("CI"):
+            pytest.fail("g++ not found: CI must run the CUDA C kernels on the CPU emulator")
+        pytest.skip("g++ not installed (needed to emulate the CUDA C kernels)")
+
+
+class emulated:
+    """``with emulated(cupy_tier_module) as emu:`` runs that module's kernels on an Emulator."""
+
+    _cache: dict = {}
+
+    def __init__(self, module, sm_count: int = 1):
+        self.module = module
+        self.sm_count = sm_count
+
+    def __enter__(self) -> Emulator:
+        src = self.module.source()
+        if src not in self._cache:
+            self._cache[src] = Emulator(src)
+        emu = self._cache[src]
+        emu.sm_count = self.sm_count
+        emu.launches.clear()
+        self._saved = self.module.device
+        self.module.device = emu
+        return emu
+
+    def __exit__(self, *exc):
+        self.module.device = self._saved
+        return False

@@ -181,3 +181,24 @@ def test_ensemble_bad_input(mlp):
         Ensemble([mlp()]).backward(None)
     with pytest.raises(ValueError, match="differ in shape"):
         Ensemble([mlp(k=3), mlp(k=4)])(np.ones((2, 8), np.float32))
+
+
+@pytest.mark.oracle
+def test_update_bn_matches_torch_swa_utils(rng):
+    """gpunet's update_bn against torch.optim.swa_utils.update_bn on the same weights and batches."""
+    import torch
+
+    model = gn.Sequential(gn.Linear(6, 5), gn.BatchNorm1d(5), gn.ReLU(), gn.Linear(5, 4), gn.BatchNorm1d(4))
+    tmodel = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.BatchNorm1d(5), torch.nn.ReLU(),
+                                 torch.nn.Linear(5, 4), torch.nn.BatchNorm1d(4))
+    sd = model.state_dict()
+    tmodel.load_state_dict({k: torch.from_numpy(np.asarray(v).copy()) for k, v in sd.items()})
+    model[1].running_mean[...] = 3.0  # stale statistics, to be replaced
+    x = rng.normal(size=(70, 6)).astype(np.float32)
+    assert update_bn(model, x, batch_size=16) == 2
+    loader = [torch.from_numpy(x[i:i + 16]) for i in range(0, 70, 16)]
+    torch.optim.swa_utils.update_bn(loader, tmodel)
+    for k in ("1.running_mean", "1.running_var", "4.running_mean", "4.running_var"):
+        np.testing.assert_allclose(model.state_dict()[k], tmodel.state_dict()[k].numpy(), rtol=1e-5, atol=1e-6,
+                                   err_msg=k)
+    assert model[1].momentum == 0.1

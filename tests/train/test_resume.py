@@ -1,5 +1,6 @@
 """Resuming: a CPU run stopped after epoch k and resumed from its checkpoint ends with exactly the
-weights (bit for bit), optimizer state and history of an uninterrupted run."""
+weights (bit for bit), batch-norm statistics, dropout and other random streams, optimizer state
+and history of an uninterrupted run."""
 import numpy as np
 import pytest
 
@@ -36,7 +37,8 @@ class Noise(Layer):
 
 
 def build(mlp):
-    return mlp(h=16, extra=(Noise(),))
+    """Linear, ReLU, BatchNorm1d (running statistics), Dropout (a mask stream), a noise layer, Linear."""
+    return mlp(h=16, extra=(gn.BatchNorm1d(16), gn.Dropout(0.3), Noise()))
 
 
 def make_trainer(mlp, path, schedule, ema=True):
@@ -75,7 +77,9 @@ def test_resume_is_bitwise_exact(mlp, data, tmp_path, schedule):
     for k in a["state"]:
         np.testing.assert_array_equal(a["state"][k], b["state"][k], err_msg=k)
     assert full.callbacks[0].state_dict() == again.callbacks[0].state_dict()  # EarlyStopping's counters
-    assert again.model[2].step == full.model[2].step  # the layer's random state
+    assert again.model[4].step == full.model[4].step == 24  # the layers' random state
+    assert again.model[3].get_rng_state() == full.model[3].get_rng_state()  # dropout's counter
+    assert full.model[3].step == 24
     # the checkpoints written after the last epoch hold the same state (but for the file names)
     c1, c2 = ck.load(tmp_path / "full.ck"), ck.load(tmp_path / "again.ck")
     assert ck.dumps({k: v for k, v in c1.items() if k != "callbacks"}) == \

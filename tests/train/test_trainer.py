@@ -277,3 +277,17 @@ def test_unknown_monitor_key_lists_the_keys(trainer, data):
     trainer.callbacks[0].set_trainer(trainer)
     with pytest.raises(KeyError, match=r"val_\* keys need fit\(..., val=...\)"):
         trainer.fit(train, verbose=0)
+
+
+def test_batch_norm_and_dropout_follow_the_modes(data, mlp):
+    train, val = data
+    model = mlp(extra=(gn.BatchNorm1d(16), gn.Dropout(0.5)))
+    t = Trainer(model, gn.losses.CrossEntropy(), gn.optim.Adam(model, lr=1e-2, clip_norm=1.0))
+    h = t.fit(train, val=val, epochs=3, batch_size=32, verbose=0)
+    assert h["val_accuracy"][-1] > 0.8
+    steps, stats = model[3].step, model[2].running_mean.copy()
+    assert steps == 3 * 6  # one mask per training batch; validation and the data check draw none
+    a, b = t.evaluate(val), t.evaluate(val)
+    assert a == b and model[3].step == steps  # evaluation: no dropout, running statistics untouched
+    np.testing.assert_array_equal(model[2].running_mean, stats)
+    np.testing.assert_array_equal(t.predict(val[0]), t.predict(val[0]))

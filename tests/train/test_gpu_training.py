@@ -23,8 +23,8 @@ def run(mlp, train, val, device, epochs=3, callbacks=(), resume=None, opt="adam"
 
 def test_gpu_training_matches_cpu(mlp, data):
     train, val = data
-    tc, hc = run(mlp, train, val, "cpu")
-    tg, hg = run(mlp, train, val, "gpu")
+    tc, hc = run(mlp, train, val, "cpu", opt="sgd")
+    tg, hg = run(mlp, train, val, "gpu", opt="sgd")
     assert tg.model.device == "gpu"
     # same initial weights and batches (both drawn on the host); float32 sums in another order
     for k, v in tc.model.state_dict().items():
@@ -49,8 +49,9 @@ def test_gpu_callbacks_and_resume(mlp, data, tmp_path):
                     resume=tmp_path / "p.ck")
     assert ha.epochs == [0, 1, 2, 3]
     for k, v in full.model.state_dict().items():
-        np.testing.assert_allclose(gn.to_numpy(again.model.state_dict()[k]), gn.to_numpy(v), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(ha["loss"], hf["loss"], rtol=1e-5)
+        # exact unless a kernel sums in a varying order (atomics): allow float32 noise
+        np.testing.assert_allclose(gn.to_numpy(again.model.state_dict()[k]), gn.to_numpy(v), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ha["loss"], hf["loss"], rtol=1e-4)
 
 
 def test_gpu_swa_and_diagnostics(mlp, data):

@@ -1,0 +1,104 @@
+"""Dropout layer: modes, the mask's key (seed, layer id, step), rng state for gradcheck and
+checkpoints, gradients, devices and clear errors."""
+import numpy as np
+import pytest
+
+import gpunet as gn
+from gpunet import backend
+from gpunet.ops.dropout import dropout_forward
+from gpunet.testing import gradcheck
+
+
+def test_eval_mode_and_p_zero_are_the_identity(rng):
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    d = gn.Dropout(0.5).eval()
+    assert d(x) is x and d.backward(x) is x and d.step == 0
+    d0 = gn.Dropout(0.0)
+    assert d0(x) is x and d0.backward(x) is x
+
+
+def test_training_forward_uses_seed_layer_id_and_step(rng, device):
+    gn.seed(17)
+    a, b = gn.Dropout(0.4), gn.Dropout(0.4)
+    assert (a.layer_id, b.layer_id) == (0, 1)
+    x = backend.to_device(rng.standard_normal((33, 65)).astype(np.float32))
+    y0 = backend.to_numpy(a(x))
+    want, _ = dropout_forward(backend.to_numpy(x), 0.4, seed=17, layer_id=0, step=0)
+    assert y0.tobytes() == want.tobytes()  # the same bits on the CPU and the GPU
+    assert a.step == 1
+    y1 = backend.to_numpy(a(x))
+    assert not np.array_equal(y0 != 0, y1 != 0)  # a new mask each training step
+    yb = backend.to_numpy(b(x))
+    assert not np.array_equal(y0 != 0, yb != 0)  # another layer, another stream
+    dy = backend.to_device(rng.standard_normal((33, 65)).astype(np.float32))
+    dx = backend.to_numpy(b.backward(dy))
+    np.testing.assert_array_equal(dx, np.where(yb != 0, backend.to_numpy(dy) * np.float32(1 / 0.6), 0).astype(np.float32))
+
+
+def test_layer_ids_restart_with_the_seed_so_models_repeat():
+    def build():
+        gn.seed(5)
+        return gn.Sequential(gn.Linear(6, 8), gn.Dropout(0.5), gn.ReLU(), gn.Dropout(0.3), gn.Linear(8, 2))
+
+    m1, m2 = build(), build()
+    assert [m1[1].layer_id, m1[3].layer_id] == [m2[1].layer_id, m2[3].layer_id] == [0, 1]
+    x = np.random.default_rng(0).standard_normal((10, 6)).astype(np.float32)
+    for _ in range(3):
+        np.testing.assert_array_equal(m1(x), m2(x))
+    gn.seed(6)
+    np.testing.assert_array_equal(m1[1].layer_id, 0)
+    y_seed6 = gn.Dropout(0.5)  # counts from the new seed
+    assert y_seed6.layer_id == 0
+
+
+def test_rng_state_round_trip_repeats_the_mask(rng):
+    d = gn.Dropout(0.5)
+    x = rng.standard_normal((20, 30)).astype(np.float32)
+    d(x)
+    state = d.get_rng_state()
+    assert state == {"layer_id": d.layer_id, "step": 1}
+    y1 = d(x)
+    y2 = d(x)
+    d.set_rng_state(state)
+    np.testing.assert_array_equal(d(x), y1)
+    assert d.step == 2 and not np.array_equal(y1, y2)
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.9])
+def test_gradcheck_in_training_with_a_fixed_rng_state(p, rng):
+    d = gn.Dropout(p)
+    d.step = 3
+    report = gradcheck(d, rng.standard_normal((7, 9)), eps=1e-6)
+    assert report["input"] <= 1.0
+
+
+def test_keep_rate_in_a_layer(rng):
+    """Kept fraction of 2^18 elements within 4.89 standard deviations of 1 − p (false alarm 1e-6)."""
+    n, p = 1 << 18, 0.25
+    y = gn.Dropout(p)(np.ones((512, 512), np.float32))
+    kept = int((y != 0).sum())
+    assert abs(kept - n * (1 - p)) < 4.89 * np.sqrt(n * p * (1 - p))
+    assert set(np.unique(y)) == {0.0, np.float32(1 / (1 - p))}
+
+
+def test_state_dict_and_parameters_are_empty():
+    d = gn.Dropout(0.1)
+    assert list(d.state_dict()) == [] and d.parameters() == []
+    assert "p=0.1" in repr(d)
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.5, 2, float("nan"), "0.5", None])
+def test_p_outside_the_unit_interval_is_a_clear_error(bad):
+    with pytest.raises(ValueError, match=r"Dropout: p \(the probability of dropping an element\) must be in \[0, 1\)"):
+        gn.Dropout(bad)
+
+
+def test_bad_use_is_a_clear_error(rng):
+    d = gn.Dropout(0.5)
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        d.backward(np.ones((2, 2), np.float32))
+    d(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"dy has shape \(3, 2\), the forward's output \(2, 3\)"):
+        d.backward(np.ones((3, 2), np.float32))
+    with pytest.raises(TypeError, match="floating-point input"):
+        d(np.ones((2, 3), np.int64))

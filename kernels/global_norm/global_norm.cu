@@ -12,7 +12,9 @@
 //
 // scale_by_norm_<t>: x <- x * max_norm / sqrt(stats[0]) when that norm exceeds max_norm.
 
-#define NORM_THREADS 256
+#ifndef NORM_THREADS
+#define NORM_THREADS 256  // a power of two; the launch must use exactly this many threads per block
+#endif
 #define MAX_BLOCKS 2048
 
 __device__ __forceinline__ void load4(const float* p, long long i, float v[4]) {
@@ -33,7 +35,7 @@ __device__ __forceinline__ void store4(double* p, long long i, const double v[4]
 }
 
 // Tree reduction over NORM_THREADS threads; the result lands in s_sum[0], s_bad[0].
-__device__ __forceinline__ void block_reduce(double* s_sum, int* s_bad) {
+__device__ __forceinline__ void block_reduce(double* s_sum, unsigned int* s_bad) {
     const int t = threadIdx.x;
     __syncthreads();
     for (int half = NORM_THREADS / 2; half > 0; half >>= 1) {
@@ -47,16 +49,16 @@ __device__ __forceinline__ void block_reduce(double* s_sum, int* s_bad) {
 
 template <typename T>
 __device__ void grad_stats_impl(const T* __restrict__ x, long long n, int vec, double* __restrict__ stats,
-                                int count, double* __restrict__ part_sum, int* __restrict__ part_bad,
+                                int count, double* __restrict__ part_sum, unsigned int* __restrict__ part_bad,
                                 unsigned int* __restrict__ ticket) {
     __shared__ double s_sum[NORM_THREADS];
-    __shared__ int s_bad[NORM_THREADS];
+    __shared__ unsigned int s_bad[NORM_THREADS];
     __shared__ bool s_last;
     const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     const long long stride = (long long)gridDim.x * blockDim.x;
     const long long n4 = vec ? n / 4 : 0;
     double acc = 0.0;
-    int bad = 0;
+    unsigned int bad = 0;
     for (long long k = tid; k < n4; k += stride) {
         T v[4];
         load4(x, 4 * k, v);
@@ -127,13 +129,13 @@ extern "C" {
 
 __global__ void __launch_bounds__(NORM_THREADS)
 grad_stats_f32(const float* x, long long n, int vec, double* stats, int count, double* part_sum,
-               int* part_bad, unsigned int* ticket) {
+               unsigned int* part_bad, unsigned int* ticket) {
     grad_stats_impl<float>(x, n, vec, stats, count, part_sum, part_bad, ticket);
 }
 
 __global__ void __launch_bounds__(NORM_THREADS)
 grad_stats_f64(const double* x, long long n, int vec, double* stats, int count, double* part_sum,
-               int* part_bad, unsigned int* ticket) {
+               unsigned int* part_bad, unsigned int* ticket) {
     grad_stats_impl<double>(x, n, vec, stats, count, part_sum, part_bad, ticket);
 }
 

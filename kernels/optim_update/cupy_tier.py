@@ -9,21 +9,31 @@ from pathlib import Path
 
 import numpy as np
 
-from ..global_norm.cupy_tier import THREADS, aligned, grid, kernel, suffix
+from ..global_norm.cupy_tier import THREADS, aligned, gpu_device, grid, suffix
 
-_CU = Path(__file__).with_name("optim_update.cu")
 _f = np.float64
+device = None  # None: the current GPU; tests may put a CPU emulator here
+_per_gpu = {}
+
+
+def source() -> str:
+    return Path(__file__).with_name("optim_update.cu").read_text()
+
+
+def _dev():
+    return device if device is not None else gpu_device(_per_gpu, source)
 
 
 def _launch(rule, w, arrays, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps,
             guard, extra):
+    dev = _dev()
     n = w.size
-    vec = aligned(*arrays)
-    blocks = grid(n // 4 if vec else n)
-    args = (*arrays, stats, np.int64(n), np.int64(min(int(n_decay), n)), np.int32(vec), _f(lr), _f(weight_decay),
+    vec = aligned(dev, *arrays)
+    blocks = grid(dev, n // 4 if vec else n)
+    args = (*arrays, stats, np.int64(n), np.int64(min(int(n_decay), n)), vec, _f(lr), _f(weight_decay),
             _f(l1), _f(1.0 - lr * decoupled_wd), _f(clip_norm), _f(clip_value), _f(norm_eps),
             np.int32(1 if guard else 0), *extra)
-    kernel(_CU, f"{rule}_{suffix(w.dtype)}")((blocks,), (THREADS,), args)
+    dev.kernel(f"{rule}_{suffix(w.dtype)}")((blocks,), (THREADS,), args)
 
 
 def sgd(w, g, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard):

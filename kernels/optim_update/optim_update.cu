@@ -168,7 +168,7 @@ __device__ __forceinline__ void drive(const Prep<T>& p, const Rule& r, T* __rest
 }
 
 #define COMMON_ARGS                                                                                  \
-    const double *__restrict__ stats, long long n, long long n_decay, int vec, double lr, double wd,  \
+    const double *stats, long long n, long long n_decay, int vec, double lr, double wd,               \
         double l1, double dfac, double clip_norm, double clip_value, double norm_eps, int guard
 #define PROLOGUE(T)                                                                                  \
     Prep<T> p;                                                                                       \

@@ -71,6 +71,25 @@ def test_bad_input_is_rejected():
         ema_update(a, np.zeros(6, np.float32), 0.9)
 
 
+def test_cuda_c_tier_on_the_cpu_emulator():
+    """ema.cu and its launch code on the CPU: vector and scalar paths, grid-stride loops."""
+    from cuda_host_emulator import require_compiler
+    from optim_emulator import emulated, emulated_fn
+
+    require_compiler()
+    from gpunet.kernels.ema import cupy_tier
+
+    for dtype, tol in ((np.float32, 1e-6), (np.float64, 1e-14)):
+        fns = {"reference": _fns([])["reference"], "cuda_c_emulated": emulated_fn(cupy_tier, cupy_tier.ema_update)}
+        compare_tiers(fns, ema_case([1, 3, 6, 1001, 20011]), draws=8, seed=5, dtype=dtype).assert_below(tol)
+    w = np.arange(1, 1004, dtype=np.float32)
+    ema = np.zeros(1004, np.float32)
+    with emulated(cupy_tier):
+        cupy_tier.ema_update(ema[1:], w, 0.75)  # unaligned: the scalar path
+    assert ema[0] == 0.0
+    np.testing.assert_allclose(ema[1:], 0.25 * w, rtol=1e-6)
+
+
 @pytest.mark.cudasim
 def test_numba_cuda_under_simulator():
     compare_tiers(_fns(["numba_cuda"]), ema_case([1, 5, 130, 300]), draws=4, seed=2).assert_below(1e-6)

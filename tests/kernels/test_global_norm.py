@@ -18,25 +18,27 @@ BIG = (1 << 20) + 3
 SIZES = [1, 2, 3, 4, 5, 7, 255, 257, 1023, 4099, 65537, 300001]
 
 
-def _stats_fns(tiers):
-    def wrap(mod):
+def _stats_fns(tiers, extra=None):
+    def wrap(grad_stats):
         def run(x, sumsq, counters, stats0, count):
             xp = backend.get_array_module(x)
             stats = xp.array(stats0, dtype=np.float64)  # a copy: stats0 is shared by the tiers
-            mod.grad_stats(x, stats, count)
+            grad_stats(x, stats, count)
             sumsq[...] = stats[:1]
             counters[...] = stats[1:]
         return run
-    return {t: wrap(tier_module("global_norm", t)) for t in ("reference", *tiers)}
+    fns = {t: tier_module("global_norm", t).grad_stats for t in ("reference", *tiers)}
+    return {t: wrap(f) for t, f in {**fns, **(extra or {})}.items()}
 
 
-def _scale_fns(tiers):
-    def wrap(mod):
+def _scale_fns(tiers, extra=None):
+    def wrap(scale_by_norm):
         def run(x, stats, max_norm):
             xp = backend.get_array_module(x)
-            mod.scale_by_norm(x, xp.asarray(stats, dtype=np.float64), max_norm)
+            scale_by_norm(x, xp.asarray(stats, dtype=np.float64), max_norm)
         return run
-    return {t: wrap(tier_module("global_norm", t)) for t in ("reference", *tiers)}
+    fns = {t: tier_module("global_norm", t).scale_by_norm for t in ("reference", *tiers)}
+    return {t: wrap(f) for t, f in {**fns, **(extra or {})}.items()}
 
 
 def stats_case(sizes, big=None):
@@ -159,6 +161,49 @@ def test_clip_grad_norm_scales_in_place(rng):
     np.testing.assert_array_equal(g, same)
     with pytest.raises(ValueError, match="max_norm"):
         gn.clip_grad_norm(model, -1)
+
+
+def test_cuda_c_tier_on_the_cpu_emulator():
+    """global_norm.cu and its launch code on the CPU: float4/double2 loads, tails, grid-stride loops,
+    several blocks ending in the last-block reduction, and the ticket resetting between launches."""
+    from cuda_host_emulator import require_compiler
+    from optim_emulator import emulated_fn
+
+    require_compiler()
+    from gpunet.kernels.global_norm import cupy_tier
+
+    sizes = [1, 2, 5, 1023, 4099, 12001]
+    for dtype, seed, tol in ((np.float32, 31, 1e-6), (np.float64, 32, 1e-12)):
+        for sm in (1, 3):
+            fns = _stats_fns([], {"cuda_c_emulated": emulated_fn(cupy_tier, cupy_tier.grad_stats, sm)})
+            report = compare_tiers(fns, stats_case(sizes), draws=6, seed=seed + sm, dtype=dtype)
+            report.assert_below(tol)
+            assert report.worst["cuda_c_emulated"]["counters"] == 0.0
+        fns = _scale_fns([], {"cuda_c_emulated": emulated_fn(cupy_tier, cupy_tier.scale_by_norm)})
+        compare_tiers(fns, scale_case(sizes), draws=6, seed=seed, dtype=dtype).assert_below(tol)
+
+def test_cuda_c_grad_stats_with_more_blocks_than_threads_on_the_cpu_emulator(monkeypatch):
+    """With more blocks than threads per block, the last block loops over the partials (built with
+    32 threads per block so that the emulator runs few threads)."""
+    from cuda_host_emulator import require_compiler
+    from optim_emulator import emulated
+
+    require_compiler()
+    from gpunet.kernels.global_norm import cupy_tier
+
+    monkeypatch.setattr(cupy_tier, "NORM_THREADS", 32)
+    x = np.random.default_rng(0).standard_normal(70 * 32 * 4 + 1).astype(np.float32)
+    stats = np.zeros(4)
+    with emulated(cupy_tier, sm_count=10, defines="#define NORM_THREADS 32\n") as emu:
+        cupy_tier.grad_stats(x[:-1], stats, True)
+        assert emu.launches[-1][1:] == ((70, 1), (32, 1))
+        cupy_tier.grad_stats(x[1:], stats, True)  # unaligned: the scalar path
+        assert cupy_tier._workspace(emu)[2][0] == 0  # the ticket is back at zero
+    assert stats[2] == 2 and abs(stats[0] - np.sum(x[1:].astype(np.float64) ** 2)) <= 1e-12 * stats[0]
+    x[77] = np.inf
+    with emulated(cupy_tier, sm_count=10, defines="#define NORM_THREADS 32\n"):
+        cupy_tier.grad_stats(x[:-1], stats, True)
+    assert list(stats[1:]) == [1.0, 2.0, 1.0]
 
 
 @pytest.mark.cudasim

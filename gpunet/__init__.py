@@ -37,6 +37,8 @@ from .layers import (  # noqa: E402
     Flatten, Identity, Layer, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh,
 )
 from .layers import BatchNorm1d, BatchNorm2d, Dropout  # noqa: E402
+from .layers import AvgPool2d, Concat, Conv2d, GlobalAvgPool2d, MaxPool2d, Residual  # noqa: E402
+from . import models  # noqa: E402
 from .testing import gradcheck  # noqa: E402
 from .optim import clip_grad_norm  # noqa: E402
 from .train import Trainer, callbacks  # noqa: E402

@@ -1,0 +1,116 @@
+"""Blocks with more than one path: Residual (ResNet) and Concat (Inception).
+
+Parameter names follow the children's names: a Residual's are "block.*" and "shortcut.*"
+("block.0.weight", "shortcut.weight" for a 1×1 convolution shortcut); a Concat's branches are
+"0.*", "1.*", ... as in a Sequential.
+"""
+from __future__ import annotations
+
+from .. import backend
+from .base import Layer
+
+
+class Residual(Layer):
+    """y = block(x) + shortcut(x), with the identity when ``shortcut`` is None.
+
+    Backward: dx = block.backward(dy) + shortcut.backward(dy) (dy itself for the identity). For a
+    block that changes the shape (stride or channels), pass a shortcut that does the same, e.g.
+    ``Conv2d(c_in, c_out, 1, stride=2, bias=False)``.
+    """
+
+    _branch_shapes = True
+
+    def __init__(self, block: Layer, shortcut: Layer | None = None):
+        super().__init__()
+        self.add_child("block", block)
+        if shortcut is not None:
+            self.add_child("shortcut", shortcut)
+        self.has_shortcut = shortcut is not None
+
+    def forward(self, x):
+        fx = self._children["block"](x)
+        sx = self._children["shortcut"](x) if self.has_shortcut else x
+        if tuple(fx.shape) != tuple(sx.shape):
+            what = "shortcut" if self.has_shortcut else "input (identity shortcut)"
+            raise ValueError(f"{self.name}: the block's output {tuple(fx.shape)} and the {what} "
+                             f"{tuple(sx.shape)} differ; give a shortcut that maps x to the block's shape")
+        self._last_input_shape = tuple(x.shape[1:])
+        return fx + sx
+
+    def backward(self, dy):
+        paths = [self._children["block"]] + ([self._children["shortcut"]] if self.has_shortcut else [])
+        for path in paths:
+            path.need_input_grad = self.need_input_grad
+        dx = paths[0].backward(dy)
+        ds = paths[1].backward(dy) if self.has_shortcut else dy
+        return dx + ds if self.need_input_grad else None
+
+    def output_shape(self, input_shape):
+        return self._children["block"].output_shape(input_shape)
+
+    def input_shape_hint(self):
+        return self._children["block"].input_shape_hint()
+
+
+class Concat(Layer):
+    """y = concatenate([branch(x) for branch in branches], axis) (axis 1: channels, for Inception).
+
+    Backward splits dy along ``axis`` into each branch's part and returns the sum of the
+    branches' dx. Branches are children "0", "1", ...
+    """
+
+    _branch_shapes = True
+
+    def __init__(self, branches, axis: int = 1):
+        super().__init__()
+        branches = list(branches)
+        if not branches:
+            raise ValueError("Concat: branches must hold at least one layer")
+        if int(axis) < 1:
+            raise ValueError(f"Concat: axis must be >= 1 (axis 0 is the batch), got {axis!r}")
+        for i, b in enumerate(branches):
+            self.add_child(str(i), b)
+        self.axis = int(axis)
+        self._sizes = None
+
+    def __len__(self):
+        return len(self._children)
+
+    def __getitem__(self, i: int) -> Layer:
+        return list(self._children.values())[i]
+
+    def forward(self, x):
+        outs = [b(x) for b in self._children.values()]
+        for name, o in zip(self._children, outs):
+            ref = outs[0]
+            if o.ndim != ref.ndim or o.ndim <= self.axis or any(
+                    a != b for d, (a, b) in enumerate(zip(o.shape, ref.shape)) if d != self.axis):
+                raise ValueError(f"{self.name}: branch {name} gives shape {tuple(o.shape)}, branch 0 gives "
+                                 f"{tuple(ref.shape)}; they must agree except on axis {self.axis}")
+        self._sizes = [o.shape[self.axis] for o in outs]
+        self._last_input_shape = tuple(x.shape[1:])
+        return backend.get_array_module(outs[0]).concatenate(outs, axis=self.axis)
+
+    def backward(self, dy):
+        if self._sizes is None:
+            raise RuntimeError(f"{self.name}: backward called before forward")
+        xp = backend.get_array_module(dy)
+        dx, start = None, 0
+        index = [slice(None)] * dy.ndim
+        for branch, size in zip(self._children.values(), self._sizes):
+            branch.need_input_grad = self.need_input_grad
+            index[self.axis] = slice(start, start + size)
+            g = branch.backward(xp.ascontiguousarray(dy[tuple(index)]))
+            if self.need_input_grad:
+                dx = g if dx is None else dx + g
+            start += size
+        return dx
+
+    def output_shape(self, input_shape):
+        shapes = [tuple(b.output_shape(input_shape)) for b in self._children.values()]
+        a = self.axis - 1
+        total = sum(s[a] for s in shapes)
+        return shapes[0][:a] + (total,) + shapes[0][a + 1:]
+
+    def extra_repr(self):
+        return f"axis={self.axis}"

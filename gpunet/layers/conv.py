@@ -1,0 +1,156 @@
+"""2-D convolution by im2col and one matrix product (BLAS on the CPU, cuBLAS through CuPy on the GPU).
+
+With K = C·kh·kw, M = N·OH·OW and W viewed as (OC, K):
+
+    forward:   cols = im2col(x) (K, M);   Yc = W·cols (OC, M);   y[n, o] = Yc[o, n-th block] + b[o]
+    backward:  dYc = dy as (OC, M), db = Σ_{n,p} dy;   dW = dYc·colsᵀ;   dx = col2im(Wᵀ·dYc)
+
+The column matrix and the (OC, M) product live in scratch buffers that the layer reuses from
+step to step (and the backward writes Wᵀ·dYc over the columns once dW is done), so a training
+step allocates only its outputs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend
+from .. import init as initializers
+from ..ops import im2col as ops
+from .base import Layer
+from .checks import check_input
+
+
+def pair(value, arg: str, who: str, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints, each >= minimum, as a pair; a clear error naming ``who`` otherwise."""
+    vals = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    ok = len(vals) == 2 and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in vals)
+    if not ok or min(vals) < minimum:
+        raise ValueError(f"{who}: {arg} must be an integer >= {minimum} or a pair of them, got {value!r}")
+    return int(vals[0]), int(vals[1])
+
+
+def check_image_input(layer, x, channels=None):
+    """Check an (N, C, H, W) input for ``layer``; cast to the layer's dtype."""
+    if hasattr(x, "ndim") and x.ndim != 4:
+        hint = " (add a batch axis: x[None])" if x.ndim == 3 else ""
+        raise ValueError(f"{layer.name}: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}{hint}")
+    x = check_input(layer, x, ndim=4, dtype=layer.dtype if layer._params else None)
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{layer.name}: expected {channels} input channels, got input of shape "
+                         f"{tuple(x.shape)} with {x.shape[1]} channels")
+    return x
+
+
+class Scratch:
+    """Flat scratch buffers reused across steps; a view of the right shape is handed out."""
+
+    def __init__(self):
+        self.buffers = {}
+
+    def get(self, key: str, shape, like):
+        size = int(np.prod(shape, dtype=np.int64))
+        buf = self.buffers.get(key)
+        if (buf is None or buf.size < size or buf.dtype != like.dtype
+                or backend.device_of(buf) != backend.device_of(like)):
+            buf = backend.get_array_module(like).empty(max(size, 1), dtype=like.dtype)
+            self.buffers[key] = buf
+        return buf[:size].reshape(shape)
+
+    def clear(self):
+        self.buffers = {}
+
+
+class Conv2d(Layer):
+    """y[n, o] = b[o] + Σ_{c, i, j} W[o, c, i, j] · x_pad[n, c, oh·sh + i, ow·sw + j].
+
+    ``Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+    init="he_normal")``: kernel_size, stride and padding are ints or (h, w) pairs; the weight has
+    shape (out_channels, in_channels, kh, kw) as in PyTorch, He-normal by default (fan_in =
+    in_channels·kh·kw; see ``gpunet.init``), the bias starts at zero and takes no weight decay.
+    Inputs are (N, C, H, W); outputs (N, out_channels, OH, OW) with
+    OH = (H + 2·ph − kh) // sh + 1 (likewise OW).
+
+    With ``need_input_grad`` False (see ``Layer``) the backward skips dx (Wᵀ·dYc and col2im) and
+    returns None.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 bias: bool = True, init="he_normal", dtype="float32"):
+        super().__init__()
+        for arg, v in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"Conv2d: {arg} must be a positive integer, got {v!r}")
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d", 1)
+        self.stride = pair(stride, "stride", "Conv2d", 1)
+        self.padding = pair(padding, "padding", "Conv2d", 0)
+        kh, kw = self.kernel_size
+        w = initializers.initialize(init, (self.out_channels, self.in_channels, kh, kw), dtype=dtype)
+        self.add_parameter("weight", backend.to_device(w))
+        self.has_bias = bool(bias)
+        if bias:
+            self.add_parameter("bias", backend.xp.zeros(self.out_channels, dtype=dtype), decay=False)
+        self._scratch = Scratch()
+        self._cols = None
+
+    # ------------------------------------------------------------------ geometry
+    def _out_hw(self, h, w, shape):
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        if kh > h + 2 * ph or kw > w + 2 * pw:
+            raise ValueError(f"{self.name}: kernel {kh}x{kw} is larger than the padded input "
+                             f"{h + 2 * ph}x{w + 2 * pw} (input shape {tuple(shape)}, padding {self.padding})")
+        return ops.conv_output_size(h, kh, sh, ph), ops.conv_output_size(w, kw, sw, pw)
+
+    def output_shape(self, input_shape):
+        c, h, w = input_shape
+        return (self.out_channels,) + self._out_hw(h, w, ("N",) + tuple(input_shape))
+
+    # ------------------------------------------------------------------ computation
+    def forward(self, x):
+        x = check_image_input(self, x, self.in_channels)
+        n, _, h, w = x.shape
+        oh, ow = self._out_hw(h, w, x.shape)
+        kh, kw = self.kernel_size
+        k, m = self.in_channels * kh * kw, n * oh * ow
+        xp = backend.get_array_module(x)
+        cols = ops.im2col(x, kh, kw, self.stride, self.padding, out=self._scratch.get("cols", (k, m), x))
+        yc = self._scratch.get("mat", (self.out_channels, m), x)
+        xp.matmul(self.weight.reshape(self.out_channels, k), cols, out=yc)
+        bias = self.bias if self.has_bias else self._scratch.get("zero_bias", (self.out_channels,), x)
+        if not self.has_bias:
+            bias[...] = 0
+        self._cols, self._x_shape = cols, tuple(x.shape)
+        return ops.cnhw_to_nchw(yc, bias, (n, self.out_channels, oh, ow))
+
+    def backward(self, dy):
+        if self._cols is None:
+            raise RuntimeError(f"{self.name}: backward called before forward (or twice after one forward)")
+        n, _, h, w = self._x_shape
+        expect = (n, self.out_channels) + self._out_hw(h, w, self._x_shape)
+        if tuple(dy.shape) != expect:
+            raise ValueError(f"{self.name}: backward expected dy of shape {expect}, got {tuple(dy.shape)}")
+        dy = dy.astype(self.weight.dtype, copy=False)
+        xp = backend.get_array_module(dy)
+        k, m = self._cols.shape
+        dyc = self._scratch.get("mat", (self.out_channels, m), dy)
+        db = self._grads["bias"] if self.has_bias else self._scratch.get("dbias", (self.out_channels,), dy)
+        ops.nchw_to_cnhw(dy, out=dyc, dbias=db)
+        xp.matmul(dyc, self._cols.T, out=self._grads["weight"].reshape(self.out_channels, k))
+        if not self.need_input_grad:
+            return None
+        dcols = xp.matmul(self.weight.reshape(self.out_channels, k).T, dyc, out=self._cols)
+        self._cols = None  # the columns now hold Wᵀ·dYc
+        kh, kw = self.kernel_size
+        return ops.col2im(dcols, self._x_shape, kh, kw, self.stride, self.padding)
+
+    def _on_moved(self):
+        self._scratch.clear()
+        self._cols = None
+
+    def extra_repr(self):
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if not self.has_bias:
+            s += ", bias=False"
+        return s

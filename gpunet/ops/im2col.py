@@ -1,0 +1,191 @@
+"""im2col / col2im and the layout moves around a convolution's matrix product.
+
+See kernels/im2col/reference.py for the formulas. With K = C·kh·kw, M = N·OH·OW and P = OH·OW:
+
+    im2col(x)            x (N, C, H, W)  -> cols (K, M)
+    col2im(dcols, ...)   dcols (K, M)    -> dx (N, C, H, W)        (the adjoint of im2col)
+    cnhw_to_nchw(yc, b)  yc (OC, M)      -> y (N, OC, OH, OW),     y[n, c] = yc[c, n·P:(n+1)·P] + b[c]
+    nchw_to_cnhw(dy)     dy (N, OC, P..) -> dyc (OC, M) and db[c] = Σ_{n,p} dy[n, c, p]
+
+Each function validates its arguments, picks a kernel tier (``gpunet.ops.select_tier``),
+allocates the output unless ``out=`` is given (a C-contiguous array of the right shape and
+dtype), and calls the tier. ``TIERS`` maps each kernel to its four tier functions.
+"""
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+
+import numpy as np
+
+from .. import backend
+from .dispatch import select_tier
+
+_NAMES = ("im2col", "col2im", "cnhw_to_nchw", "nchw_to_cnhw")
+_THREADS = 256
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """(size + 2·padding − kernel) // stride + 1."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+# ----------------------------------------------------------------------------- tiers
+@lru_cache(maxsize=None)
+def _module(tier: str):
+    return importlib.import_module(f"gpunet.kernels.im2col.{tier}")
+
+
+@lru_cache(maxsize=None)
+def cuda_module(op: str):
+    """The CUDA C module kernels/<op>/<op>.cu, compiled once per process (CuPy also caches it on disk)."""
+    import cupy
+    from importlib.resources import files
+
+    src = files(f"gpunet.kernels.{op}").joinpath(f"{op}.cu").read_text()
+    return cupy.RawModule(code=src, options=("--std=c++14",))
+
+
+def launch(op: str, name: str, dtype, total: int, args, blocks: int | None = None):
+    """Launch ``<name>_f32`` or ``<name>_f64`` of kernels/<op>/<op>.cu over ``total`` threads
+    (grid-stride kernels: the grid is capped), or over ``blocks`` blocks, on the current stream."""
+    suffix = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}[np.dtype(dtype)]
+    fn = cuda_module(op).get_function(f"{name}_{suffix}")
+    if blocks is None:
+        blocks = max(1, min((total + _THREADS - 1) // _THREADS, 65535 * 8))
+    fn((blocks,), (_THREADS,), args)
+
+
+def _launch(name, dtype, total, args, blocks=None):
+    launch("im2col", name, dtype, total, args, blocks)
+
+
+def _geom(x_shape, kh, kw, sh, sw, ph, pw):
+    n, c, h, w = (int(s) for s in x_shape)
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    return tuple(np.int32(v) for v in (n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow))
+
+
+def _cupy_im2col(x, cols, kh, kw, sh, sw, ph, pw):
+    _launch("im2col", x.dtype, cols.size, (x, cols) + _geom(x.shape, kh, kw, sh, sw, ph, pw))
+
+
+def _cupy_col2im(cols, dx, kh, kw, sh, sw, ph, pw):
+    _launch("col2im", dx.dtype, dx.size, (cols, dx) + _geom(dx.shape, kh, kw, sh, sw, ph, pw))
+
+
+def _cupy_cnhw_to_nchw(yc, bias, y):
+    n, c = y.shape[:2]
+    p = y.size // max(n * c, 1)
+    _launch("cnhw_to_nchw", y.dtype, y.size, (yc, bias, y, np.int32(n), np.int32(c), np.int32(p)))
+
+
+def _cupy_nchw_to_cnhw(dy, dyc, dbias):
+    n, c = dy.shape[:2]
+    p = dy.size // max(n * c, 1)
+    dims = (np.int32(n), np.int32(c), np.int32(p))
+    _launch("nchw_to_cnhw", dy.dtype, dy.size, (dy, dyc) + dims)
+    _launch("channel_sum", dy.dtype, 0, (dy, dbias) + dims, blocks=c)
+
+
+_CUPY = {"im2col": _cupy_im2col, "col2im": _cupy_col2im,
+         "cnhw_to_nchw": _cupy_cnhw_to_nchw, "nchw_to_cnhw": _cupy_nchw_to_cnhw}
+
+
+def kernel(name: str, tier: str):
+    """The kernel-style function ``name`` of ``tier`` (writes into the arrays it is given)."""
+    if name not in _NAMES:
+        raise ValueError(f"im2col ops: unknown kernel {name!r}; expected one of {_NAMES}")
+    if tier == "cupy":
+        return _CUPY[name]
+    return getattr(_module(tier), name)
+
+
+def tier_functions(name: str, tiers=("reference", "numba_cpu", "numba_cuda", "cupy")) -> dict:
+    """{tier: function} for ``compare_tiers``."""
+    return {t: kernel(name, t) for t in tiers}
+
+
+# ----------------------------------------------------------------------------- checks
+def _check_out(out, shape, like, who):
+    xp = backend.get_array_module(like)
+    if out is None:
+        return xp.empty(shape, dtype=like.dtype)
+    if tuple(out.shape) != tuple(shape) or out.dtype != like.dtype:
+        raise ValueError(f"{who}(out): expected shape {tuple(shape)} and dtype {like.dtype}, "
+                         f"got {tuple(out.shape)} {out.dtype}")
+    if not out.flags.c_contiguous or backend.device_of(out) != backend.device_of(like):
+        raise ValueError(f"{who}(out): must be C-contiguous and on the {backend.device_of(like)}")
+    return out
+
+
+def _contig(a, who, arg):
+    if not np.issubdtype(a.dtype, np.floating) or a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{who}({arg}): expected float32 or float64, got {a.dtype}")
+    return backend.get_array_module(a).ascontiguousarray(a)
+
+
+def _check_geometry(who, x_shape, kh, kw, sh, sw, ph, pw):
+    if len(x_shape) != 4:
+        raise ValueError(f"{who}: expected an (N, C, H, W) shape, got {tuple(x_shape)}")
+    if min(kh, kw, sh, sw) < 1 or min(ph, pw) < 0:
+        raise ValueError(f"{who}: kernel and stride must be >= 1 and padding >= 0, got kernel "
+                         f"({kh}, {kw}), stride ({sh}, {sw}), padding ({ph}, {pw})")
+    h, w = x_shape[2], x_shape[3]
+    if kh > h + 2 * ph or kw > w + 2 * pw:
+        raise ValueError(f"{who}: kernel ({kh}, {kw}) is larger than the padded input "
+                         f"({h + 2 * ph}, {w + 2 * pw})")
+    return conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+
+
+# ----------------------------------------------------------------------------- ops
+def im2col(x, kh, kw, stride=(1, 1), padding=(0, 0), out=None, tier=None):
+    """cols (C·kh·kw, N·OH·OW) of x (N, C, H, W); see the module docstring."""
+    (sh, sw), (ph, pw) = stride, padding
+    oh, ow = _check_geometry("im2col", x.shape, kh, kw, sh, sw, ph, pw)
+    x = _contig(x, "im2col", "x")
+    n, c = x.shape[:2]
+    cols = _check_out(out, (c * kh * kw, n * oh * ow), x, "im2col")
+    kernel("im2col", select_tier(x, cols, tier=tier))(x, cols, kh, kw, sh, sw, ph, pw)
+    return cols
+
+
+def col2im(cols, x_shape, kh, kw, stride=(1, 1), padding=(0, 0), out=None, tier=None):
+    """dx (N, C, H, W): the adjoint of ``im2col`` applied to ``cols``; overwrites ``out``."""
+    (sh, sw), (ph, pw) = stride, padding
+    x_shape = tuple(int(s) for s in x_shape)
+    oh, ow = _check_geometry("col2im", x_shape, kh, kw, sh, sw, ph, pw)
+    n, c = x_shape[:2]
+    if tuple(cols.shape) != (c * kh * kw, n * oh * ow):
+        raise ValueError(f"col2im(cols): expected shape {(c * kh * kw, n * oh * ow)} for input shape "
+                         f"{x_shape}, got {tuple(cols.shape)}")
+    cols = _contig(cols, "col2im", "cols")
+    dx = _check_out(out, x_shape, cols, "col2im")
+    kernel("col2im", select_tier(cols, dx, tier=tier))(cols, dx, kh, kw, sh, sw, ph, pw)
+    return dx
+
+
+def cnhw_to_nchw(yc, bias, shape, out=None, tier=None):
+    """y (N, C, *spatial) with y[n, c] = yc[c, n·P:(n+1)·P] + bias[c]."""
+    shape = tuple(int(s) for s in shape)
+    n, c = shape[:2]
+    p = int(np.prod(shape[2:], dtype=np.int64))
+    if tuple(yc.shape) != (c, n * p) or tuple(bias.shape) != (c,):
+        raise ValueError(f"cnhw_to_nchw: expected yc {(c, n * p)} and bias {(c,)} for output {shape}, "
+                         f"got {tuple(yc.shape)} and {tuple(bias.shape)}")
+    yc, bias = _contig(yc, "cnhw_to_nchw", "yc"), _contig(bias, "cnhw_to_nchw", "bias")
+    y = _check_out(out, shape, yc, "cnhw_to_nchw")
+    kernel("cnhw_to_nchw", select_tier(yc, bias, y, tier=tier))(yc, bias, y)
+    return y
+
+
+def nchw_to_cnhw(dy, out=None, dbias=None, tier=None):
+    """(dyc, dbias): dyc (C, N·P) with dyc[c, n·P + p] = dy[n, c, p], dbias[c] = Σ_{n,p} dy[n, c, p]."""
+    if dy.ndim < 2:
+        raise ValueError(f"nchw_to_cnhw: expected (N, C, ...), got shape {tuple(dy.shape)}")
+    dy = _contig(dy, "nchw_to_cnhw", "dy")
+    n, c = dy.shape[:2]
+    dyc = _check_out(out, (c, dy.size // max(n * c, 1) * n), dy, "nchw_to_cnhw")
+    dbias = _check_out(dbias, (c,), dy, "nchw_to_cnhw")
+    kernel("nchw_to_cnhw", select_tier(dy, dyc, dbias, tier=tier))(dy, dyc, dbias)
+    return dyc, dbias

@@ -1,0 +1,143 @@
+"""im2col / col2im with numba.cuda: a second GPU implementation, run under the CUDA simulator in CI.
+
+Same formulas as ``reference``; same thread mapping as im2col.cu (one thread per output
+element in grid-stride loops; col2im gathers, so no atomics). The wrappers take device arrays
+(CuPy arrays, or NumPy arrays under NUMBA_ENABLE_CUDASIM=1).
+"""
+from __future__ import annotations
+
+from numba import cuda
+
+_THREADS = 128
+
+
+def _blocks(total: int) -> int:
+    return max(1, min((total + _THREADS - 1) // _THREADS, 65535))
+
+
+@cuda.jit
+def _im2col(x, cols, kh, kw, sh, sw, ph, pw, oh, ow):
+    n, c, h, w = x.shape
+    p = oh * ow
+    m = n * p
+    total = cols.shape[0] * m
+    idx = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    while idx < total:
+        col = idx % m
+        row = idx // m
+        j = row % kw
+        i = (row // kw) % kh
+        ch = row // (kw * kh)
+        q = col % ow
+        r = (col // ow) % oh
+        b = col // p
+        ih = r * sh + i - ph
+        iw = q * sw + j - pw
+        if ih >= 0 and ih < h and iw >= 0 and iw < w:
+            cols[row, col] = x[b, ch, ih, iw]
+        else:
+            cols[row, col] = 0
+        idx += stride
+
+
+@cuda.jit
+def _col2im(cols, dx, kh, kw, sh, sw, ph, pw, oh, ow):
+    n, c, h, w = dx.shape
+    p = oh * ow
+    total = n * c * h * w
+    idx = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    while idx < total:
+        z = idx % w
+        y = (idx // w) % h
+        ch = (idx // (w * h)) % c
+        b = idx // (w * h * c)
+        acc = cols[0, 0] * 0
+        for i in range(kh):
+            yy = y + ph - i
+            if yy >= 0 and yy % sh == 0 and yy // sh < oh:
+                r = yy // sh
+                for j in range(kw):
+                    zz = z + pw - j
+                    if zz >= 0 and zz % sw == 0 and zz // sw < ow:
+                        acc += cols[(ch * kh + i) * kw + j, b * p + r * ow + zz // sw]
+        dx[b, ch, y, z] = acc
+        idx += stride
+
+
+@cuda.jit
+def _cnhw_to_nchw(yc, bias, y3):
+    n, c, p = y3.shape
+    total = n * c * p
+    idx = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    while idx < total:
+        k = idx % p
+        ch = (idx // p) % c
+        b = idx // (p * c)
+        y3[b, ch, k] = yc[ch, b * p + k] + bias[ch]
+        idx += stride
+
+
+@cuda.jit
+def _nchw_to_cnhw(dy3, dyc):
+    n, c, p = dy3.shape
+    m = n * p
+    total = c * m
+    idx = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    while idx < total:
+        col = idx % m
+        ch = idx // m
+        dyc[ch, col] = dy3[col // p, ch, col % p]
+        idx += stride
+
+
+@cuda.jit
+def _channel_sum(dy3, dbias):
+    """One block of _THREADS threads per channel: strided partial sums, then a tree in shared memory."""
+    n, c, p = dy3.shape
+    part = cuda.shared.array(_THREADS, dtype=dy3.dtype)
+    ch = cuda.blockIdx.x
+    t = cuda.threadIdx.x
+    acc = dy3[0, 0, 0] * 0
+    k = t
+    while k < n * p:
+        acc += dy3[k // p, ch, k % p]
+        k += cuda.blockDim.x
+    part[t] = acc
+    cuda.syncthreads()
+    s = cuda.blockDim.x // 2
+    while s > 0:
+        if t < s:
+            part[t] += part[t + s]
+        cuda.syncthreads()
+        s //= 2
+    if t == 0:
+        dbias[ch] = part[0]
+
+
+def _out(h, w, kh, kw, sh, sw, ph, pw):
+    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+
+def im2col(x, cols, kh, kw, sh, sw, ph, pw):
+    oh, ow = _out(x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw)
+    _im2col[_blocks(cols.size), _THREADS](x, cols, kh, kw, sh, sw, ph, pw, oh, ow)
+
+
+def col2im(cols, dx, kh, kw, sh, sw, ph, pw):
+    oh, ow = _out(dx.shape[2], dx.shape[3], kh, kw, sh, sw, ph, pw)
+    _col2im[_blocks(dx.size), _THREADS](cols, dx, kh, kw, sh, sw, ph, pw, oh, ow)
+
+
+def cnhw_to_nchw(yc, bias, y):
+    y3 = y.reshape(y.shape[0], y.shape[1], -1)
+    _cnhw_to_nchw[_blocks(y.size), _THREADS](yc, bias, y3)
+
+
+def nchw_to_cnhw(dy, dyc, dbias):
+    dy3 = dy.reshape(dy.shape[0], dy.shape[1], -1)
+    _nchw_to_cnhw[_blocks(dy.size), _THREADS](dy3, dyc)
+    _channel_sum[dy.shape[1], _THREADS](dy3, dbias)

@@ -1,0 +1,160 @@
+"""2-D pooling on the CPU: Numba, parallel over (image, channel) planes, one pass, no temporaries.
+
+Same functions and formulas as ``reference`` (see there). Each plane is written by one thread,
+so the backward scatters need no atomics. Window bounds are clipped to the image once per output.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True)
+def _max_window(x, t, r0, r1, c0, c1, w):
+    """The exact rule (larger or NaN replaces the running maximum), for windows holding a NaN."""
+    best = x[t, r0, c0]
+    arg = r0 * w + c0
+    for a in range(r0, r1):
+        for b in range(c0, c1):
+            v = x[t, a, b]
+            if v > best or v != v:
+                best = v
+                arg = a * w + b
+    return best, arg
+
+
+@njit(parallel=True, fastmath=False, cache=True)
+def _max_fwd(x, y, idx, kh, kw, sh, sw, ph, pw):
+    # The running maximum uses "v > best" alone (compiles to branch-free selects; a NaN test in
+    # the same loop does not); the window's sum is NaN exactly when the window holds a NaN (or
+    # both infinities), and then the exact rule reruns on that window.
+    nc, h, w = x.shape
+    _, oh, ow = y.shape
+    for t in prange(nc):
+        for r in range(oh):
+            r0 = max(r * sh - ph, 0)
+            r1 = min(r * sh - ph + kh, h)
+            for q in range(ow):
+                c0 = max(q * sw - pw, 0)
+                c1 = min(q * sw - pw + kw, w)
+                best = x[t, r0, c0]
+                arg = r0 * w + c0
+                s = best - best
+                for a in range(r0, r1):
+                    for b in range(c0, c1):
+                        v = x[t, a, b]
+                        s += v
+                        if v > best:
+                            best = v
+                            arg = a * w + b
+                if s != s:
+                    best, arg = _max_window(x, t, r0, r1, c0, c1, w)
+                y[t, r, q] = best
+                idx[t, r, q] = arg
+
+
+@njit(parallel=True, fastmath=False, cache=True)
+def _max_fwd_2x2(x, y, idx):
+    """kernel 2, stride 2, no padding: the same rule with the window unrolled."""
+    nc, h, w = x.shape
+    _, oh, ow = y.shape
+    for t in prange(nc):
+        for r in range(oh):
+            a = 2 * r
+            for q in range(ow):
+                b = 2 * q
+                x00 = x[t, a, b]
+                x01 = x[t, a, b + 1]
+                x10 = x[t, a + 1, b]
+                x11 = x[t, a + 1, b + 1]
+                best = x00
+                arg = a * w + b
+                if x01 > best:
+                    best = x01
+                    arg = a * w + b + 1
+                if x10 > best:
+                    best = x10
+                    arg = (a + 1) * w + b
+                if x11 > best:
+                    best = x11
+                    arg = (a + 1) * w + b + 1
+                s = x00 + x01 + x10 + x11
+                if s != s:
+                    best, arg = _max_window(x, t, a, a + 2, b, b + 2, w)
+                y[t, r, q] = best
+                idx[t, r, q] = arg
+
+
+@njit(parallel=True, fastmath=False, cache=True)
+def _max_bwd(dy, idx, dx):
+    nc, p = dy.shape
+    for t in prange(nc):
+        for k in range(dx.shape[1]):
+            dx[t, k] = 0
+        for k in range(p):
+            dx[t, idx[t, k]] += dy[t, k]
+
+
+@njit(parallel=True, fastmath=False, cache=True)
+def _avg_fwd(x, y, kh, kw, sh, sw, ph, pw, scale):
+    nc, h, w = x.shape
+    _, oh, ow = y.shape
+    for t in prange(nc):
+        for r in range(oh):
+            r0 = max(r * sh - ph, 0)
+            r1 = min(r * sh - ph + kh, h)
+            for q in range(ow):
+                c0 = max(q * sw - pw, 0)
+                c1 = min(q * sw - pw + kw, w)
+                s = 0.0
+                for a in range(r0, r1):
+                    for b in range(c0, c1):
+                        s += x[t, a, b]
+                y[t, r, q] = s * scale
+
+
+@njit(parallel=True, fastmath=False, cache=True)
+def _avg_bwd(dy, dx, kh, kw, sh, sw, ph, pw, scale):
+    nc, h, w = dx.shape
+    _, oh, ow = dy.shape
+    for t in prange(nc):
+        for a in range(h):
+            for b in range(w):
+                dx[t, a, b] = 0
+        for r in range(oh):
+            r0 = max(r * sh - ph, 0)
+            r1 = min(r * sh - ph + kh, h)
+            for q in range(ow):
+                c0 = max(q * sw - pw, 0)
+                c1 = min(q * sw - pw + kw, w)
+                g = dy[t, r, q] * scale
+                for a in range(r0, r1):
+                    for b in range(c0, c1):
+                        dx[t, a, b] += g
+
+
+def _planes(a):
+    return a.reshape(a.shape[0] * a.shape[1], a.shape[2], a.shape[3])
+
+
+def _flat_planes(a):
+    return a.reshape(a.shape[0] * a.shape[1], a.shape[2] * a.shape[3])
+
+
+def maxpool2d_forward(x, y, idx, kh, kw, sh, sw, ph, pw):
+    if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0):
+        _max_fwd_2x2(_planes(x), _planes(y), _planes(idx))
+        return
+    _max_fwd(_planes(x), _planes(y), _planes(idx), kh, kw, sh, sw, ph, pw)
+
+
+def maxpool2d_backward(dy, idx, dx, kh, kw, sh, sw, ph, pw):
+    _max_bwd(_flat_planes(dy), _flat_planes(idx), _flat_planes(dx))
+
+
+def avgpool2d_forward(x, y, kh, kw, sh, sw, ph, pw, scale):
+    _avg_fwd(_planes(x), _planes(y), kh, kw, sh, sw, ph, pw, np.float64(scale))
+
+
+def avgpool2d_backward(dy, dx, kh, kw, sh, sw, ph, pw, scale):
+    _avg_bwd(_planes(dy), _planes(dx), kh, kw, sh, sw, ph, pw, np.float64(scale))

@@ -6,9 +6,9 @@
     model.backward(loss_fn.backward())
     opt.step()
 
-Per-batch loss and metric values stay on the device (each step writes one column of a small
-device buffer); they are read back every ``sync_every`` batches (for the progress bar and
-TerminateOnNaN) and at the end of an epoch, so there is no host synchronization per step.
+Per-batch loss and metric values stay on the device (the step keeps its 0-d result arrays); they
+are read back, all at once, every ``sync_every`` batches (for the progress bar and TerminateOnNaN)
+and at the end of an epoch, so there is no host synchronization per step.
 
 Non-finite losses, the policy: without ``TerminateOnNaN`` training goes on, and at the end of an
 epoch whose loss is not finite a warning says where non-finite values are now (usually the
@@ -52,6 +52,46 @@ def num_batches(*args, **kwargs):
 
 def _overrides(cb, hook: str) -> bool:
     return getattr(type(cb), hook) is not getattr(Callback, hook)
+
+
+class _Tally:
+    """Per-batch loss and metric values of one pass. Each step appends its 0-d device arrays to
+    ``pending`` (no copy, no kernel launch, no synchronization); ``read()`` stacks what is pending
+    (one launch per row), copies it to the host at once (the one synchronization), adds it to
+    float64 totals there and returns the means so far. The loss averages over examples (each
+    batch's mean weighted by its size); with ``skip``, batches whose loss is not finite are left
+    out of it and counted."""
+
+    def __init__(self, metrics, loss, skip: bool = False):
+        self.metrics, self.skip = metrics, skip
+        self.mean_loss = getattr(loss, "reduction", "mean") == "mean"
+        self.pending = [[] for _ in range(1 + len(metrics))]
+        self.sizes = []
+        self.loss_sum = self.counted = self.nonfinite = self.n = 0.0
+        self.metric_sums = np.zeros(len(metrics))
+
+    def read(self) -> dict:
+        if self.sizes:
+            xp = backend.get_array_module(self.pending[0][0])
+            rows = [xp.stack(p).astype(np.float64) for p in self.pending]
+            host = backend.to_numpy(xp.stack(rows))
+            sizes = np.asarray(self.sizes, dtype=np.float64)
+            loss = host[0] * sizes if self.mean_loss else host[0]
+            ok = np.isfinite(loss) if self.skip else np.ones(len(sizes), bool)
+            self.loss_sum += float(loss[ok].sum())
+            self.counted += float(sizes[ok].sum())
+            self.nonfinite += float((~ok).sum())
+            self.metric_sums += host[1:].sum(axis=1)
+            self.n += float(sizes.sum())
+            for p in self.pending:
+                p.clear()
+            self.sizes.clear()
+        logs = {"loss": self.loss_sum / self.counted if self.counted else math.nan}
+        for m, v in zip(self.metrics, self.metric_sums):
+            logs[m.name] = float(v / self.n) if self.n else math.nan
+        if self.skip:
+            logs["skipped"] = self.nonfinite
+        return logs
 
 
 class Trainer:
@@ -207,25 +247,15 @@ class Trainer:
         return tqdm(total=num_batches(n, batch_size, drop_last), desc=f"epoch {epoch + 1}/{epochs}",
                     unit="batch", leave=True, file=sys.stderr, dynamic_ncols=True)
 
-    def _buffers(self, xp, n, batch_size, drop_last):
-        """Per-batch values of one pass: a (1 + metrics, batches) device buffer that each step
-        writes one column of, and the batch sizes (the loss is a mean over each batch)."""
-        nb = num_batches(n, batch_size, drop_last)
-        sizes = np.full(nb, batch_size, dtype=np.float64)
-        if nb and not drop_last and n % batch_size:
-            sizes[-1] = n % batch_size
-        buf = xp.zeros((1 + len(self.metrics), nb), dtype=np.float64)
-        return buf, backend.to_device(sizes, backend.device_of(buf)), nb
-
     def _train_epoch(self, x, y, batch_size, shuffle, drop_last, epoch, bar):
         model, loss_fn, opt = self.model, self.loss, self.optimizer
-        xp = backend.get_array_module(x)
-        buf, sizes, n_batches = self._buffers(xp, len(x), batch_size, drop_last)
+        n_batches = num_batches(len(x), batch_size, drop_last)
         begin = [cb for cb in self.callbacks if _overrides(cb, "on_batch_begin")]
         end = [cb for cb in self.callbacks if _overrides(cb, "on_batch_end")]
         readers = [cb for cb in self.callbacks if _overrides(cb, "on_readback")]
-        skip = getattr(opt, "nonfinite", None) == "skip"
-        metrics = list(enumerate(self.metrics, start=1))
+        tally = _Tally(self.metrics, self.loss, skip=getattr(opt, "nonfinite", None) == "skip")
+        losses, sizes = tally.pending[0], tally.sizes
+        metrics = list(zip(self.metrics, tally.pending[1:]))
         self._epoch_lr = float(opt.lr)
         done = read_at = 0
         logs = {}
@@ -239,9 +269,10 @@ class Trainer:
             model.train()
             logits = model(xb)
             value = loss_fn(logits, yb)
-            buf[0, i] = value  # stays on the device
-            for j, m in metrics:
-                buf[j, i] = m.batch_sum(logits, yb)
+            losses.append(value)  # a 0-d device array: kept, not copied nor read
+            for m, pending in metrics:
+                pending.append(m.batch_sum(logits, yb))
+            sizes.append(len(xb))
             model.backward(loss_fn.backward())
             opt.step()
             done = i + 1
@@ -250,7 +281,7 @@ class Trainer:
             for cb in end:
                 cb.on_batch_end(step)
             if done % self.sync_every == 0 and (bar is not None or readers):
-                logs = self._read(buf, sizes, done, skip)
+                logs = tally.read()
                 read_at = done
                 if bar is not None:
                     bar.update(done - bar.n)
@@ -261,7 +292,7 @@ class Trainer:
                     break
         self.epoch_complete = done == n_batches
         if read_at != done or not logs:
-            logs = self._read(buf, sizes, done, skip)
+            logs = tally.read()
             for cb in readers:
                 cb.on_readback(self.global_step, logs)
         if bar is not None:
@@ -285,46 +316,22 @@ class Trainer:
                           RuntimeWarning, stacklevel=3)
         return logs
 
-    def _read(self, buf, sizes, k, skip=False):
-        """Means over the first k batches, in one read-back (one host synchronization). With
-        ``skip``, batches whose loss is not finite are left out of the loss (and counted)."""
-        xp = backend.get_array_module(buf)
-        if k == 0:
-            return {"loss": math.nan, **{m.name: math.nan for m in self.metrics}}
-        b, w = buf[:, :k], sizes[:k]
-        scale = w if getattr(self.loss, "reduction", "mean") == "mean" else 1.0
-        parts = [b[1:].sum(axis=1), w.sum()[None]]
-        if skip:
-            ok = xp.isfinite(b[0])
-            parts = [xp.where(ok, b[0] * scale, 0).sum()[None], (w * ok).sum()[None], (~ok).sum()[None]] + parts
-        else:
-            parts = [(b[0] * scale).sum()[None], w.sum()[None], xp.zeros(1)] + parts
-        host = backend.to_numpy(xp.concatenate([p.astype(np.float64) for p in parts]))
-        loss_sum, counted, nonfinite, msums, n = host[0], host[1], host[2], host[3:-1], host[-1]
-        logs = {"loss": float(loss_sum / counted) if counted > 0 else math.nan}
-        for m, v in zip(self.metrics, msums):
-            logs[m.name] = float(v / n)
-        if skip:
-            logs["skipped"] = float(nonfinite)
-        return logs
-
     # ------------------------------------------------------------------ evaluate / predict
     def _evaluate_arrays(self, x, y, batch_size):
         model = self.model
         was_training = model.training
         model.eval()
-        xp = backend.get_array_module(x)
-        buf, sizes, _ = self._buffers(xp, len(x), batch_size, False)
-        k = 0
+        tally = _Tally(self.metrics, self.loss)
         try:
-            for k, (xb, yb) in enumerate(batches(x, y, batch_size, shuffle=False, device=model.device), start=1):
+            for xb, yb in batches(x, y, batch_size, shuffle=False, device=model.device):
                 out = model(xb)
-                buf[0, k - 1] = self.loss(out, yb)
-                for j, m in enumerate(self.metrics, start=1):
-                    buf[j, k - 1] = m.batch_sum(out, yb)
+                tally.pending[0].append(self.loss(out, yb))
+                for m, pending in zip(self.metrics, tally.pending[1:]):
+                    pending.append(m.batch_sum(out, yb))
+                tally.sizes.append(len(xb))
         finally:
             model.train(was_training)
-        return self._read(buf, sizes, k)
+        return tally.read()
 
     def evaluate(self, data, batch_size: int = 256) -> dict:
         """Loss and metrics over ``data`` in eval mode, e.g. {"loss": 0.07, "accuracy": 0.981}."""

@@ -59,8 +59,9 @@ def test_gpu_swa_and_diagnostics(mlp, data):
 
     train, val = data
     diag = D.Diagnostics(every=3, warn=False)
-    t, h = run(mlp, train, val, "gpu", epochs=3, callbacks=[SWA(start_epoch=1), diag], opt="sgd")
-    assert t.callbacks[0].n_averaged == 2 and len(diag.records) == 6
+    swa = SWA(start_epoch=1)
+    t, h = run(mlp, train, val, "gpu", epochs=3, callbacks=[swa, diag], opt="sgd")
+    assert swa.n_averaged == 2 and len(diag.records) == 6
     rep = D.signal_propagation(t.model, gn.to_device(val[0]))
     assert np.isfinite(rep.act_std).all()
 

@@ -123,13 +123,15 @@ def test_reads_back_every_sync_every_batches_only(data, mlp, monkeypatch):
     (x, y), _ = data
     model = mlp()
     calls = []
-    orig = Trainer._read
+    from gpunet.train.trainer import _Tally
+
+    orig = _Tally.read
 
     def counting(self, *a):
         calls.append(1)
         return orig(self, *a)
 
-    monkeypatch.setattr(Trainer, "_read", counting)
+    monkeypatch.setattr(_Tally, "read", counting)
     seen = []
 
     class Reader(Callback):

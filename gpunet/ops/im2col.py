@@ -14,7 +14,6 @@ dtype), and calls the tier. ``TIERS`` maps each kernel to its four tier function
 from __future__ import annotations
 
 import importlib
-from functools import lru_cache
 
 import numpy as np
 
@@ -22,7 +21,6 @@ from .. import backend
 from .dispatch import select_tier
 
 _NAMES = ("im2col", "col2im", "cnhw_to_nchw", "nchw_to_cnhw")
-_THREADS = 256
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -31,74 +29,19 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
 
 
 # ----------------------------------------------------------------------------- tiers
-@lru_cache(maxsize=None)
-def _module(tier: str):
-    return importlib.import_module(f"gpunet.kernels.im2col.{tier}")
+_MODULES = {"reference": "reference", "numba_cpu": "numba_cpu", "numba_cuda": "numba_cuda", "cupy": "cupy_tier"}
 
 
-@lru_cache(maxsize=None)
-def cuda_module(op: str):
-    """The CUDA C module kernels/<op>/<op>.cu, compiled once per process (CuPy also caches it on disk)."""
-    import cupy
-    from importlib.resources import files
-
-    src = files(f"gpunet.kernels.{op}").joinpath(f"{op}.cu").read_text()
-    return cupy.RawModule(code=src, options=("--std=c++14",))
-
-
-def launch(op: str, name: str, dtype, total: int, args, blocks: int | None = None):
-    """Launch ``<name>_f32`` or ``<name>_f64`` of kernels/<op>/<op>.cu over ``total`` threads
-    (grid-stride kernels: the grid is capped), or over ``blocks`` blocks, on the current stream."""
-    suffix = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}[np.dtype(dtype)]
-    fn = cuda_module(op).get_function(f"{name}_{suffix}")
-    if blocks is None:
-        blocks = max(1, min((total + _THREADS - 1) // _THREADS, 65535 * 8))
-    fn((blocks,), (_THREADS,), args)
-
-
-def _launch(name, dtype, total, args, blocks=None):
-    launch("im2col", name, dtype, total, args, blocks)
-
-
-def _geom(x_shape, kh, kw, sh, sw, ph, pw):
-    n, c, h, w = (int(s) for s in x_shape)
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
-    return tuple(np.int32(v) for v in (n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow))
-
-
-def _cupy_im2col(x, cols, kh, kw, sh, sw, ph, pw):
-    _launch("im2col", x.dtype, cols.size, (x, cols) + _geom(x.shape, kh, kw, sh, sw, ph, pw))
-
-
-def _cupy_col2im(cols, dx, kh, kw, sh, sw, ph, pw):
-    _launch("col2im", dx.dtype, dx.size, (cols, dx) + _geom(dx.shape, kh, kw, sh, sw, ph, pw))
-
-
-def _cupy_cnhw_to_nchw(yc, bias, y):
-    n, c = y.shape[:2]
-    p = y.size // max(n * c, 1)
-    _launch("cnhw_to_nchw", y.dtype, y.size, (yc, bias, y, np.int32(n), np.int32(c), np.int32(p)))
-
-
-def _cupy_nchw_to_cnhw(dy, dyc, dbias):
-    n, c = dy.shape[:2]
-    p = dy.size // max(n * c, 1)
-    dims = (np.int32(n), np.int32(c), np.int32(p))
-    _launch("nchw_to_cnhw", dy.dtype, dy.size, (dy, dyc) + dims)
-    _launch("channel_sum", dy.dtype, 0, (dy, dbias) + dims, blocks=c)
-
-
-_CUPY = {"im2col": _cupy_im2col, "col2im": _cupy_col2im,
-         "cnhw_to_nchw": _cupy_cnhw_to_nchw, "nchw_to_cnhw": _cupy_nchw_to_cnhw}
+def tier_module(tier: str, op: str = "im2col"):
+    """The kernel module of ``tier`` for kernels/<op> (imported on first use)."""
+    return importlib.import_module(f"gpunet.kernels.{op}.{_MODULES[tier]}")
 
 
 def kernel(name: str, tier: str):
     """The kernel-style function ``name`` of ``tier`` (writes into the arrays it is given)."""
     if name not in _NAMES:
         raise ValueError(f"im2col ops: unknown kernel {name!r}; expected one of {_NAMES}")
-    if tier == "cupy":
-        return _CUPY[name]
-    return getattr(_module(tier), name)
+    return getattr(tier_module(tier), name)
 
 
 def tier_functions(name: str, tiers=("reference", "numba_cpu", "numba_cuda", "cupy")) -> dict:

@@ -6,56 +6,20 @@ count_include_pad=True). ``geometry`` is ((kh, kw), (sh, sw), (ph, pw)).
 """
 from __future__ import annotations
 
-import importlib
-from functools import lru_cache
-
 import numpy as np
 
 from .. import backend
 from .dispatch import select_tier
-from .im2col import _check_out, _contig, conv_output_size, launch
+from .im2col import _check_out, _contig, conv_output_size, tier_module
 
 _NAMES = ("maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward")
-
-
-@lru_cache(maxsize=None)
-def _module(tier: str):
-    return importlib.import_module(f"gpunet.kernels.pool.{tier}")
-
-
-def _dims(x_shape, y_shape, kh, kw, sh, sw, ph, pw):
-    n, c, h, w = x_shape
-    return tuple(np.int32(v) for v in (n * c, h, w, y_shape[2], y_shape[3], kh, kw, sh, sw, ph, pw))
-
-
-def _cupy_max_fwd(x, y, idx, kh, kw, sh, sw, ph, pw):
-    launch("pool", "maxpool2d_forward", x.dtype, y.size, (x, y, idx) + _dims(x.shape, y.shape, kh, kw, sh, sw, ph, pw))
-
-
-def _cupy_max_bwd(dy, idx, dx, kh, kw, sh, sw, ph, pw):
-    launch("pool", "maxpool2d_backward", dx.dtype, dx.size,
-           (dy, idx, dx) + _dims(dx.shape, dy.shape, kh, kw, sh, sw, ph, pw))
-
-
-def _cupy_avg_fwd(x, y, kh, kw, sh, sw, ph, pw, scale):
-    launch("pool", "avgpool2d_forward", x.dtype, y.size,
-           (x, y) + _dims(x.shape, y.shape, kh, kw, sh, sw, ph, pw) + (np.float64(scale),))
-
-
-def _cupy_avg_bwd(dy, dx, kh, kw, sh, sw, ph, pw, scale):
-    launch("pool", "avgpool2d_backward", dx.dtype, dx.size,
-           (dy, dx) + _dims(dx.shape, dy.shape, kh, kw, sh, sw, ph, pw) + (np.float64(scale),))
-
-
-_CUPY = {"maxpool2d_forward": _cupy_max_fwd, "maxpool2d_backward": _cupy_max_bwd,
-         "avgpool2d_forward": _cupy_avg_fwd, "avgpool2d_backward": _cupy_avg_bwd}
 
 
 def kernel(name: str, tier: str):
     """The kernel-style function ``name`` of ``tier``."""
     if name not in _NAMES:
         raise ValueError(f"pool ops: unknown kernel {name!r}; expected one of {_NAMES}")
-    return _CUPY[name] if tier == "cupy" else getattr(_module(tier), name)
+    return getattr(tier_module(tier, "pool"), name)
 
 
 def tier_functions(name: str, tiers=("reference", "numba_cpu", "numba_cuda", "cupy")) -> dict:

@@ -6,7 +6,7 @@ element in grid-stride loops; col2im gathers, so no atomics). The wrappers take 
 """
 from __future__ import annotations
 
-from numba import cuda
+from numba import cuda, float64
 
 _THREADS = 128
 
@@ -96,12 +96,13 @@ def _nchw_to_cnhw(dy3, dyc):
 
 @cuda.jit
 def _channel_sum(dy3, dbias):
-    """One block of _THREADS threads per channel: strided partial sums, then a tree in shared memory."""
+    """One block of _THREADS threads per channel: strided partial sums, then a tree in shared
+    memory (float64 for either input dtype)."""
     n, c, p = dy3.shape
-    part = cuda.shared.array(_THREADS, dtype=dy3.dtype)
+    part = cuda.shared.array(_THREADS, dtype=float64)
     ch = cuda.blockIdx.x
     t = cuda.threadIdx.x
-    acc = dy3[0, 0, 0] * 0
+    acc = 0.0
     k = t
     while k < n * p:
         acc += dy3[k // p, ch, k % p]

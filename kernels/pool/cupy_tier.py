@@ -1,0 +1,58 @@
+"""2-D pooling, CUDA C tier: pool.cu through cupy.RawModule, compiled once per process.
+
+Asynchronous launches on CuPy's current stream; ``device`` is the seam for the CPU emulation of
+the CUDA C in tests (tests/kernels/cuda_host_emulator.py). CuPy is imported on first use.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..im2col.cupy_tier import CupyDevice, _suffix
+
+THREADS = 256
+
+
+def source() -> str:
+    return (Path(__file__).resolve().parent / "pool.cu").read_text()
+
+
+device = None  # a CupyDevice on first use (or an emulator, in tests)
+
+
+def _device():
+    global device
+    if device is None:
+        device = CupyDevice(source())
+    return device
+
+
+def _run(name, dtype, work, args):
+    dev = _device()
+    if work:
+        blocks = max(1, min(32 * dev.sm_count, (work + THREADS - 1) // THREADS))
+        dev.kernel(f"{name}_{_suffix(dtype)}")((blocks,), (THREADS,), args)
+
+
+def _dims(x_shape, y_shape, kh, kw, sh, sw, ph, pw):
+    n, c, h, w = x_shape
+    return tuple(np.int32(v) for v in (n * c, h, w, y_shape[2], y_shape[3], kh, kw, sh, sw, ph, pw))
+
+
+def maxpool2d_forward(x, y, idx, kh, kw, sh, sw, ph, pw):
+    _run("maxpool2d_forward", x.dtype, y.size, (x, y, idx) + _dims(x.shape, y.shape, kh, kw, sh, sw, ph, pw))
+
+
+def maxpool2d_backward(dy, idx, dx, kh, kw, sh, sw, ph, pw):
+    _run("maxpool2d_backward", dx.dtype, dx.size, (dy, idx, dx) + _dims(dx.shape, dy.shape, kh, kw, sh, sw, ph, pw))
+
+
+def avgpool2d_forward(x, y, kh, kw, sh, sw, ph, pw, scale):
+    _run("avgpool2d_forward", x.dtype, y.size,
+         (x, y) + _dims(x.shape, y.shape, kh, kw, sh, sw, ph, pw) + (np.float64(scale),))
+
+
+def avgpool2d_backward(dy, dx, kh, kw, sh, sw, ph, pw, scale):
+    _run("avgpool2d_backward", dx.dtype, dx.size,
+         (dy, dx) + _dims(dx.shape, dy.shape, kh, kw, sh, sw, ph, pw) + (np.float64(scale),))

@@ -11,7 +11,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda, float64, int32
+
+if not hasattr(np, "row_stack"):  # numba-cuda 0.30 registers an overload of np.row_stack, which newer
+    np.row_stack = np.vstack      # NumPy releases removed: without this, no kernel compiles on a GPU
+
+from numba import cuda, float64, int32  # noqa: E402
 
 THREADS = 128  # power of two (tree reduction)
 MAX_BLOCKS = 1024

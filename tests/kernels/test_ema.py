@@ -96,11 +96,16 @@ def test_numba_cuda_under_simulator():
 
 
 @pytest.mark.gpu
-def test_gpu_tiers():
+@pytest.mark.parametrize("tier", ["cupy", "numba_cuda"])
+def test_gpu_tiers(tier):
+    compare_tiers(_fns([tier]), ema_case(SIZES + [5_000_003], big=(1 << 20) + 3), draws=20,
+                  seed=3).assert_below(1e-6)
+
+
+@pytest.mark.gpu
+def test_gpu_unaligned_view():
     import cupy
 
-    compare_tiers(_fns(["numba_cuda", "cupy"]), ema_case(SIZES + [5_000_003], big=(1 << 20) + 3), draws=20,
-                  seed=3).assert_below(1e-6)
     w = cupy.arange(1, 1004, dtype=cupy.float32)
     ema = cupy.zeros(1004, dtype=cupy.float32)
     ema_update(ema[1:], w, 0.75)  # an unaligned view takes the scalar path

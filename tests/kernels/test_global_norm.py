@@ -214,11 +214,13 @@ def test_numba_cuda_under_simulator():
 
 
 @pytest.mark.gpu
-def test_gpu_tiers():
+@pytest.mark.parametrize("tier", ["cupy", "numba_cuda"])
+def test_gpu_tiers(tier):
     sizes = SIZES + [5_000_003]
-    report = compare_tiers(_stats_fns(["numba_cuda", "cupy"]), stats_case(sizes, big=BIG), draws=24, seed=5)
+    report = compare_tiers(_stats_fns([tier]), stats_case(sizes, big=BIG), draws=24, seed=5)
     report.assert_below(1e-6)
-    compare_tiers(_scale_fns(["numba_cuda", "cupy"]), scale_case(sizes), draws=20, seed=6).assert_below(1e-6)
+    assert report.worst[tier]["counters"] == 0.0
+    compare_tiers(_scale_fns([tier]), scale_case(sizes), draws=20, seed=6).assert_below(1e-6)
 
 
 @pytest.mark.gpu

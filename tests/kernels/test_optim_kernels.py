@@ -184,12 +184,11 @@ def test_numba_cuda_matches_reference_under_simulator(rule):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("tier, tol", [("cupy", 4e-6), ("numba_cuda", 2e-6)])
 @pytest.mark.parametrize("rule", sorted(RULES))
-def test_gpu_tiers_match_reference(rule):
-    report = compare_tiers(_tier_fns(rule, ["numba_cuda", "cupy"]), make_case_for(rule, SIZES, big=BIG), draws=20,
-                           seed=11)
-    report.assert_below(2e-6, tiers=["numba_cuda"])
-    report.assert_below(4e-6, tiers=["cupy"])
+def test_gpu_tiers_match_reference(rule, tier, tol):
+    report = compare_tiers(_tier_fns(rule, [tier]), make_case_for(rule, SIZES, big=BIG), draws=20, seed=11)
+    report.assert_below(tol)
 
 
 @pytest.mark.gpu

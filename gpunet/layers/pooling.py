@@ -28,6 +28,13 @@ class _Pool2d(Layer):
         ops.pool_output_shape(self.name, x.shape, self.geometry)  # a clear error naming the layer
         return x
 
+    def _check_dy(self, dy):
+        if self._x_shape is None:
+            raise RuntimeError(f"{self.name}: backward called before forward")
+        expect = ops.pool_output_shape(self.name, self._x_shape, self.geometry)
+        if tuple(dy.shape) != expect:
+            raise ValueError(f"{self.name}: backward expected dy of shape {expect}, got {tuple(dy.shape)}")
+
     def output_shape(self, input_shape):
         return ops.pool_output_shape(self.name, (1,) + tuple(input_shape), self.geometry)[1:]
 
@@ -51,8 +58,7 @@ class MaxPool2d(_Pool2d):
         return y
 
     def backward(self, dy):
-        if self._x_shape is None:
-            raise RuntimeError(f"{self.name}: backward called before forward")
+        self._check_dy(dy)
         return ops.maxpool2d_backward(dy, self._idx, self._x_shape, self.geometry)
 
 
@@ -66,8 +72,7 @@ class AvgPool2d(_Pool2d):
         return ops.avgpool2d_forward(x, self.geometry)
 
     def backward(self, dy):
-        if self._x_shape is None:
-            raise RuntimeError(f"{self.name}: backward called before forward")
+        self._check_dy(dy)
         return ops.avgpool2d_backward(dy, self._x_shape, self.geometry)
 
 

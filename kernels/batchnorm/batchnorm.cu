@@ -19,6 +19,8 @@
 #define GPUNET_NC_TY 8
 #define GPUNET_NCS_THREADS 256
 
+__device__ __forceinline__ long long gpunet_min(long long a, long long b) { return a < b ? a : b; }
+
 struct Welford {
     double n, mean, m2;
 };
@@ -85,7 +87,7 @@ __device__ void stats_nc(const T* __restrict__ x, long long N, int C, long long 
     const int tx = threadIdx.x, ty = threadIdx.y;
     const int c = blockIdx.x * GPUNET_NC_TX + tx;
     const long long r0 = (long long)blockIdx.y * rows_per_chunk;
-    const long long r1 = min(N, r0 + rows_per_chunk);
+    const long long r1 = gpunet_min(N, r0 + rows_per_chunk);
     Welford acc = {0.0, 0.0, 0.0};
     if (c < C) {
         for (long long r = r0 + ty; r < r1; r += 4 * GPUNET_NC_TY) {
@@ -124,7 +126,7 @@ __device__ void stats_ncs(const T* __restrict__ x, long long N, int C, long long
     const int nwarps = GPUNET_NCS_THREADS / 32;
     const int c = blockIdx.x;
     const long long n0 = (long long)blockIdx.y * planes_per_chunk;
-    const long long n1 = min(N, n0 + planes_per_chunk);
+    const long long n1 = gpunet_min(N, n0 + planes_per_chunk);
     Welford acc = {0.0, 0.0, 0.0};
     for (long long n = n0 + warp; n < n1; n += nwarps) {
         const T* p = x + (n * C + c) * S;
@@ -216,7 +218,7 @@ __device__ void bwd_sums_nc(const T* __restrict__ dy, const T* __restrict__ x, c
     const int tx = threadIdx.x, ty = threadIdx.y;
     const int c = blockIdx.x * GPUNET_NC_TX + tx;
     const long long r0 = (long long)blockIdx.y * rows_per_chunk;
-    const long long r1 = min(N, r0 + rows_per_chunk);
+    const long long r1 = gpunet_min(N, r0 + rows_per_chunk);
     double sdy = 0.0, sdx = 0.0;
     if (c < C) {
         const double mu = mean[c];
@@ -261,7 +263,7 @@ __device__ void bwd_sums_ncs(const T* __restrict__ dy, const T* __restrict__ x, 
     const int c = blockIdx.x;
     const double mu = mean[c];
     const long long n0 = (long long)blockIdx.y * planes_per_chunk;
-    const long long n1 = min(N, n0 + planes_per_chunk);
+    const long long n1 = gpunet_min(N, n0 + planes_per_chunk);
     double sdy = 0.0, sdx = 0.0;
     for (long long n = n0 + warp; n < n1; n += nwarps) {
         const long long off = (n * C + c) * S;
@@ -397,8 +399,263 @@ __device__ void grad_input(const T* __restrict__ dy, const T* __restrict__ x, T*
     }
 }
 
+// ------------------------------------------------------------------------------ vectorized layouts
+// (N, C) with C % V == 0 and 16-byte aligned rows: each thread owns V adjacent channels (one
+// 16-byte load per row), a warp reads 32*16 contiguous bytes of a row. The V channels of a
+// thread see the same rows, so one division per batch serves them all.
+template <typename T>
+__device__ void stats_nc_vec(const T* __restrict__ x, long long N, int C, long long rows_per_chunk,
+                             double* __restrict__ pn, double* __restrict__ pmean, double* __restrict__ pm2) {
+    const int V = Vec<T>::n;
+    __shared__ double s_n[GPUNET_NC_TY][GPUNET_NC_TX];
+    __shared__ double s_mean[GPUNET_NC_TY][GPUNET_NC_TX * 4];
+    __shared__ double s_m2[GPUNET_NC_TY][GPUNET_NC_TX * 4];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const long long c0 = ((long long)blockIdx.x * GPUNET_NC_TX + tx) * V;
+    const long long r0 = (long long)blockIdx.y * rows_per_chunk;
+    const long long r1 = gpunet_min(N, r0 + rows_per_chunk);
+    double n = 0.0, mean[4] = {0.0, 0.0, 0.0, 0.0}, m2[4] = {0.0, 0.0, 0.0, 0.0};
+    if (c0 < C) {
+        for (long long r = r0 + ty; r < r1; r += 4 * GPUNET_NC_TY) {
+            T v[4][4];
+            int k = 0;  // rows r, r + TY, ... below r1: a prefix of the four
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                const long long rr = r + (long long)u * GPUNET_NC_TY;
+                if (rr < r1) {
+                    Vec<T>::load(x + rr * C + c0, v[u]);
+                    ++k;
+                } else {
+#pragma unroll
+                    for (int l = 0; l < 4; ++l) v[u][l] = T(0);
+                }
+            }
+            const double tot = n + k, f = k / tot, g = n * f, rk = 1.0 / k;
+#pragma unroll
+            for (int l = 0; l < V; ++l) {
+                double sum = 0.0;
+#pragma unroll
+                for (int u = 0; u < 4; ++u)
+                    if (u < k) sum += (double)v[u][l];
+                const double mb = sum * rk;
+                double q = 0.0;
+#pragma unroll
+                for (int u = 0; u < 4; ++u) {
+                    if (u < k) {
+                        const double d = (double)v[u][l] - mb;
+                        q += d * d;
+                    }
+                }
+                const double delta = mb - mean[l];
+                mean[l] += delta * f;
+                m2[l] += q + delta * delta * g;
+            }
+            n = tot;
+        }
+    }
+    s_n[ty][tx] = n;
+#pragma unroll
+    for (int l = 0; l < V; ++l) {
+        s_mean[ty][tx * V + l] = mean[l];
+        s_m2[ty][tx * V + l] = m2[l];
+    }
+    __syncthreads();
+    if (ty == 0 && c0 < C) {
+        for (int l = 0; l < V; ++l) {
+            Welford acc = {n, mean[l], m2[l]};
+            for (int u = 1; u < GPUNET_NC_TY; ++u) welford_merge(acc, s_n[u][tx], s_mean[u][tx * V + l], s_m2[u][tx * V + l]);
+            const long long slot = (long long)blockIdx.y * C + c0 + l;
+            pn[slot] = acc.n;
+            pmean[slot] = acc.mean;
+            pm2[slot] = acc.m2;
+        }
+    }
+}
+
+template <typename T>
+__device__ void bwd_sums_nc_vec(const T* __restrict__ dy, const T* __restrict__ x, const double* __restrict__ mean,
+                                long long N, int C, long long rows_per_chunk, double* __restrict__ psdy,
+                                double* __restrict__ psdx) {
+    const int V = Vec<T>::n;
+    __shared__ double s_dy[GPUNET_NC_TY][GPUNET_NC_TX * 4];
+    __shared__ double s_dx[GPUNET_NC_TY][GPUNET_NC_TX * 4];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const long long c0 = ((long long)blockIdx.x * GPUNET_NC_TX + tx) * V;
+    const long long r0 = (long long)blockIdx.y * rows_per_chunk;
+    const long long r1 = gpunet_min(N, r0 + rows_per_chunk);
+    double sdy[4] = {0.0, 0.0, 0.0, 0.0}, sdx[4] = {0.0, 0.0, 0.0, 0.0}, mu[4] = {0.0, 0.0, 0.0, 0.0};
+    if (c0 < C) {
+#pragma unroll
+        for (int l = 0; l < V; ++l) mu[l] = mean[c0 + l];
+        for (long long r = r0 + ty; r < r1; r += 2 * GPUNET_NC_TY) {
+            T g[2][4], v[2][4];
+#pragma unroll
+            for (int u = 0; u < 2; ++u) {
+                const long long rr = r + (long long)u * GPUNET_NC_TY;
+                if (rr < r1) {
+                    Vec<T>::load(dy + rr * C + c0, g[u]);
+                    Vec<T>::load(x + rr * C + c0, v[u]);
+                } else {  // a missing row has g = 0 and adds nothing
+#pragma unroll
+                    for (int l = 0; l < 4; ++l) g[u][l] = v[u][l] = T(0);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < 2; ++u) {
+#pragma unroll
+                for (int l = 0; l < V; ++l) {
+                    sdy[l] += (double)g[u][l];
+                    sdx[l] += (double)g[u][l] * ((double)v[u][l] - mu[l]);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int l = 0; l < V; ++l) {
+        s_dy[ty][tx * V + l] = sdy[l];
+        s_dx[ty][tx * V + l] = sdx[l];
+    }
+    __syncthreads();
+    if (ty == 0 && c0 < C) {
+        for (int l = 0; l < V; ++l) {
+            double a = sdy[l], b = sdx[l];
+            for (int u = 1; u < GPUNET_NC_TY; ++u) {
+                a += s_dy[u][tx * V + l];
+                b += s_dx[u][tx * V + l];
+            }
+            const long long slot = (long long)blockIdx.y * C + c0 + l;
+            psdy[slot] = a;
+            psdx[slot] = b;
+        }
+    }
+}
+
+// Element-wise (N, C), C % V == 0, aligned: thread (column group, row group) keeps its V channels'
+// coefficients in registers and walks rows r = blockIdx.y*blockDim.y + threadIdx.y, step gridDim.y*blockDim.y.
+template <typename T>
+__device__ void normalize_nc_vec(const T* __restrict__ x, T* __restrict__ y, const double* __restrict__ mean,
+                                 const double* __restrict__ a, const T* __restrict__ bias, long long N, int C) {
+    const int V = Vec<T>::n;
+    const long long c0 = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * V;
+    if (c0 >= C) return;
+    double mu[4];
+    T sc[4], b[4];
+#pragma unroll
+    for (int l = 0; l < V; ++l) {
+        mu[l] = mean[c0 + l];
+        sc[l] = (T)a[c0 + l];
+        b[l] = bias[c0 + l];
+    }
+    for (long long r = (long long)blockIdx.y * blockDim.y + threadIdx.y; r < N; r += (long long)gridDim.y * blockDim.y) {
+        T v[4];
+        Vec<T>::load(x + r * C + c0, v);
+#pragma unroll
+        for (int l = 0; l < V; ++l) v[l] = (T)((double)v[l] - mu[l]) * sc[l] + b[l];
+        Vec<T>::store(y + r * C + c0, v);
+    }
+}
+
+template <typename T>
+__device__ void dx_nc_vec(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx,
+                          const double* __restrict__ mean, const double* __restrict__ a, const double* __restrict__ k,
+                          const double* __restrict__ m, long long N, int C) {
+    const int V = Vec<T>::n;
+    const long long c0 = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * V;
+    if (c0 >= C) return;
+    double mu[4];
+    T ac[4], kc[4], mc[4];
+#pragma unroll
+    for (int l = 0; l < V; ++l) {
+        mu[l] = mean[c0 + l];
+        ac[l] = (T)a[c0 + l];
+        kc[l] = (T)k[c0 + l];
+        mc[l] = (T)m[c0 + l];
+    }
+    for (long long r = (long long)blockIdx.y * blockDim.y + threadIdx.y; r < N; r += (long long)gridDim.y * blockDim.y) {
+        T g[4], v[4];
+        Vec<T>::load(dy + r * C + c0, g);
+        Vec<T>::load(x + r * C + c0, v);
+#pragma unroll
+        for (int l = 0; l < V; ++l) g[l] = ac[l] * g[l] - (kc[l] * (T)((double)v[l] - mu[l]) + mc[l]);
+        Vec<T>::store(dx + r * C + c0, g);
+    }
+}
+
+// Element-wise (N, C, S), S % V == 0, aligned: block per plane p = (n, c) (grid-stride), the
+// channel's coefficients read once, threads walk the plane in 16-byte vectors.
+template <typename T>
+__device__ void normalize_planes(const T* __restrict__ x, T* __restrict__ y, const double* __restrict__ mean,
+                                 const double* __restrict__ a, const T* __restrict__ bias, long long P, int C,
+                                 long long S) {
+    const int V = Vec<T>::n;
+    const long long nv = S / V;
+    for (long long p = blockIdx.x; p < P; p += gridDim.x) {
+        const int c = (int)(p % C);
+        const double mu = mean[c];
+        const T sc = (T)a[c], b = bias[c];
+        const T* xp = x + p * S;
+        T* yp = y + p * S;
+        for (long long q = threadIdx.x; q < nv; q += blockDim.x) {
+            T v[4];
+            Vec<T>::load(xp + q * V, v);
+#pragma unroll
+            for (int l = 0; l < V; ++l) v[l] = (T)((double)v[l] - mu) * sc + b;
+            Vec<T>::store(yp + q * V, v);
+        }
+    }
+}
+
+template <typename T>
+__device__ void dx_planes(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx,
+                          const double* __restrict__ mean, const double* __restrict__ a, const double* __restrict__ k,
+                          const double* __restrict__ m, long long P, int C, long long S) {
+    const int V = Vec<T>::n;
+    const long long nv = S / V;
+    for (long long p = blockIdx.x; p < P; p += gridDim.x) {
+        const int c = (int)(p % C);
+        const double mu = mean[c];
+        const T ac = (T)a[c], kc = (T)k[c], mc = (T)m[c];
+        const long long off = p * S;
+        for (long long q = threadIdx.x; q < nv; q += blockDim.x) {
+            T g[4], v[4];
+            Vec<T>::load(dy + off + q * V, g);
+            Vec<T>::load(x + off + q * V, v);
+#pragma unroll
+            for (int l = 0; l < V; ++l) g[l] = ac * g[l] - (kc * (T)((double)v[l] - mu) + mc);
+            Vec<T>::store(dx + off + q * V, g);
+        }
+    }
+}
+
 // ------------------------------------------------------------------------------ entry points
 #define GPUNET_BN_ENTRIES(T, SUF)                                                                              \
+    extern "C" __global__ void bn_stats_nc_vec_##SUF(const T* x, long long N, int C, long long rows_per_chunk, \
+                                                     double* pn, double* pmean, double* pm2) {                 \
+        stats_nc_vec<T>(x, N, C, rows_per_chunk, pn, pmean, pm2);                                              \
+    }                                                                                                          \
+    extern "C" __global__ void bn_bwd_sums_nc_vec_##SUF(const T* dy, const T* x, const double* mean,            \
+                                                        long long N, int C, long long rows_per_chunk,          \
+                                                        double* psdy, double* psdx) {                          \
+        bwd_sums_nc_vec<T>(dy, x, mean, N, C, rows_per_chunk, psdy, psdx);                                     \
+    }                                                                                                          \
+    extern "C" __global__ void bn_normalize_nc_vec_##SUF(const T* x, T* y, const double* mean, const double* a, \
+                                                         const T* bias, long long N, int C) {                  \
+        normalize_nc_vec<T>(x, y, mean, a, bias, N, C);                                                        \
+    }                                                                                                          \
+    extern "C" __global__ void bn_dx_nc_vec_##SUF(const T* dy, const T* x, T* dx, const double* mean,          \
+                                                  const double* a, const double* k, const double* m,           \
+                                                  long long N, int C) {                                        \
+        dx_nc_vec<T>(dy, x, dx, mean, a, k, m, N, C);                                                          \
+    }                                                                                                          \
+    extern "C" __global__ void bn_normalize_planes_##SUF(const T* x, T* y, const double* mean, const double* a, \
+                                                         const T* bias, long long P, int C, long long S) {     \
+        normalize_planes<T>(x, y, mean, a, bias, P, C, S);                                                     \
+    }                                                                                                          \
+    extern "C" __global__ void bn_dx_planes_##SUF(const T* dy, const T* x, T* dx, const double* mean,          \
+                                                  const double* a, const double* k, const double* m,           \
+                                                  long long P, int C, long long S) {                           \
+        dx_planes<T>(dy, x, dx, mean, a, k, m, P, C, S);                                                       \
+    }                                                                                                          \
     extern "C" __global__ void bn_stats_nc_##SUF(const T* x, long long N, int C, long long rows_per_chunk,     \
                                                  double* pn, double* pmean, double* pm2) {                     \
         stats_nc<T>(x, N, C, rows_per_chunk, pn, pmean, pm2);                                                  \

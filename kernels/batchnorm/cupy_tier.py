@@ -1,7 +1,8 @@
 """Batch normalization, CUDA C tier: batchnorm.cu through cupy.RawModule, compiled once per process.
 
-Host side of the kernels in batchnorm.cu: picks the launch geometry (reduction chunks so that
-about ``BLOCKS_PER_SM`` blocks per SM are in flight), allocates the small float64 workspaces
+Host side of the kernels in batchnorm.cu: picks the kernel for the layout ((N, C) rows or
+(N, C, S) planes; 16-byte vector kernels when the sizes and pointers allow, else scalar ones) and
+the launch geometry (reduction chunks so that about ``BLOCKS_PER_SM`` blocks per SM are in flight), allocates the small float64 workspaces
 (chunk partials, per-channel coefficients) from CuPy's pool, and launches asynchronously (no
 host synchronization). CuPy is imported on first use; ``device`` is the seam through which tests
 run this same host code on a CPU emulation of the CUDA C (tests/kernels/cuda_host_emulator.py).
@@ -17,6 +18,7 @@ import numpy as np
 NC_TX, NC_TY = 32, 8      # (N, C) reductions: 32 channels x 8 row groups, 4 rows in flight each
 NCS_THREADS = 256         # (N, C, S) reductions: 8 warps, one plane each at a time
 THREADS = 256             # element-wise and per-channel kernels
+PLANE_THREADS = 128       # element-wise (N, C, S) kernels: one block per plane
 BLOCKS_PER_SM = 8
 MAX_GRID_Y = 65535
 I32_LIMIT = 2**31         # element-wise kernels index with 32-bit unsigned ints below this size
@@ -33,7 +35,7 @@ class CupyDevice:
         import cupy
 
         self.xp = cupy
-        self._module = cupy.RawModule(code=source_text, options=("--std=c++14",))
+        self._module = cupy.RawModule(code=source_text)
         self._kernels = {}
         self.sm_count = cupy.cuda.Device().attributes["MultiProcessorCount"]
 
@@ -84,21 +86,23 @@ def _chunks(dev, n_rows: int, units: int, min_rows: int) -> tuple[int, int]:
 
 
 def _reduce(dev, kind: str, arrays, x, extra=()):
-    """Launch the (N, C) or (N, C, S) partial reduction ``kind`` ("stats" or "bwd_sums");
-    returns (chunks, partial arrays of shape (chunks, C))."""
+    """Launch the partial reduction ``kind`` ("stats" or "bwd_sums") for x's layout; returns
+    (chunks, partial arrays of shape (chunks, C))."""
     N, C, S = x.shape
     suf = _suffix(x.dtype)
+    V = _vec_width(x.dtype)
     nout = 3 if kind == "stats" else 2
     i32, i64 = np.int32, np.int64
     if S == 1:
-        tiles = math.ceil(C / NC_TX)
+        vec = C % V == 0 and _aligned(dev, *arrays)
+        tiles = math.ceil(C / (NC_TX * (V if vec else 1)))
         chunks, rows = _chunks(dev, N, tiles, 4 * NC_TY)
         parts = [dev.xp.empty((chunks, C), dtype=np.float64) for _ in range(nout)]
-        dev.kernel(f"bn_{kind}_nc_{suf}")((tiles, chunks), (NC_TX, NC_TY),
-                                          (*arrays, *extra, i64(N), i32(C), i64(rows), *parts))
+        name = f"bn_{kind}_nc_vec_{suf}" if vec else f"bn_{kind}_nc_{suf}"
+        dev.kernel(name)((tiles, chunks), (NC_TX, NC_TY), (*arrays, *extra, i64(N), i32(C), i64(rows), *parts))
     else:
         chunks, planes = _chunks(dev, N, C, 1)
-        vec = S % _vec_width(x.dtype) == 0 and _aligned(dev, *arrays)
+        vec = S % V == 0 and _aligned(dev, *arrays)
         parts = [dev.xp.empty((chunks, C), dtype=np.float64) for _ in range(nout)]
         dev.kernel(f"bn_{kind}_ncs_{suf}")((C, chunks), (NCS_THREADS,),
                                            (*arrays, *extra, i64(N), i32(C), i64(S), i64(planes), i32(vec), *parts))
@@ -106,14 +110,28 @@ def _reduce(dev, kind: str, arrays, x, extra=()):
 
 
 def _elementwise(dev, name: str, arrays, coefs, x):
+    """y = f(x) per channel: the layout's vectorized kernel when the sizes and pointers allow
+    16-byte access (rows of (N, C) or planes of (N, C, S) made of whole vectors), else the flat
+    kernel (any shape, scalar tail)."""
     N, C, S = x.shape
+    V = _vec_width(x.dtype)
+    suf = _suffix(x.dtype)
+    aligned = _aligned(dev, *arrays)
+    i32, i64 = np.int32, np.int64
+    if S == 1 and C % V == 0 and C // V >= NC_TX and aligned:
+        gx = math.ceil(C // V / NC_TX)
+        gy = max(1, min(math.ceil(N / NC_TY), MAX_GRID_Y, math.ceil(32 * dev.sm_count / gx)))
+        dev.kernel(f"{name}_nc_vec_{suf}")((gx, gy), (NC_TX, NC_TY), (*arrays, *coefs, i64(N), i32(C)))
+        return
+    if S > 1 and S % V == 0 and S // V >= PLANE_THREADS // 4 and aligned:
+        grid = max(1, min(N * C, 64 * dev.sm_count))
+        dev.kernel(f"{name}_planes_{suf}")((grid,), (PLANE_THREADS,), (*arrays, *coefs, i64(N * C), i32(C), i64(S)))
+        return
     total = N * C * S
-    idx, suffix = (np.uint32, "i32") if total < I32_LIMIT else (np.uint64, "i64")
-    vec = _aligned(dev, *arrays)
-    work = math.ceil(total / _vec_width(x.dtype)) if vec else total
+    idx, width = (np.uint32, "i32") if total < I32_LIMIT else (np.uint64, "i64")
+    work = math.ceil(total / V) if aligned else total
     grid = max(1, min(32 * dev.sm_count, math.ceil(work / THREADS)))
-    dev.kernel(f"{name}_{_suffix(x.dtype)}_{suffix}")((grid,), (THREADS,),
-                                                      (*arrays, *coefs, idx(total), idx(C), idx(S), np.int32(vec)))
+    dev.kernel(f"{name}_{suf}_{width}")((grid,), (THREADS,), (*arrays, *coefs, idx(total), idx(C), idx(S), i32(aligned)))
 
 
 def _per_channel_grid(C: int) -> int:

@@ -32,7 +32,7 @@ class CupyDevice:
         import cupy
 
         self._cupy = cupy
-        self._module = cupy.RawModule(code=source_text, options=("--std=c++14",))
+        self._module = cupy.RawModule(code=source_text)
         self._kernels = {}
         self.sm_count = cupy.cuda.Device().attributes["MultiProcessorCount"]
 

@@ -36,14 +36,15 @@ __device__ void dropout_forward(const T* __restrict__ x, T* __restrict__ y, unsi
                                 unsigned int c2, unsigned int c3, unsigned int threshold, T scale, int vec) {
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x; j < nbytes; j += stride) {
+        const long long base = 8 * j;
+        const bool full = vec && base + 8 <= n;
+        T v[8];
+        if (full) load8(x + base, v);  // issued before the Philox rounds, which hide its latency
         const gpunet_u4 a = gpunet_dropout_block(2ull * j, c2, c3, k0, k1);
         const gpunet_u4 b = gpunet_dropout_block(2ull * j + 1ull, c2, c3, k0, k1);
         const unsigned int w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-        const long long base = 8 * j;
         unsigned int bits = 0;
-        if (vec && base + 8 <= n) {
-            T v[8];
-            load8(x + base, v);
+        if (full) {
 #pragma unroll
             for (int l = 0; l < 8; ++l) {
                 const bool keep = w[l] >= threshold;

@@ -126,8 +126,9 @@ def test_numba_cpu_matches_reference():
 
 
 # ------------------------------------------------------------------ CUDA C tier on the CPU emulator
-EMU_SHAPES = [(2, 1, 1), (2, 3, 1), (7, 5, 1), (100, 3, 1), (40, 37, 1), (70, 2, 1), (5, 3, 13), (4, 1, 9),
-              (3, 2, 16), (2, 2, 33), (9, 2, 8), (40, 2, 4), (2, 1, 2)]
+EMU_SHAPES = [(2, 1, 1), (2, 3, 1), (7, 5, 1), (100, 3, 1), (40, 37, 1), (40, 36, 1), (5, 128, 1), (33, 132, 1),
+              (5, 3, 13), (4, 1, 9), (3, 2, 16), (2, 2, 33), (9, 2, 8), (40, 2, 4), (2, 1, 2), (3, 2, 128),
+              (2, 3, 132)]
 
 
 def _emulated_fns(kind):
@@ -154,44 +155,55 @@ def test_cuda_c_tier_on_the_cpu_emulator_matches_reference():
     _run_all(_emulated_fns, EMU_SHAPES, draws=12, seed=30)
 
 
-def test_cuda_c_tier_launch_geometry_and_fallback_paths(monkeypatch):
-    """Several reduction chunks, 64-bit element indexing and unaligned (scalar) paths."""
+GEOMETRY = [  # shape, offset of the arrays (1: not 16-byte aligned), kernels that must run
+    ((100, 3, 1), 0, ["bn_stats_nc_f32", "bn_normalize_f32_i32", "bn_bwd_sums_nc_f32", "bn_dx_f32_i32"]),
+    ((100, 8, 1), 0, ["bn_stats_nc_vec_f32", "bn_normalize_f32_i32", "bn_bwd_sums_nc_vec_f32"]),
+    ((9, 256, 1), 0, ["bn_stats_nc_vec_f32", "bn_normalize_nc_vec_f32", "bn_dx_nc_vec_f32"]),
+    ((9, 256, 1), 1, ["bn_stats_nc_f32", "bn_normalize_f32_i64", "bn_dx_f32_i64"]),
+    ((40, 2, 4), 0, ["bn_stats_ncs_f32", "bn_normalize_f32_i32", "bn_bwd_sums_ncs_f32"]),
+    ((13, 2, 8), 1, ["bn_stats_ncs_f32", "bn_normalize_f32_i64"]),
+    ((3, 2, 132), 0, ["bn_stats_ncs_f32", "bn_normalize_planes_f32", "bn_dx_planes_f32"]),
+    ((9, 2, 7), 0, ["bn_stats_ncs_f32", "bn_normalize_f32_i32"]),
+]
+
+
+@pytest.mark.parametrize("shape,offset,kernels", GEOMETRY)
+def test_cuda_c_tier_layout_kernels_chunks_and_fallback_paths(shape, offset, kernels, monkeypatch):
+    """Each layout's kernels (vectorized or scalar, 32- or 64-bit indices) against the reference,
+    with the reductions split into several chunks."""
     from cuda_host_emulator import emulated, require_compiler
 
     from gpunet.kernels.batchnorm import cupy_tier
 
     require_compiler()
+    monkeypatch.setattr(cupy_tier, "I32_LIMIT", 0 if offset else 2**31)
     rng = np.random.default_rng(40)
     ref = tier_module("reference")
-    for shape, offset in [((100, 3, 1), 0), ((40, 2, 4), 0), ((100, 3, 1), 1), ((13, 2, 8), 1), ((9, 2, 7), 0)]:
-        N, C, S = shape
-        n = N * C * S
-        xb = rng.standard_normal(n + 1).astype(np.float32) * 3 + 2
-        x = xb[offset:offset + n].reshape(shape)
-        w, b = rng.standard_normal(C).astype(np.float32), rng.standard_normal(C).astype(np.float32)
-        dy = rng.standard_normal(shape).astype(np.float32)
-        outs = {}
-        for name, mod in (("ref", ref), ("emu", cupy_tier)):
-            rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
-            yb = np.full(n + 1, np.nan, np.float32)
-            y = yb[offset:offset + n].reshape(shape)
-            sm, si = np.empty(C), np.empty(C)
-            with emulated(cupy_tier, sm_count=1) as emu:
-                monkeypatch.setattr(cupy_tier, "I32_LIMIT", 0 if offset else 2**31)
-                mod.forward_train(x, w, b, rm, rv, y, sm, si, 1e-5, 0.1, True)
-                dxb = np.full(n + 1, np.nan, np.float32)
-                dx = dxb[offset:offset + n].reshape(shape)
-                dw, db = np.empty(C, np.float32), np.empty(C, np.float32)
-                mod.backward(dy, x, w, sm, si, dx, dw, db, True)
-                launches = list(emu.launches)
-            outs[name] = (y.copy(), sm, si, rm, rv, dx.copy(), dw, db)
-        for a, r in zip(outs["emu"], outs["ref"]):
-            assert np.linalg.norm(a - r) <= 1e-6 * np.linalg.norm(r), shape
-        names = [nm for nm, _, _ in launches]
-        chunks = [g[1] for nm, g, _ in launches if "stats" in nm and "finalize" not in nm]
-        if shape[0] >= 40:
-            assert chunks[0] > 1, launches  # the reduction was split and merged
-        assert any(nm.endswith("_i64") for nm in names) == bool(offset)
+    N, C, S = shape
+    n = N * C * S
+    x = (rng.standard_normal(n + 1).astype(np.float32) * 3 + 2)[offset:offset + n].reshape(shape)
+    w, b = rng.standard_normal(C).astype(np.float32), rng.standard_normal(C).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    outs = {}
+    for name, mod in (("ref", ref), ("emu", cupy_tier)):
+        rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+        y = np.full(n + 1, np.nan, np.float32)[offset:offset + n].reshape(shape)
+        dx = np.full(n + 1, np.nan, np.float32)[offset:offset + n].reshape(shape)
+        sm, si = np.empty(C), np.empty(C)
+        dw, db = np.empty(C, np.float32), np.empty(C, np.float32)
+        with emulated(cupy_tier, sm_count=1) as emu:
+            mod.forward_train(x, w, b, rm, rv, y, sm, si, 1e-5, 0.1, True)
+            mod.backward(dy, x, w, sm, si, dx, dw, db, True)
+            launches = list(emu.launches)
+        outs[name] = (y, sm, si, rm, rv, dx, dw, db)
+    for a, r in zip(outs["emu"], outs["ref"]):
+        assert np.linalg.norm(a - r) <= 1e-6 * np.linalg.norm(r), shape
+    names = [nm for nm, _, _ in launches]
+    for k in kernels:
+        assert k in names, (k, names)
+    chunks = [g[1] for nm, g, _ in launches if nm.startswith("bn_stats")]
+    if N >= 40:
+        assert chunks[0] > 1, launches  # the reduction was split and merged
 
 
 @pytest.mark.cudasim
@@ -204,10 +216,11 @@ def test_numba_cuda_matches_reference_in_the_simulator():
 
 
 @pytest.mark.gpu
-def test_gpu_tiers_match_reference():
-    shapes = CPU_SHAPES + [(256, 64, 49), (1024, 1000, 1), (8, 3, 12544)]
-    big = [(4099, 1025, 1), (33, 17, 3137)]
-    _run_all(lambda kind: _fns(["cupy", "numba_cuda"], kind), shapes, big=big, draws=20, seed=60)
+@pytest.mark.parametrize("tier", ["cupy", "numba_cuda"])
+def test_gpu_tier_matches_reference(tier):
+    shapes = CPU_SHAPES + EMU_SHAPES + [(256, 64, 49), (1024, 1000, 1), (8, 3, 12544), (64, 512, 1)]
+    big = [(4099, 1024, 1), (33, 17, 3136), (4099, 1025, 1)]
+    _run_all(lambda kind: _fns([tier], kind), shapes, big=big, draws=20, seed=60)
 
 
 # ------------------------------------------------------------------ argument checks

@@ -1,0 +1,178 @@
+"""Batch norm and dropout against PyTorch, same machine, same run, same thread count (medians).
+
+CPU: BatchNorm1d forward+backward on (1024, 4096) float32 against torch.nn.BatchNorm1d, and
+Dropout(p=0.5) forward+backward on (1024, 4096) against torch.nn.functional.dropout (autograd).
+GPU: batch norm on (8192, 8192) and (256, 64, 56, 56) against torch.nn.BatchNorm1d/2d (cuDNN),
+dropout on (8192, 8192) against torch.nn.functional.dropout, with achieved GB/s: the bytes a
+minimal implementation moves (batch norm: x read and y written forward, dy and x read and dx
+written backward, 5 passes of the tensor; dropout: 4 passes plus the 1-bit mask twice) over
+the time, next to a measured device-to-device copy (read + write) of the same tensor.
+
+    python benchmarks/bench_normalization.py [--device cpu|gpu|both] [--threads N] [--json out.json]
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (gpu_time, median_time, parser, print_table, record, set_threads,  # noqa: E402
+                    torch_gpu_time, write_json)
+
+import gpunet as gn  # noqa: E402
+
+CPU_SHAPE = (1024, 4096)
+GPU_BN_SHAPES = [("batchnorm1d", (8192, 8192)), ("batchnorm2d", (256, 64, 56, 56))]
+GPU_DROPOUT_SHAPE = (8192, 8192)
+
+
+def _shape_text(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def _bn_pair(kind: str, C: int):
+    import torch
+
+    ours = gn.BatchNorm1d(C) if kind == "batchnorm1d" else gn.BatchNorm2d(C)
+    theirs = torch.nn.BatchNorm1d(C) if kind == "batchnorm1d" else torch.nn.BatchNorm2d(C)
+    return ours, theirs
+
+
+def cpu_records(threads: int) -> list[dict]:
+    import torch
+
+    gn.use("cpu")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(CPU_SHAPE).astype(np.float32)
+    dy = rng.standard_normal(CPU_SHAPE).astype(np.float32)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    dyt = torch.from_numpy(dy.copy())
+    records = []
+
+    bn, tbn = _bn_pair("batchnorm1d", CPU_SHAPE[1])
+
+    def ours_bn():
+        bn(x)
+        bn.backward(dy)
+
+    def torch_bn():
+        xt.grad = None
+        tbn(xt).backward(dyt)
+
+    records.append(record("batchnorm1d_fwd_bwd", "cpu", median_time(ours_bn, repeat=30), median_time(torch_bn, repeat=30),
+                          shape=_shape_text(CPU_SHAPE), threads=threads))
+
+    drop = gn.Dropout(0.5)
+
+    def ours_drop():
+        drop(x)
+        drop.backward(dy)
+
+    def torch_drop():
+        xt.grad = None
+        torch.nn.functional.dropout(xt, 0.5, training=True).backward(dyt)
+
+    records.append(record("dropout_fwd_bwd", "cpu", median_time(ours_drop, repeat=30),
+                          median_time(torch_drop, repeat=10, warmup=2), shape=_shape_text(CPU_SHAPE), p=0.5,
+                          threads=threads))
+    return records
+
+
+def _copy_gbps(nbytes: int, a) -> float:
+    import cupy
+
+    out = cupy.empty_like(a)
+    t = gpu_time(lambda: cupy.copyto(out, a), repeat=30)
+    return 2 * nbytes / t / 1e9
+
+
+def gpu_records() -> list[dict]:
+    import cupy
+    import torch
+
+    previous = gn.backend.active()
+    gn.use("gpu")
+    records = []
+    try:
+        for kind, shape in GPU_BN_SHAPES:
+            rng = np.random.default_rng(1)
+            x_h = rng.standard_normal(shape, dtype=np.float32)
+            dy_h = rng.standard_normal(shape, dtype=np.float32)
+            x, dy = cupy.asarray(x_h), cupy.asarray(dy_h)
+            xt = torch.from_numpy(x_h).cuda().requires_grad_(True)
+            dyt = torch.from_numpy(dy_h).cuda()
+            bn, tbn = _bn_pair(kind, shape[1])
+            tbn = tbn.cuda()
+            nbytes = x.nbytes
+            copy = _copy_gbps(nbytes, x)
+
+            def ours_fwd():
+                bn(x)
+
+            def ours_step():
+                bn(x)
+                bn.backward(dy)
+
+            def torch_fwd():
+                with torch.no_grad():
+                    tbn(xt)
+
+            def torch_step():
+                xt.grad = None
+                tbn(xt).backward(dyt)
+
+            t_ours, t_torch = gpu_time(ours_step), torch_gpu_time(torch_step)
+            records.append(record(f"{kind}_fwd_bwd_{_shape_text(shape)}", "gpu", t_ours, t_torch,
+                                  GBps=5 * nbytes / t_ours / 1e9, torch_GBps=5 * nbytes / t_torch / 1e9,
+                                  copy_GBps=copy))
+            t_ours, t_torch = gpu_time(ours_fwd), torch_gpu_time(torch_fwd)
+            records.append(record(f"{kind}_fwd_{_shape_text(shape)}", "gpu", t_ours, t_torch,
+                                  GBps=2 * nbytes / t_ours / 1e9, torch_GBps=2 * nbytes / t_torch / 1e9,
+                                  copy_GBps=copy))
+            del x, dy, xt, dyt
+
+        shape = GPU_DROPOUT_SHAPE
+        x_h = np.random.default_rng(2).standard_normal(shape, dtype=np.float32)
+        x, dy = cupy.asarray(x_h), cupy.asarray(x_h[::-1].copy())
+        xt = torch.from_numpy(x_h).cuda().requires_grad_(True)
+        dyt = torch.from_numpy(x_h[::-1].copy()).cuda()
+        drop = gn.Dropout(0.5)
+
+        def ours_drop():
+            drop(x)
+            drop.backward(dy)
+
+        def torch_drop():
+            xt.grad = None
+            torch.nn.functional.dropout(xt, 0.5, training=True).backward(dyt)
+
+        nbytes = x.nbytes
+        moved = 4 * nbytes + 2 * nbytes / 32
+        t_ours, t_torch = gpu_time(ours_drop), torch_gpu_time(torch_drop)
+        records.append(record(f"dropout_fwd_bwd_{_shape_text(shape)}", "gpu", t_ours, t_torch, p=0.5,
+                              GBps=moved / t_ours / 1e9, torch_GBps=moved / t_torch / 1e9,
+                              copy_GBps=_copy_gbps(nbytes, x)))
+    finally:
+        gn.use(previous)
+    return records
+
+
+def main(argv=None):
+    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    threads = set_threads(args.threads)
+    records = []
+    if args.device in ("cpu", "both"):
+        records += cpu_records(threads)
+    if args.device in ("gpu", "both"):
+        if gn.gpu_available():
+            records += gpu_records()
+        else:
+            print("no usable GPU: skipping the GPU rows")
+    print_table(records, f"batch norm and dropout vs PyTorch ({threads} CPU threads; medians)")
+    write_json(records, args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,10 @@ zero padding written around it.
 from __future__ import annotations
 
 import numba
+import numpy as np
 from numba import njit, prange
+
+U = np.uint64  # flat indices are unsigned: no negative-index wraparound test, so loops vectorize
 
 
 @njit(cache=True, inline="always")
@@ -27,6 +30,7 @@ def _im2col(x, cols, kh, kw, sh, sw, ph, pw, oh, ow):
     m = n * p
     xf = x.reshape(-1)
     cf = cols.reshape(-1)
+    usw = U(sw)
     for t in prange(n * c):
         b = t // c
         ch = t - b * c
@@ -37,21 +41,22 @@ def _im2col(x, cols, kh, kw, sh, sw, ph, pw, oh, ow):
                 q0, q1 = _col_range(j, sw, pw, w, ow)
                 for r in range(oh):
                     ih = r * sh + i - ph
-                    d = base + r * ow
+                    d = U(base + r * ow)
                     if ih < 0 or ih >= h:
-                        for q in range(ow):
+                        for q in range(U(ow)):
                             cf[d + q] = 0
                         continue
-                    for q in range(q0):
+                    for q in range(U(q0)):
                         cf[d + q] = 0
-                    src = xb + ih * w + j - pw
+                    src = U(xb + ih * w + q0 * sw + j - pw)
+                    dst = d + U(q0)
                     if sw == 1:
-                        for q in range(q0, q1):
-                            cf[d + q] = xf[src + q]
+                        for q in range(U(q1 - q0)):
+                            cf[dst + q] = xf[src + q]
                     else:
-                        for q in range(q0, q1):
-                            cf[d + q] = xf[src + q * sw]
-                    for q in range(q1, ow):
+                        for q in range(U(q1 - q0)):
+                            cf[dst + q] = xf[src + q * usw]
+                    for q in range(U(q1), U(ow)):
                         cf[d + q] = 0
 
 
@@ -62,11 +67,12 @@ def _col2im(cols, dx, kh, kw, sh, sw, ph, pw, oh, ow):
     m = n * p
     df = dx.reshape(-1)
     cf = cols.reshape(-1)
+    usw = U(sw)
     for t in prange(n * c):
         b = t // c
         ch = t - b * c
-        xb = t * h * w
-        for k in range(h * w):
+        xb = U(t * h * w)
+        for k in range(U(h * w)):
             df[xb + k] = 0
         for i in range(kh):
             for j in range(kw):
@@ -76,14 +82,14 @@ def _col2im(cols, dx, kh, kw, sh, sw, ph, pw, oh, ow):
                     ih = r * sh + i - ph
                     if ih < 0 or ih >= h:
                         continue
-                    s = base + r * ow
-                    dst = xb + ih * w + j - pw
+                    src = U(base + r * ow + q0)
+                    dst = xb + U(ih * w + q0 * sw + j - pw)
                     if sw == 1:
-                        for q in range(q0, q1):
-                            df[dst + q] += cf[s + q]
+                        for q in range(U(q1 - q0)):
+                            df[dst + q] += cf[src + q]
                     else:
-                        for q in range(q0, q1):
-                            df[dst + q * sw] += cf[s + q]
+                        for q in range(U(q1 - q0)):
+                            df[dst + q * usw] += cf[src + q]
 
 
 def im2col(x, cols, kh, kw, sh, sw, ph, pw):
@@ -101,43 +107,51 @@ def col2im(cols, dx, kh, kw, sh, sw, ph, pw):
 @njit(parallel=True, fastmath=False, cache=True)
 def _cnhw_to_nchw(yc, bias, y3):
     n, c, p = y3.shape
+    m = n * p
+    ycf = yc.reshape(-1)
+    yf = y3.reshape(-1)
     for t in prange(n * c):
         b = t // c
         ch = t - b * c
         bc = bias[ch]
-        src = b * p
-        for k in range(p):
-            y3[b, ch, k] = yc[ch, src + k] + bc
+        src = U(ch * m + b * p)
+        dst = U(t * p)
+        for k in range(U(p)):
+            yf[dst + k] = ycf[src + k] + bc
 
 
 @njit(parallel=True, fastmath=False, cache=True)
 def _nchw_to_cnhw(dy3, dyc, dbias):
     # four float64 partial sums, so that the additions are not one long dependency chain
     n, c, p = dy3.shape
-    p4 = p - p % 4
+    m = n * p
+    dyf = dy3.reshape(-1)
+    dcf = dyc.reshape(-1)
+    p4 = U(p - p % 4)
     for ch in prange(c):
         s0 = 0.0
         s1 = 0.0
         s2 = 0.0
         s3 = 0.0
         for b in range(n):
-            dst = b * p
-            for k in range(0, p4, 4):
-                v0 = dy3[b, ch, k]
-                v1 = dy3[b, ch, k + 1]
-                v2 = dy3[b, ch, k + 2]
-                v3 = dy3[b, ch, k + 3]
-                dyc[ch, dst + k] = v0
-                dyc[ch, dst + k + 1] = v1
-                dyc[ch, dst + k + 2] = v2
-                dyc[ch, dst + k + 3] = v3
+            src = U((b * c + ch) * p)
+            dst = U(ch * m + b * p)
+            for k in range(U(0), p4, U(4)):
+                v0 = dyf[src + k]
+                v1 = dyf[src + k + U(1)]
+                v2 = dyf[src + k + U(2)]
+                v3 = dyf[src + k + U(3)]
+                dcf[dst + k] = v0
+                dcf[dst + k + U(1)] = v1
+                dcf[dst + k + U(2)] = v2
+                dcf[dst + k + U(3)] = v3
                 s0 += v0
                 s1 += v1
                 s2 += v2
                 s3 += v3
-            for k in range(p4, p):
-                v0 = dy3[b, ch, k]
-                dyc[ch, dst + k] = v0
+            for k in range(p4, U(p)):
+                v0 = dyf[src + k]
+                dcf[dst + k] = v0
                 s0 += v0
         dbias[ch] = (s0 + s1) + (s2 + s3)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+U = np.uint64  # flat indices are unsigned: no negative-index wraparound test in the hot loops
+
 
 @njit(cache=True)
 def _max_window(x, t, r0, r1, c0, c1, w):
@@ -55,44 +57,60 @@ def _max_fwd(x, y, idx, kh, kw, sh, sw, ph, pw):
 
 @njit(parallel=True, fastmath=False, cache=True)
 def _max_fwd_2x2(x, y, idx):
-    """kernel 2, stride 2, no padding: the same rule with the window unrolled."""
+    """kernel 2, stride 2, no padding: the same rule with the window unrolled, flat unsigned indices."""
     nc, h, w = x.shape
     _, oh, ow = y.shape
+    xf = x.reshape(-1)
+    yf = y.reshape(-1)
+    idf = idx.reshape(-1)
+    uw = U(w)
     for t in prange(nc):
-        for r in range(oh):
-            a = 2 * r
-            for q in range(ow):
-                b = 2 * q
-                x00 = x[t, a, b]
-                x01 = x[t, a, b + 1]
-                x10 = x[t, a + 1, b]
-                x11 = x[t, a + 1, b + 1]
+        xb = U(t * h * w)
+        yb = U(t * oh * ow)
+        for r in range(U(oh)):
+            row = U(2) * r * uw
+            for q in range(U(ow)):
+                k = row + U(2) * q
+                x00 = xf[xb + k]
+                x01 = xf[xb + k + U(1)]
+                x10 = xf[xb + k + uw]
+                x11 = xf[xb + k + uw + U(1)]
                 best = x00
-                arg = a * w + b
-                if x01 > best:
-                    best = x01
-                    arg = a * w + b + 1
-                if x10 > best:
-                    best = x10
-                    arg = (a + 1) * w + b
-                if x11 > best:
-                    best = x11
-                    arg = (a + 1) * w + b + 1
+                arg = k
+                g = x01 > best
+                best = x01 if g else best
+                arg = k + U(1) if g else arg
+                g = x10 > best
+                best = x10 if g else best
+                arg = k + uw if g else arg
+                g = x11 > best
+                best = x11 if g else best
+                arg = k + uw + U(1) if g else arg
                 s = x00 + x01 + x10 + x11
+                o = yb + r * U(ow) + q
                 if s != s:
-                    best, arg = _max_window(x, t, a, a + 2, b, b + 2, w)
-                y[t, r, q] = best
-                idx[t, r, q] = arg
+                    a = int(k // uw)
+                    b = int(k % uw)
+                    best, iarg = _max_window(x, t, a, a + 2, b, b + 2, w)
+                    arg = U(iarg)
+                yf[o] = best
+                idf[o] = arg
 
 
 @njit(parallel=True, fastmath=False, cache=True)
 def _max_bwd(dy, idx, dx):
     nc, p = dy.shape
+    hw = dx.shape[1]
+    dyf = dy.reshape(-1)
+    idf = idx.reshape(-1)
+    dxf = dx.reshape(-1)
     for t in prange(nc):
-        for k in range(dx.shape[1]):
-            dx[t, k] = 0
-        for k in range(p):
-            dx[t, idx[t, k]] += dy[t, k]
+        xb = U(t * hw)
+        yb = U(t * p)
+        for k in range(U(hw)):
+            dxf[xb + k] = 0
+        for k in range(U(p)):
+            dxf[xb + U(idf[yb + k])] += dyf[yb + k]
 
 
 @njit(parallel=True, fastmath=False, cache=True)

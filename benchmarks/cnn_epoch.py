@@ -1,0 +1,176 @@
+"""One epoch of ``gpunet.models.dropout_cnn(0.2)`` on MNIST at batch 64 (Adam, lr 1e-3): gpunet
+against PyTorch (the same network), in the same run, with the same thread count.
+
+    python benchmarks/cnn_epoch.py [--device cpu|gpu|both] [--json out.json] [--threads N]
+                                   [--batches 40] [--rounds 7] [--full-epochs 0]
+
+Method (default): training steps are timed in blocks of ``--batches`` consecutive mini-batches of
+a shuffled epoch, alternating one gpunet block and one PyTorch block, ``--rounds`` times after a
+warm-up block each; the median block time per batch is scaled to an epoch (ceil(60000 / 64) = 938
+batches). Alternating blocks keeps both libraries under the same machine load. With
+``--full-epochs K`` whole epochs are timed instead (K of each, alternating; the median is reported).
+The data sit on the device before timing; each step is the hand-written loop of DESIGN.md
+(forward, loss, backward, optimizer step), the first layer's input gradient skipped in both.
+"""
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import parser, print_table, record, set_threads, write_json  # noqa: E402
+
+import gpunet as gn  # noqa: E402
+
+BATCH = 64
+P_DROP = 0.2
+
+
+def load():
+    train = gn.data.mnist("train", flatten=False, fallback_to_sample=True)
+    return train.x.astype(np.float32), train.y.astype(np.int64)
+
+
+def torch_model(device):
+    import torch.nn as nn
+
+    return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(P_DROP), nn.Linear(1600, 10)).to(device)
+
+
+class GpunetRun:
+    def __init__(self, x, y, device):
+        gn.use(device)
+        gn.seed(0)
+        self.model = gn.models.dropout_cnn(P_DROP)
+        self.model.need_input_grad = False
+        self.opt = gn.optim.Adam(self.model, lr=1e-3)
+        self.loss_fn = gn.losses.CrossEntropy(check_labels=False)
+        self.x, self.y = gn.to_device(x), gn.to_device(y)
+        self.device = device
+        self.it = iter(())
+
+    def batches(self, k):
+        out = []
+        while len(out) < k:
+            nxt = next(self.it, None)
+            if nxt is None:
+                self.it = gn.data.batches(self.x, self.y, BATCH, shuffle=True)
+                continue
+            out.append(nxt)
+        return out
+
+    def step(self, xb, yb):
+        self.model.train()
+        self.loss_fn(self.model(xb), yb)
+        self.model.backward(self.loss_fn.backward())
+        self.opt.step()
+
+    def sync(self):
+        if self.device == "gpu":
+            import cupy
+
+            cupy.cuda.Device().synchronize()
+
+
+class TorchRun:
+    def __init__(self, x, y, device):
+        import torch
+
+        self.torch = torch
+        torch.manual_seed(0)
+        self.dev = "cuda" if device == "gpu" else "cpu"
+        self.model = torch_model(self.dev)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.loss_fn = torch.nn.CrossEntropyLoss()
+        self.x, self.y = torch.from_numpy(x).to(self.dev), torch.from_numpy(y).to(self.dev)
+        self.perm, self.pos = None, 0
+        self.gen = torch.Generator(device="cpu").manual_seed(0)
+
+    def batches(self, k):
+        out = []
+        n = len(self.x)
+        while len(out) < k:
+            if self.perm is None or self.pos >= n:
+                self.perm, self.pos = self.torch.randperm(n, generator=self.gen).to(self.dev), 0
+            idx = self.perm[self.pos:self.pos + BATCH]
+            self.pos += BATCH
+            out.append((self.x[idx], self.y[idx]))
+        return out
+
+    def step(self, xb, yb):
+        self.model.train()
+        self.opt.zero_grad(set_to_none=True)
+        self.loss_fn(self.model(xb), yb).backward()
+        self.opt.step()
+
+    def sync(self):
+        if self.dev == "cuda":
+            self.torch.cuda.synchronize()
+
+
+def time_block(run, k):
+    data = run.batches(k)  # drawn before the clock starts
+    run.sync()
+    t0 = time.perf_counter()
+    for xb, yb in data:
+        run.step(xb, yb)
+    run.sync()
+    return time.perf_counter() - t0
+
+
+def measure(device, x, y, args, threads):
+    runs = {"gpunet": GpunetRun(x, y, device), "torch": TorchRun(x, y, device)}
+    per_epoch = math.ceil(len(x) / BATCH)
+    times = {k: [] for k in runs}
+    if args.full_epochs:
+        for r in runs.values():
+            time_block(r, per_epoch)  # warm-up epoch
+        for _ in range(args.full_epochs):
+            for name, r in runs.items():
+                times[name].append(time_block(r, per_epoch))
+        est = {k: statistics.median(v) for k, v in times.items()}
+        method = f"median of {args.full_epochs} full epochs"
+    else:
+        for r in runs.values():
+            time_block(r, max(5, args.batches // 4))  # warm-up: compilation, allocator, caches
+        for _ in range(args.rounds):
+            for name, r in runs.items():
+                times[name].append(time_block(r, args.batches) / args.batches)
+        est = {k: statistics.median(v) * per_epoch for k, v in times.items()}
+        method = f"median of {args.rounds} blocks of {args.batches} batches, scaled to {per_epoch} batches"
+    return record("cnn_epoch", device, est["gpunet"], est["torch"], threads=threads, batches_per_epoch=per_epoch,
+                  train_images=len(x), method=method)
+
+
+def main():
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--batches", type=int, default=40, help="batches per timed block")
+    p.add_argument("--rounds", type=int, default=7, help="timed blocks per library")
+    p.add_argument("--full-epochs", type=int, default=0, help="time this many whole epochs instead")
+    args = p.parse_args()
+    threads = set_threads(args.threads)
+    x, y = load()
+    devices = ["cpu", "gpu"] if args.device == "both" else [args.device]
+    records = []
+    for device in devices:
+        if device == "gpu" and not gn.gpu_available():
+            print("gpu: no usable GPU, skipped", file=sys.stderr)
+            continue
+        records.append(measure(device, x, y, args, threads))
+    gn.use("cpu")
+    title = f"one epoch of dropout_cnn({P_DROP}) on MNIST, batch {BATCH} ({threads} CPU threads)"
+    print_table(records, title)
+    for r in records:
+        print(f"{r['device']}: gpunet {r['gpunet_s']:.2f} s/epoch, torch {r['torch_s']:.2f} s/epoch, "
+              f"ratio {r['ratio']:.2f} ({r['method']})")
+    write_json(records, args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -20,12 +20,26 @@ __all__ = ["Metric", "Accuracy", "TopKAccuracy", "MeanAbsoluteError", "MeanSquar
 
 
 class Metric:
-    """``batch_sum(outputs, targets)`` → Σ over the batch of the per-example value (device 0-d)."""
+    """``batch_sum(outputs, targets)`` → Σ over the batch of the per-example value (device 0-d).
+
+    The Trainer calls ``keep(outputs, targets)`` once per step and keeps what it returns (on the
+    device), then ``total(kept)`` at a read-back for the sum over those batches; by default
+    ``keep`` is ``batch_sum`` and ``total`` adds the kept sums. A metric can keep something
+    cheaper to compute per step and do the rest once per read-back (Accuracy keeps the
+    predicted classes: one kernel per step instead of three).
+    """
 
     name = "metric"
 
     def batch_sum(self, outputs, targets):
         raise NotImplementedError
+
+    def keep(self, outputs, targets):
+        return self.batch_sum(outputs, targets)
+
+    def total(self, kept: list):
+        xp = backend.get_array_module(kept[0])
+        return xp.stack(kept).sum()
 
     def __call__(self, outputs, targets) -> float:
         """The batch mean as a float (reads back from the device)."""
@@ -50,6 +64,16 @@ class Accuracy(Metric):
     def batch_sum(self, outputs, targets):
         _check_class_outputs("accuracy", outputs, targets)
         return (outputs.argmax(axis=1) == targets).sum()
+
+    def keep(self, outputs, targets):
+        _check_class_outputs("accuracy", outputs, targets)
+        return outputs.argmax(axis=1), targets
+
+    def total(self, kept):
+        xp = backend.get_array_module(kept[0][0])
+        pred = xp.concatenate([p for p, _ in kept])
+        true = xp.concatenate([t for _, t in kept])
+        return xp.count_nonzero(pred == true)
 
 
 class TopKAccuracy(Metric):

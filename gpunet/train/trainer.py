@@ -55,10 +55,10 @@ def _overrides(cb, hook: str) -> bool:
 
 
 class _Tally:
-    """Per-batch loss and metric values of one pass. Each step appends its 0-d device arrays to
-    ``pending`` (no copy, no kernel launch, no synchronization); ``read()`` stacks what is pending
-    (one launch per row), copies it to the host at once (the one synchronization), adds it to
-    float64 totals there and returns the means so far. The loss averages over examples (each
+    """Per-batch loss and metric values of one pass. Each step appends its 0-d loss array and what
+    each metric keeps (``Metric.keep``) to ``pending`` (no copy, no synchronization); ``read()``
+    stacks the losses and totals the metrics on the device, copies the lot to the host at once
+    (the one synchronization), adds it to float64 totals there and returns the means so far. The loss averages over examples (each
     batch's mean weighted by its size); with ``skip``, batches whose loss is not finite are left
     out of it and counted."""
 
@@ -73,15 +73,17 @@ class _Tally:
     def read(self) -> dict:
         if self.sizes:
             xp = backend.get_array_module(self.pending[0][0])
-            rows = [xp.stack(p).astype(np.float64) for p in self.pending]
-            host = backend.to_numpy(xp.stack(rows))
+            k = len(self.sizes)
+            parts = [xp.stack(self.pending[0]).astype(np.float64)]
+            parts += [xp.asarray(m.total(p), dtype=np.float64).reshape(1) for m, p in zip(self.metrics, self.pending[1:])]
+            host = backend.to_numpy(xp.concatenate(parts))
             sizes = np.asarray(self.sizes, dtype=np.float64)
-            loss = host[0] * sizes if self.mean_loss else host[0]
+            loss = host[:k] * sizes if self.mean_loss else host[:k]
             ok = np.isfinite(loss) if self.skip else np.ones(len(sizes), bool)
             self.loss_sum += float(loss[ok].sum())
             self.counted += float(sizes[ok].sum())
             self.nonfinite += float((~ok).sum())
-            self.metric_sums += host[1:].sum(axis=1)
+            self.metric_sums += host[k:]
             self.n += float(sizes.sum())
             for p in self.pending:
                 p.clear()
@@ -271,7 +273,7 @@ class Trainer:
             value = loss_fn(logits, yb)
             losses.append(value)  # a 0-d device array: kept, not copied nor read
             for m, pending in metrics:
-                pending.append(m.batch_sum(logits, yb))
+                pending.append(m.keep(logits, yb))
             sizes.append(len(xb))
             model.backward(loss_fn.backward())
             opt.step()
@@ -327,7 +329,7 @@ class Trainer:
                 out = model(xb)
                 tally.pending[0].append(self.loss(out, yb))
                 for m, pending in zip(self.metrics, tally.pending[1:]):
-                    pending.append(m.batch_sum(out, yb))
+                    pending.append(m.keep(out, yb))
                 tally.sizes.append(len(xb))
         finally:
             model.train(was_training)

@@ -39,3 +39,15 @@ def test_bad_metric_input():
         M.accuracy(np.zeros(5), np.zeros(5, np.int64))
     with pytest.raises(ValueError, match="k must be a positive integer"):
         M.TopKAccuracy(0)
+
+
+def test_keep_and_total_agree_with_batch_sums(rng):
+    """What the Trainer keeps per step and totals at a read-back equals the sum of batch sums."""
+    z = [rng.normal(size=(n, 4)).astype(np.float32) for n in (16, 16, 5)]
+    y = [rng.integers(0, 4, len(a)) for a in z]
+    t = [rng.normal(size=a.shape).astype(np.float32) for a in z]
+    for m, targets in ((M.Accuracy(), y), (M.TopKAccuracy(2), y), (M.MeanAbsoluteError(), t),
+                       (M.MeanSquaredError(), t)):
+        kept = [m.keep(a, b) for a, b in zip(z, targets)]
+        expect = sum(float(m.batch_sum(a, b)) for a, b in zip(z, targets))
+        assert float(m.total(kept)) == pytest.approx(expect, rel=1e-6), m

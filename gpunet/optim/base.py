@@ -191,5 +191,6 @@ class Optimizer:
         self.iterations = int(state["iterations"])
 
     def __repr__(self) -> str:
-        hp = ", ".join(f"{k}={v!r}" for k, v in self._all_hyper().items() if v not in (None, 0.0, False))
+        hp = ", ".join(f"{k}={v!r}" for k, v in self._all_hyper().items()
+                       if v not in (None, 0.0, False) and not (k == "nonfinite" and v == "skip"))
         return f"{type(self).__name__}(lr={self.lr:g}{', ' + hp if hp else ''})"

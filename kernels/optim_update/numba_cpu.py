@@ -4,7 +4,7 @@ The host part of each function reads ``stats`` (plain NumPy memory: no sync), de
 computes the gradient scale and the per-step constants (1 − β, bias corrections 1 − βᵗ,
 1 − ηλ_d) in float64 and rounds them once to the arena's dtype; the loops then run in that dtype
 (float32 math for a float32 arena, as on the GPU). Two loops per rule — [0, n_decay) with the
-decay terms, [n_decay, n) without — so that neither carries a branch on the index.
+decay terms, [n_decay, n) without — so that no loop carries a branch on the index.
 
 The element functions below are plain Python, compiled here with ``njit`` and by numba_cuda.py
 with ``cuda.jit(device=True)``: one copy of the arithmetic for both Numba tiers. They contain no
@@ -87,49 +87,57 @@ _j = njit(inline="always", fastmath=False, cache=True)  # IR-level inlining: the
 prep_plain_j, prep_decay_j, sgd_j, momentum_j, adagrad_j, rmsprop_j, adam_j = map(_j, ELEMENTS)
 
 # ----------------------------------------------------------------- loops
+# Each loop runs from 0 over the arrays it is given; the host calls it twice, on the views
+# [0, n_decay) with decay=True and [n_decay, n) with decay=False. (A prange starting at an offset
+# defeats vectorization, and the loop-invariant flag is hoisted out of the loop by LLVM.)
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _sgd(w, g, nd, s, cv, do_clip, lam, l1, dfac, lr):
-    for i in prange(nd):
+def _sgd(w, g, decay, s, cv, do_clip, lam, l1, dfac, lr):
+    for i in prange(w.size):
         wi = w[i]
-        w[i] = sgd_j(wi * dfac, prep_decay_j(g[i], wi, s, cv, do_clip, lam, l1), lr)
-    for i in prange(nd, w.size):
-        w[i] = sgd_j(w[i], prep_plain_j(g[i], s, cv, do_clip), lr)
+        if decay:
+            gi = prep_decay_j(g[i], wi, s, cv, do_clip, lam, l1)
+            wi = wi * dfac
+        else:
+            gi = prep_plain_j(g[i], s, cv, do_clip)
+        w[i] = sgd_j(wi, gi, lr)
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _momentum(w, g, buf, nd, s, cv, do_clip, lam, l1, dfac, lr, mu, nesterov):
-    for i in prange(nd):
+def _momentum(w, g, buf, decay, s, cv, do_clip, lam, l1, dfac, lr, mu, nesterov):
+    for i in prange(w.size):
         wi = w[i]
-        a, b = momentum_j(wi * dfac, prep_decay_j(g[i], wi, s, cv, do_clip, lam, l1), buf[i], lr, mu, nesterov)
+        if decay:
+            gi = prep_decay_j(g[i], wi, s, cv, do_clip, lam, l1)
+            wi = wi * dfac
+        else:
+            gi = prep_plain_j(g[i], s, cv, do_clip)
+        a, b = momentum_j(wi, gi, buf[i], lr, mu, nesterov)
         w[i] = a
         buf[i] = b
-    for i in prange(nd, w.size):
-        a, b = momentum_j(w[i], prep_plain_j(g[i], s, cv, do_clip), buf[i], lr, mu, nesterov)
-        w[i] = a
-        buf[i] = b
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _adagrad(w, g, acc, nd, s, cv, do_clip, lam, l1, dfac, clr, eps):
-    for i in prange(nd):
+def _adagrad(w, g, acc, decay, s, cv, do_clip, lam, l1, dfac, clr, eps):
+    for i in prange(w.size):
         wi = w[i]
-        a, b = adagrad_j(wi * dfac, prep_decay_j(g[i], wi, s, cv, do_clip, lam, l1), acc[i], clr, eps)
-        w[i] = a
-        acc[i] = b
-    for i in prange(nd, w.size):
-        a, b = adagrad_j(w[i], prep_plain_j(g[i], s, cv, do_clip), acc[i], clr, eps)
+        if decay:
+            gi = prep_decay_j(g[i], wi, s, cv, do_clip, lam, l1)
+            wi = wi * dfac
+        else:
+            gi = prep_plain_j(g[i], s, cv, do_clip)
+        a, b = adagrad_j(wi, gi, acc[i], clr, eps)
         w[i] = a
         acc[i] = b
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _rmsprop(w, g, sq, ga, buf, nd, s, cv, do_clip, lam, l1, dfac, lr, alpha, oma, eps, mu, centered, use_mom):
+def _rmsprop(w, g, sq, ga, buf, decay, s, cv, do_clip, lam, l1, dfac, lr, alpha, oma, eps, mu, centered, use_mom):
     zero = lr - lr
     for i in prange(w.size):
         wi = w[i]
-        if i < nd:
+        if decay:
             gi = prep_decay_j(g[i], wi, s, cv, do_clip, lam, l1)
             wi = wi * dfac
         else:
@@ -146,17 +154,15 @@ def _rmsprop(w, g, sq, ga, buf, nd, s, cv, do_clip, lam, l1, dfac, lr, alpha, om
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _adam(w, g, m, v, nd, s, cv, do_clip, lam, l1, dfac, b1, omb1, b2, omb2, step_size, sqrt_bc2, eps):
-    for i in prange(nd):
+def _adam(w, g, m, v, decay, s, cv, do_clip, lam, l1, dfac, b1, omb1, b2, omb2, step_size, sqrt_bc2, eps):
+    for i in prange(w.size):
         wi = w[i]
-        a, b, c = adam_j(wi * dfac, prep_decay_j(g[i], wi, s, cv, do_clip, lam, l1), m[i], v[i],
-                         b1, omb1, b2, omb2, step_size, sqrt_bc2, eps)
-        w[i] = a
-        m[i] = b
-        v[i] = c
-    for i in prange(nd, w.size):
-        a, b, c = adam_j(w[i], prep_plain_j(g[i], s, cv, do_clip), m[i], v[i],
-                         b1, omb1, b2, omb2, step_size, sqrt_bc2, eps)
+        if decay:
+            gi = prep_decay_j(g[i], wi, s, cv, do_clip, lam, l1)
+            wi = wi * dfac
+        else:
+            gi = prep_plain_j(g[i], s, cv, do_clip)
+        a, b, c = adam_j(wi, gi, m[i], v[i], b1, omb1, b2, omb2, step_size, sqrt_bc2, eps)
         w[i] = a
         m[i] = b
         v[i] = c
@@ -175,55 +181,64 @@ def scale_of(stats, clip_norm, norm_eps) -> float:
     return s
 
 
-def _common(w, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard):
+def _common(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard):
     """None when the step is skipped, else the loop arguments shared by every rule."""
     if guard and stats[1] != 0:
         return None
     dt = w.dtype.type
     cv = float(clip_value)
-    return (min(int(n_decay), w.size), dt(scale_of(stats, float(clip_norm), float(norm_eps))),
-            dt(cv if cv > 0 else np.inf), cv > 0, dt(weight_decay), dt(l1), dt(1.0 - lr * decoupled_wd))
+    return (dt(scale_of(stats, float(clip_norm), float(norm_eps))), dt(cv if cv > 0 else np.inf), cv > 0,
+            dt(weight_decay), dt(l1), dt(1.0 - lr * decoupled_wd))
+
+
+def _run(loop, arrays, n_decay, common, rule_args):
+    """The loop over [0, n_decay) with decay terms, then over [n_decay, n) without."""
+    nd = min(int(n_decay), arrays[0].size)
+    if nd > 0:
+        loop(*(a[:nd] for a in arrays), True, *common, *rule_args)
+    if nd < arrays[0].size:
+        loop(*(a[nd:] for a in arrays), False, *common, *rule_args)
 
 
 def sgd(w, g, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard):
-    c = _common(w, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
+    c = _common(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
     if c is not None:
-        _sgd(w, g, *c, w.dtype.type(lr))
+        _run(_sgd, (w, g), n_decay, c, (w.dtype.type(lr),))
 
 
 def momentum(w, g, buf, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps,
              guard, mu, nesterov):
-    c = _common(w, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
+    c = _common(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
     if c is not None:
         dt = w.dtype.type
-        _momentum(w, g, buf, *c, dt(lr), dt(mu), bool(nesterov))
+        _run(_momentum, (w, g, buf), n_decay, c, (dt(lr), dt(mu), bool(nesterov)))
 
 
 def adagrad(w, g, acc, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps,
             guard, lr_decay, eps):
-    c = _common(w, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
+    c = _common(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
     if c is not None:
         dt = w.dtype.type
         clr = lr / (1.0 + (float(stats[2]) - 1.0) * lr_decay)
-        _adagrad(w, g, acc, *c, dt(clr), dt(eps))
+        _run(_adagrad, (w, g, acc), n_decay, c, (dt(clr), dt(eps)))
 
 
 def rmsprop(w, g, sq, ga, buf, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value,
             norm_eps, guard, alpha, eps, mu, centered):
-    c = _common(w, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
+    c = _common(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
     if c is not None:
         dt = w.dtype.type
-        _rmsprop(w, g, sq, ga, buf, *c, dt(lr), dt(alpha), dt(1.0 - alpha), dt(eps), dt(mu), bool(centered),
-                 bool(mu > 0))
+        _run(_rmsprop, (w, g, sq, ga, buf), n_decay, c,
+             (dt(lr), dt(alpha), dt(1.0 - alpha), dt(eps), dt(mu), bool(centered), bool(mu > 0)))
 
 
 def adam(w, g, m, v, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps,
          guard, beta1, beta2, eps):
-    c = _common(w, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
+    c = _common(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
     if c is not None:
         dt = w.dtype.type
         t = float(stats[2])
         bc1 = 1.0 - beta1 ** t
         bc2 = 1.0 - beta2 ** t
-        _adam(w, g, m, v, *c, dt(beta1), dt(1.0 - beta1), dt(beta2), dt(1.0 - beta2), dt(lr / bc1),
-              dt(math.sqrt(bc2)), dt(eps))
+        _run(_adam, (w, g, m, v), n_decay, c, (dt(beta1), dt(1.0 - beta1), dt(beta2), dt(1.0 - beta2),
+                                             dt(lr / bc1), dt(math.sqrt(bc2)), dt(eps)))

@@ -5,14 +5,13 @@ state, a gradient scale from 1e-6 to 1e6, a clip threshold just below, at or abo
 clipping, a random decay range [0, n_decay) with L2, L1 and decoupled decay, and sometimes a
 non-finite gradient (skipped under the guard, propagated without it).
 
-Tolerance: ‖out − ref‖/‖ref‖ ≤ 2e-6 for the Numba tiers. Their inputs are the reference's
+Tolerance: ‖out − ref‖/‖ref‖ ≤ 5e-6 for every float32 tier. The inputs are the reference's
 float64 values rounded to float32 (relative error 6e-8) and the arithmetic is float32 with
 constants computed in float64 and rounded once: about ten roundings per element give 1e-7 to
-3e-7 typically; a velocity update v ← μv − ηg whose two terms nearly cancel, in a draw of one or
-two elements, amplifies that (1.7e-6 was the worst of 400 draws per rule). A wrong formula, a
-missed element, a wrong decay range or bias correction gives 1e-4 and more (checked by mutating
-the kernels). The CUDA C tier computes in fp32 with fused multiply-adds and its own order of
-operations: 4e-6.
+3e-7 typically. A velocity update v ← μv − ηg whose two terms nearly cancel, in a draw of one
+element, amplifies that: 1.9e-6 was the worst of 960 draws per rule. A wrong formula, a missed
+element, a wrong decay range or bias correction gives 1e-4 and more (checked by mutating the
+kernels). Float64 runs of the CUDA C source (on the CPU emulator) must agree to 1e-12.
 """
 import math
 
@@ -25,6 +24,7 @@ from gpunet.ops.optim_update import RULES
 from gpunet.testing import Case, compare_tiers
 
 BIG = (1 << 20) + 3
+TOL = 5e-6
 
 
 def _with_stats(fn):
@@ -116,8 +116,8 @@ SIZES = [1, 2, 3, 5, 7, 16, 17, 63, 255, 1001, 4097, 65539]
 @pytest.mark.parametrize("rule", sorted(RULES))
 def test_numba_cpu_matches_reference(rule):
     report = compare_tiers(_tier_fns(rule, ["numba_cpu"]), make_case_for(rule, SIZES, big=BIG), draws=24,
-                           seed=hash(rule) % 1000)
-    report.assert_below(2e-6)
+                           seed=sorted(RULES).index(rule))
+    report.assert_below(TOL)
 
 
 @pytest.mark.parametrize("rule", sorted(RULES))
@@ -146,7 +146,7 @@ def test_cuda_c_tier_on_the_cpu_emulator(rule):
     for dtype, seed in ((np.float32, 21), (np.float64, 22)):
         report = compare_tiers(_emulated_fns(rule), make_case_for(rule, [1, 3, 6, 257, 1001, 20011]), draws=8,
                                seed=seed, dtype=dtype)
-        report.assert_below(4e-6 if dtype == np.float32 else 1e-12)
+        report.assert_below(TOL if dtype == np.float32 else 1e-12)
 
 
 def test_cuda_c_tier_unaligned_views_on_the_cpu_emulator():
@@ -171,7 +171,7 @@ def test_cuda_c_tier_unaligned_views_on_the_cpu_emulator():
     with emulated(cupy_tier):
         cupy_tier.adam(dev["w"][1:], dev["g"][1:], dev["m"][1:], dev["v"][1:], stats, **kw)
     for k in ("w", "m", "v"):
-        assert np.linalg.norm(dev[k][1:] - ref[k]) / np.linalg.norm(ref[k]) < 4e-6
+        assert np.linalg.norm(dev[k][1:] - ref[k]) / np.linalg.norm(ref[k]) < TOL
         assert dev[k][0] == np.float32(base[k][0])  # the element before the view is untouched
 
 
@@ -180,15 +180,15 @@ def test_cuda_c_tier_unaligned_views_on_the_cpu_emulator():
 def test_numba_cuda_matches_reference_under_simulator(rule):
     report = compare_tiers(_tier_fns(rule, ["numba_cuda"]), make_case_for(rule, [1, 5, 67, 130, 257]), draws=4,
                            seed=7)
-    report.assert_below(2e-6)
+    report.assert_below(TOL)
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("tier, tol", [("cupy", 4e-6), ("numba_cuda", 2e-6)])
+@pytest.mark.parametrize("tier", ["cupy", "numba_cuda"])
 @pytest.mark.parametrize("rule", sorted(RULES))
-def test_gpu_tiers_match_reference(rule, tier, tol):
+def test_gpu_tiers_match_reference(rule, tier):
     report = compare_tiers(_tier_fns(rule, [tier]), make_case_for(rule, SIZES, big=BIG), draws=20, seed=11)
-    report.assert_below(tol)
+    report.assert_below(TOL)
 
 
 @pytest.mark.gpu
@@ -210,5 +210,5 @@ def test_cupy_tier_unaligned_views_take_the_scalar_path():
                                              cupy.asarray(stats), **kw)
     for k in ("w", "m", "v"):
         out = cupy.asnumpy(dev[k])
-        assert np.linalg.norm(out[1:] - ref[k]) / np.linalg.norm(ref[k]) < 4e-6
+        assert np.linalg.norm(out[1:] - ref[k]) / np.linalg.norm(ref[k]) < TOL
         assert out[0] == np.float32(base[k][0])  # the element before the view is untouched

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 import warnings
 import weakref
 
@@ -101,7 +102,9 @@ class Trainer:
 
     ``fit(train, val=None, epochs, batch_size)`` → ``History``; ``evaluate(data)`` → dict of
     floats; ``predict(x)`` → outputs on the device. ``train``/``val``/``data`` are ``(x, y)``
-    pairs of arrays or ``gpunet.data`` datasets. ``sync_every``: batches between read-backs.
+    pairs of arrays or ``gpunet.data`` datasets. ``sync_every``: batches between read-backs of
+    the running values for callbacks that ask for them (``on_readback``: TerminateOnNaN); the
+    progress bar alone reads back at such a batch at most twice a second.
     """
 
     def __init__(self, model, loss, optimizer, metrics=("accuracy",), callbacks=(), sync_every: int = 25):
@@ -260,6 +263,7 @@ class Trainer:
         metrics = list(zip(self.metrics, tally.pending[1:]))
         self._epoch_lr = float(opt.lr)
         done = read_at = 0
+        bar_t = time.perf_counter()
         logs = {}
         for i, (xb, yb) in enumerate(batches(x, y, batch_size, shuffle=shuffle, drop_last=drop_last,
                                              device=model.device)):
@@ -282,9 +286,10 @@ class Trainer:
             self.last_batch = (xb, yb)
             for cb in end:
                 cb.on_batch_end(step)
-            if done % self.sync_every == 0 and (bar is not None or readers):
+            # read back for callbacks every sync_every steps; for the bar alone, at most twice a second
+            if done % self.sync_every == 0 and (readers or (bar is not None and time.perf_counter() - bar_t > 0.5)):
                 logs = tally.read()
-                read_at = done
+                read_at, bar_t = done, time.perf_counter()
                 if bar is not None:
                     bar.update(done - bar.n)
                     bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "skipped"}, refresh=False)

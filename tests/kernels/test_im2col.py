@@ -15,7 +15,10 @@ from gpunet.kernels.im2col import reference as R
 from gpunet.ops import im2col as ops
 from gpunet.testing import Case, compare_tiers
 
-TOL = {np.float32: 1e-6, np.float64: 1e-12}
+# float32 against the float64 reference. dbias is a sum over N·H·W values of both signs whose
+# rounding error grows with Σ|dy| / |Σdy|; on an H100 a 48-term sum came out 1.06e-6 off, so it
+# gets 1e-5. Pure data movement (im2col) is exact up to the float32 cast.
+TOL = {np.float32: {"default": 1e-6, "dbias": 1e-5}, np.float64: 1e-12}
 
 
 def _geometry(rng, small=False):

@@ -57,8 +57,15 @@ def test_matches_torch_train_eval_backward_and_running_stats(cls, shape, eps, mo
         dx = ours.backward(backend.to_device(dy))
         assert rel(y, yt.detach().numpy()) < RTOL, step
         assert rel(dx, xt.grad.numpy()) < RTOL, step
-        assert rel(ours._grads["weight"], theirs.weight.grad.numpy()) < RTOL
-        assert rel(ours._grads["bias"], theirs.bias.grad.numpy()) < RTOL
+        # dγ = Σ dy·x̂ and dβ = Σ dy are sums whose terms cancel: float32 rounding is bounded
+        # relative to Σ|terms| per channel, not to the sum itself (on an H100 an 18-term dβ of
+        # 0.018 from O(1) terms differed from PyTorch by 2.3e-5 relative)
+        axes = (0,) + tuple(range(2, len(shape)))
+        x64 = x.astype(np.float64)
+        xhat = (x64 - x64.mean(axes, keepdims=True)) / np.sqrt(x64.var(axes, keepdims=True) + eps)
+        for name, terms in (("weight", dy * xhat), ("bias", dy.astype(np.float64))):
+            diff = backend.to_numpy(ours._grads[name]).astype(np.float64) - getattr(theirs, name).grad.numpy()
+            assert np.linalg.norm(diff) < RTOL * np.linalg.norm(np.abs(terms).sum(axes)), name
         theirs.zero_grad()
         assert rel(ours.running_mean, theirs.running_mean.numpy()) < RTOL
         assert rel(ours.running_var, theirs.running_var.numpy()) < RTOL

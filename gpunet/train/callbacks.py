@@ -13,7 +13,7 @@ import math
 import os
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LRScheduler", "CSVLogger",
-           "TerminateOnNaN", "NonFiniteLossError"]
+           "TerminateOnNaN", "NonFiniteLossError", "EMA", "SWA", "Diagnostics"]
 
 
 class Callback:
@@ -318,4 +318,7 @@ class CSVLogger(Callback):
             self._file = None
 
 
-from .terminate import NonFiniteLossError, TerminateOnNaN  # noqa: E402  (they subclass Callback)
+# callbacks defined elsewhere, importable from here too (they subclass Callback, defined above)
+from .terminate import NonFiniteLossError, TerminateOnNaN  # noqa: E402
+from .averaging import EMA, SWA  # noqa: E402
+from ..diagnostics import Diagnostics  # noqa: E402

@@ -42,6 +42,8 @@ def _positive(values):
 
 def plot_history(history, path, title: str | None = None):
     """Loss, metrics and learning rate per epoch, train and validation side by side."""
+    from matplotlib.ticker import MaxNLocator
+
     keys = list(history)
     if not keys:
         raise ValueError("plot_history: the history is empty (train for at least one epoch)")
@@ -66,6 +68,7 @@ def plot_history(history, path, title: str | None = None):
         else:
             ax.set_ylabel(name.replace("_", " "))
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if name != "lr":
             ax.legend(fontsize=8)

@@ -14,12 +14,14 @@ write counted): the update's target is 85% of the copy's bandwidth. Also the wei
 from __future__ import annotations
 
 import os
+import statistics
 import sys
+import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import gpu_time, median_time, parser, print_table, record, set_threads, torch_gpu_time, write_json  # noqa: E402,E501
+from common import gpu_time, parser, print_table, record, set_threads, torch_gpu_time, write_json  # noqa: E402,E501
 
 import gpunet as gn  # noqa: E402
 
@@ -59,6 +61,22 @@ def _torch_adam(n, device, rng, **kwargs):
     return step
 
 
+def _interleaved(f, g, repeat: int = 21, warmup: int = 3):
+    """Medians of f() and g() timed alternately, so that both see the same machine load."""
+    for _ in range(warmup):
+        f()
+        g()
+    tf, tg = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        f()
+        t1 = time.perf_counter()
+        g()
+        tf.append(t1 - t0)
+        tg.append(time.perf_counter() - t1)
+    return statistics.median(tf), statistics.median(tg)
+
+
 def cpu_records(threads: int) -> list[dict]:
     """Adam + clip on 10M parameters against torch's fused, default and for-loop Adam (CPU)."""
     set_threads(threads)
@@ -67,8 +85,7 @@ def cpu_records(threads: int) -> list[dict]:
     records = []
     for name, kwargs in (("fused", {"fused": True}), ("default", {}), ("forloop", {"foreach": False})):
         t_step = _torch_adam(N_CPU, "cpu", rng, **kwargs)
-        gn_s = median_time(opt.step, repeat=20, warmup=3)
-        torch_s = median_time(t_step, repeat=20, warmup=3)
+        gn_s, torch_s = _interleaved(opt.step, t_step)
         records.append(record(f"adam_clip_10M_vs_torch_{name}", "cpu", gn_s, torch_s, threads=threads,
                               gpunet_gbps=32 * N_CPU / gn_s / 1e9))
     return records

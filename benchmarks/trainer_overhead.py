@@ -94,11 +94,13 @@ def main(argv=None):
     for _, run in variants:  # warm-up: compilation, caches, the data check
         run()
     times = {"hand_loop": []} | {name: [] for name, _ in variants}
+    cpu = {name: [] for name in times}
     for _ in range(args.epochs):
         for name, run in [("hand_loop", hand)] + variants:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             run()
             times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
     hand_s, hand_min = statistics.median(times["hand_loop"]), min(times["hand_loop"])
     records = []
     print(f"Trainer vs hand-written loop: {type(model).__name__} {model.num_parameters():,} parameters "
@@ -114,6 +116,15 @@ def main(argv=None):
               f"{m / hand_min:>6.3f}  {' '.join(f'{v:.3f}' for v in times[name])}")
     print(f"{'hand_loop':<22} {hand_s:>7.3f}s {'':>8} {'':>6} {hand_min:>7.3f}s {'':>8} {'':>6}  "
           f"{' '.join(f'{v:.3f}' for v in times['hand_loop'])}")
+    # the process's CPU time (all its threads): steadier than wall time on a shared machine, and the
+    # Trainer's overhead is host work; on the GPU it includes time spent waiting for the device
+    hand_cpu = statistics.median(cpu["hand_loop"])
+    print("process CPU time, medians: hand loop {:.3f}s; ".format(hand_cpu) + "; ".join(
+        f"{name} {statistics.median(cpu[name]):.3f}s (ratio {statistics.median(cpu[name]) / hand_cpu:.3f})"
+        for name, _ in variants))
+    for r, (name, _) in zip(records, variants):
+        r["trainer_cpu_s"], r["hand_cpu_s"] = statistics.median(cpu[name]), hand_cpu
+        r["ratio_cpu"] = r["trainer_cpu_s"] / hand_cpu
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=2)

@@ -2,12 +2,14 @@
 against PyTorch (the same network), in the same run, with the same thread count.
 
     python benchmarks/cnn_epoch.py [--device cpu|gpu|both] [--json out.json] [--threads N]
-                                   [--batches 40] [--rounds 7] [--full-epochs 0]
+                                   [--batches 40] [--rounds 7] [--full-epochs 0] [--pause 0.5]
 
 Method (default): training steps are timed in blocks of ``--batches`` consecutive mini-batches of
 a shuffled epoch, alternating one gpunet block and one PyTorch block, ``--rounds`` times after a
 warm-up block each; the median block time per batch is scaled to an epoch (ceil(60000 / 64) = 938
-batches). Alternating blocks keeps both libraries under the same machine load. With
+batches). Alternating blocks keeps both libraries under the same machine load; a pause of
+``--pause`` seconds before each block lets the other library's idle worker threads (OpenBLAS,
+OpenMP) stop spinning, so that neither pays for the other's thread pools. With
 ``--full-epochs K`` whole epochs are timed instead (K of each, alternating; the median is reported).
 The data sit on the device before timing; each step is the hand-written loop of DESIGN.md
 (forward, loss, backward, optimizer step), the first layer's input gradient skipped in both.
@@ -20,7 +22,25 @@ import statistics
 import sys
 import time
 
-import numpy as np
+
+def _blas_threads_from_argv() -> None:
+    """NumPy's OpenBLAS reads its thread count once, at import; without threadpoolctl it cannot
+    be changed later, so ``--threads N`` is passed on through the environment before the import."""
+    args = sys.argv[1:]
+    for i, a in enumerate(args):
+        n = None
+        if a.startswith("--threads="):
+            n = a.split("=", 1)[1]
+        elif a == "--threads" and i + 1 < len(args):
+            n = args[i + 1]
+        if n:
+            for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+                os.environ.setdefault(var, n)
+
+
+_blas_threads_from_argv()
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import parser, print_table, record, set_threads, write_json  # noqa: E402
@@ -114,9 +134,10 @@ class TorchRun:
             self.torch.cuda.synchronize()
 
 
-def time_block(run, k):
+def time_block(run, k, pause=0.0):
     data = run.batches(k)  # drawn before the clock starts
     run.sync()
+    time.sleep(pause)
     t0 = time.perf_counter()
     for xb, yb in data:
         run.step(xb, yb)
@@ -133,7 +154,7 @@ def measure(device, x, y, args, threads):
             time_block(r, per_epoch)  # warm-up epoch
         for _ in range(args.full_epochs):
             for name, r in runs.items():
-                times[name].append(time_block(r, per_epoch))
+                times[name].append(time_block(r, per_epoch, args.pause))
         est = {k: statistics.median(v) for k, v in times.items()}
         method = f"median of {args.full_epochs} full epochs"
     else:
@@ -141,7 +162,7 @@ def measure(device, x, y, args, threads):
             time_block(r, max(5, args.batches // 4))  # warm-up: compilation, allocator, caches
         for _ in range(args.rounds):
             for name, r in runs.items():
-                times[name].append(time_block(r, args.batches) / args.batches)
+                times[name].append(time_block(r, args.batches, args.pause) / args.batches)
         est = {k: statistics.median(v) * per_epoch for k, v in times.items()}
         method = f"median of {args.rounds} blocks of {args.batches} batches, scaled to {per_epoch} batches"
     return record("cnn_epoch", device, est["gpunet"], est["torch"], threads=threads, batches_per_epoch=per_epoch,
@@ -153,6 +174,7 @@ def main():
     p.add_argument("--batches", type=int, default=40, help="batches per timed block")
     p.add_argument("--rounds", type=int, default=7, help="timed blocks per library")
     p.add_argument("--full-epochs", type=int, default=0, help="time this many whole epochs instead")
+    p.add_argument("--pause", type=float, default=0.5, help="seconds of idle before each timed block")
     args = p.parse_args()
     threads = set_threads(args.threads)
     x, y = load()

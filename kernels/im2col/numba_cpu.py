@@ -8,7 +8,6 @@ zero padding written around it.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -164,4 +163,4 @@ def nchw_to_cnhw(dy, dyc, dbias):
     _nchw_to_cnhw(dy.reshape(dy.shape[0], dy.shape[1], -1), dyc, dbias)
 
 
-__all__ = ["im2col", "col2im", "cnhw_to_nchw", "nchw_to_cnhw", "numba"]
+__all__ = ["im2col", "col2im", "cnhw_to_nchw", "nchw_to_cnhw"]

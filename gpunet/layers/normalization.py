@@ -90,14 +90,16 @@ class _BatchNorm(Layer):
                     f"{self.name}: batch statistics need more than one value per channel, got input shape "
                     f"{tuple(x.shape)} (use a batch of at least 2, or eval mode)")
             update = self.training and self.track_running_stats
-            factor = 0.0
-            if update:
-                nbt = self._buffers["num_batches_tracked"]
+            factor = 0.0 if not update else self.momentum
+            nbt = self._buffers["num_batches_tracked"] if update else None
+            if update and self.momentum is None:  # cumulative average: 1/count (reads the count to the host)
                 nbt[...] += 1
-                factor = self.momentum if self.momentum is not None else 1.0 / float(nbt)
+                factor = 1.0 / float(nbt)
             y, mean, invstd = batch_norm_train(
                 x, weight, bias, self.running_mean if update else None, self.running_var if update else None,
                 self.eps, factor, update_running=update)
+            if update and self.momentum is not None:  # after the launches: no delay before the first kernel
+                nbt[...] += 1
             self._saved = (x, mean, invstd, True)
         else:
             y = batch_norm_eval(x, weight, bias, self.running_mean, self.running_var, self.eps)

@@ -12,7 +12,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda, float64
+
+if not hasattr(np, "row_stack"):  # numba-cuda 0.30 registers an overload of np.row_stack, which newer
+    np.row_stack = np.vstack      # NumPy releases removed: without this, no kernel compiles on a GPU
+
+from numba import cuda, float64  # noqa: E402
 
 REDUCE_THREADS = 64  # a power of two (tree reduction)
 THREADS = 128

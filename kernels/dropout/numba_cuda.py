@@ -6,7 +6,11 @@ Under NUMBA_ENABLE_CUDASIM=1 the kernels take NumPy arrays; on a GPU, CuPy array
 from __future__ import annotations
 
 import numpy as np
-from numba import cuda
+
+if not hasattr(np, "row_stack"):  # numba-cuda 0.30 registers an overload of np.row_stack, which newer
+    np.row_stack = np.vstack      # NumPy releases removed: without this, no kernel compiles on a GPU
+
+from numba import cuda  # noqa: E402
 
 from ..common.philox import MASK32, SHIFT32, dropout_counter_hi, dropout_key, philox4x32_10
 

@@ -67,7 +67,10 @@ def test_matches_torch_train_eval_backward_and_running_stats(cls, shape, eps, mo
             diff = backend.to_numpy(ours._grads[name]).astype(np.float64) - getattr(theirs, name).grad.numpy()
             assert np.linalg.norm(diff) < RTOL * np.linalg.norm(np.abs(terms).sum(axes)), name
         theirs.zero_grad()
-        assert rel(ours.running_mean, theirs.running_mean.numpy()) < RTOL
+        # a running mean near zero is a sum that cancels too: bound it by the scale of the batch means' terms
+        diff = backend.to_numpy(ours.running_mean).astype(np.float64) - theirs.running_mean.numpy()
+        scale = max(np.linalg.norm(theirs.running_mean.numpy()), np.linalg.norm(np.abs(x64).mean(axes)))
+        assert np.linalg.norm(diff) < RTOL * scale, "running_mean"
         assert rel(ours.running_var, theirs.running_var.numpy()) < RTOL
         assert int(backend.to_numpy(ours.num_batches_tracked)) == int(theirs.num_batches_tracked) == step + 1
     ours.eval()
@@ -79,7 +82,10 @@ def test_matches_torch_train_eval_backward_and_running_stats(cls, shape, eps, mo
     yt.backward(torch.from_numpy(dy))
     assert rel(ours(backend.to_device(x)), yt.detach().numpy()) < RTOL
     assert rel(ours.backward(backend.to_device(dy)), xt.grad.numpy()) < RTOL
-    assert rel(ours._grads["weight"], theirs.weight.grad.numpy()) < RTOL
+    xhat = (x.astype(np.float64) - theirs.running_mean.numpy().reshape(-1, *[1] * (len(shape) - 2)))
+    diff = backend.to_numpy(ours._grads["weight"]).astype(np.float64) - theirs.weight.grad.numpy()
+    assert np.linalg.norm(diff) < RTOL * np.linalg.norm(np.abs(dy * xhat).sum(axes)) * float(
+        np.max(1 / np.sqrt(theirs.running_var.numpy() + eps)))
 
 
 @pytest.mark.oracle

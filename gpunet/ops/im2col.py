@@ -14,6 +14,7 @@ dtype), and calls the tier. ``TIERS`` maps each kernel to its four tier function
 from __future__ import annotations
 
 import importlib
+from functools import lru_cache
 
 import numpy as np
 
@@ -32,11 +33,13 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
 _MODULES = {"reference": "reference", "numba_cpu": "numba_cpu", "numba_cuda": "numba_cuda", "cupy": "cupy_tier"}
 
 
+@lru_cache(maxsize=None)
 def tier_module(tier: str, op: str = "im2col"):
     """The kernel module of ``tier`` for kernels/<op> (imported on first use)."""
     return importlib.import_module(f"gpunet.kernels.{op}.{_MODULES[tier]}")
 
 
+@lru_cache(maxsize=None)
 def kernel(name: str, tier: str):
     """The kernel-style function ``name`` of ``tier`` (writes into the arrays it is given)."""
     if name not in _NAMES:

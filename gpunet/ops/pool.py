@@ -6,6 +6,8 @@ count_include_pad=True). ``geometry`` is ((kh, kw), (sh, sw), (ph, pw)).
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from .. import backend
@@ -15,6 +17,7 @@ from .im2col import _check_out, _contig, conv_output_size, tier_module
 _NAMES = ("maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward")
 
 
+@lru_cache(maxsize=None)
 def kernel(name: str, tier: str):
     """The kernel-style function ``name`` of ``tier``."""
     if name not in _NAMES:

@@ -73,14 +73,15 @@ __device__ __forceinline__ void nchw_to_cnhw_impl(const T* __restrict__ dy, T* _
     }
 }
 
-// dbias[ch] = sum over b, k of dy[b, ch, k]; one block (blockDim.x = 256) per channel.
+// dbias[ch] = sum over b, k of dy[b, ch, k]; one block (blockDim.x = 256) per channel, summed in
+// double for either dtype (the terms have both signs; float partial sums lose digits).
 template <typename T>
 __device__ __forceinline__ void channel_sum_impl(const T* __restrict__ dy, T* __restrict__ dbias,
                                                  int n, int c, int p) {
-    __shared__ T part[256];
+    __shared__ double part[256];
     const int ch = blockIdx.x;
     const long long m = (long long)n * p;
-    T acc = T(0);
+    double acc = 0.0;
     for (long long t = threadIdx.x; t < m; t += blockDim.x) {
         const int b = (int)(t / p), k = (int)(t % p);
         acc += dy[((long long)b * c + ch) * p + k];
@@ -91,7 +92,7 @@ __device__ __forceinline__ void channel_sum_impl(const T* __restrict__ dy, T* __
         if (threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];
         __syncthreads();
     }
-    if (threadIdx.x == 0) dbias[ch] = part[0];
+    if (threadIdx.x == 0) dbias[ch] = (T)part[0];
 }
 
 #define GEOM int n, int c, int h, int w, int kh, int kw, int sh, int sw, int ph, int pw, int oh, int ow

@@ -3,9 +3,10 @@ adjoint identity, every tier against the reference, and argument checks of gpune
 
 Tolerances (relative, ‖out − ref‖/‖ref‖ against the float64 reference): im2col and the layout
 moves copy values, so a float32 tier differs only by the rounding of its input to float32
-(≤ 2⁻²⁴ ≈ 6e-8); col2im and the bias gradient add up to a few hundred float32 values, whose
-rounding stays far below 1e-6. So 1e-6 in float32 and 1e-12 in float64; a wrong, missing or
-misplaced element gives an error of order 1 (outputs are poisoned with NaN first).
+(≤ 2⁻²⁴ ≈ 6e-8); col2im adds at most kh·kw float32 values per element: 1e-6 in float32. The bias
+gradient sums N·H·W terms of both signs, so cancellation can magnify the input rounding
+(relative to the small sum): 1e-5 for it. 1e-12 in float64. A wrong, missing or misplaced
+element gives an error of order 1 (outputs are poisoned with NaN first).
 """
 import numpy as np
 import pytest

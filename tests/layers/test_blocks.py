@@ -51,7 +51,7 @@ def test_projection_shortcut_routes_gradient_to_its_parameters(rng):
 def test_residual_gradcheck_float64(rng):
     res = gn.Residual(gn.Sequential(gn.Conv2d(2, 3, 3, stride=2, padding=1), gn.Tanh(), gn.Conv2d(3, 3, 1)),
                       gn.Sequential(gn.Conv2d(2, 3, 1, stride=2), gn.Tanh()))
-    report = gradcheck(res, rng.standard_normal((2, 2, 5, 5)), max_checks=40)
+    report = gradcheck(res, rng.standard_normal((2, 2, 5, 5)), max_checks=25)
     assert {"input", "block.0.weight", "block.2.bias", "shortcut.0.weight"} <= set(report)
 
 
@@ -86,7 +86,7 @@ def test_concat_on_another_axis_and_gradcheck(rng):
                      gn.Sequential(gn.MaxPool2d(3, stride=1, padding=1), gn.Conv2d(2, 1, 1)),
                      gn.AvgPool2d(3, stride=1, padding=1)])
     x = rng.permutation(2 * 2 * 5 * 4).reshape(2, 2, 5, 4) * 0.05  # distinct values: no max-pool ties
-    gradcheck(cat, x, max_checks=40)
+    gradcheck(cat, x, max_checks=20)
     assert cat.output_shape((2, 5, 4)) == (6, 5, 4)
     rows = gn.Concat([gn.Identity(), gn.AvgPool2d((1, 1))], axis=2)
     y = rows(_x(rng, (1, 2, 3, 4)))

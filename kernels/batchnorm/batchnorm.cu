@@ -3,16 +3,19 @@
 //
 // Every op is reduction -> per-channel finalize -> element-wise pass:
 //   1. partial reductions, race-free: block (tile or channel, chunk) writes its own slot
-//      [chunk * C + c] of the partial arrays (no atomics):
-//        (N, C):    block = 32 channels x 8 row groups; a warp reads 32 adjacent channels of
-//                   one row (128-byte coalesced), each thread four rows in flight;
+//      [chunk * C + c] of the partial arrays (no atomics, no host synchronization):
+//        (N, C):    block = 32 column groups x 8 row groups; a thread owns V adjacent channels
+//                   (V = 4 floats / 2 doubles in one 16-byte load when C % V == 0 and the rows
+//                   are aligned, else V = 1) and keeps several rows in flight;
 //        (N, C, S): block = one channel x a chunk of planes; each warp reads one contiguous
 //                   plane x[n, c, :] (16-byte loads when S allows);
 //      statistics are float64 (count, mean, M2) merged with Chan's formula (batches of up to
 //      four values: two-pass mean/M2 of the batch, then one merge), never E[x^2] - E[x]^2;
 //   2. finalize (one thread per channel) merges the chunk partials in a fixed order;
-//   3. element-wise y = (x - mean)*a + beta, dx = a*dy - k*(x - mean) - m, grid-stride, 16-byte
-//      loads/stores when the pointers are 16-byte aligned, x - mean in double.
+//   3. element-wise y = (x - mean)*a + beta, dx = a*dy - k*(x - mean) - m with x - mean in
+//      double: (N, C) rows with per-thread channel coefficients in registers, (N, C, S) planes
+//      with one channel per block, both in 16-byte vectors; a flat grid-stride kernel (any
+//      shape, unaligned pointers, scalar tail) otherwise.
 // Shapes and launch geometry come from the host (cupy_tier.py); every loop is bounds-checked.
 
 #define GPUNET_NC_TX 32
@@ -78,44 +81,6 @@ template <> struct Vec<double> {
 };
 
 // ------------------------------------------------------------------------------ statistics
-template <typename T>
-__device__ void stats_nc(const T* __restrict__ x, long long N, int C, long long rows_per_chunk,
-                         double* __restrict__ pn, double* __restrict__ pmean, double* __restrict__ pm2) {
-    __shared__ double s_n[GPUNET_NC_TY][GPUNET_NC_TX];
-    __shared__ double s_mean[GPUNET_NC_TY][GPUNET_NC_TX];
-    __shared__ double s_m2[GPUNET_NC_TY][GPUNET_NC_TX];
-    const int tx = threadIdx.x, ty = threadIdx.y;
-    const int c = blockIdx.x * GPUNET_NC_TX + tx;
-    const long long r0 = (long long)blockIdx.y * rows_per_chunk;
-    const long long r1 = gpunet_min(N, r0 + rows_per_chunk);
-    Welford acc = {0.0, 0.0, 0.0};
-    if (c < C) {
-        for (long long r = r0 + ty; r < r1; r += 4 * GPUNET_NC_TY) {
-            T v[4];
-            int k = 0;  // rows r, r + TY, ... below r1: a prefix of the four
-#pragma unroll
-            for (int u = 0; u < 4; ++u) {
-                const long long rr = r + (long long)u * GPUNET_NC_TY;
-                const bool ok = rr < r1;
-                v[u] = ok ? x[rr * C + c] : T(0);
-                k += ok;
-            }
-            welford_push(acc, v, k);
-        }
-    }
-    s_n[ty][tx] = acc.n;
-    s_mean[ty][tx] = acc.mean;
-    s_m2[ty][tx] = acc.m2;
-    __syncthreads();
-    if (ty == 0 && c < C) {
-        for (int u = 1; u < GPUNET_NC_TY; ++u) welford_merge(acc, s_n[u][tx], s_mean[u][tx], s_m2[u][tx]);
-        const long long slot = (long long)blockIdx.y * C + c;
-        pn[slot] = acc.n;
-        pmean[slot] = acc.mean;
-        pm2[slot] = acc.m2;
-    }
-}
-
 template <typename T>
 __device__ void stats_ncs(const T* __restrict__ x, long long N, int C, long long S, long long planes_per_chunk,
                           int vec, double* __restrict__ pn, double* __restrict__ pmean, double* __restrict__ pm2) {
@@ -209,49 +174,6 @@ __device__ void eval_coef(const T* __restrict__ weight, const T* __restrict__ ru
 }
 
 // ------------------------------------------------------------------------------ backward sums
-template <typename T>
-__device__ void bwd_sums_nc(const T* __restrict__ dy, const T* __restrict__ x, const double* __restrict__ mean,
-                            long long N, int C, long long rows_per_chunk, double* __restrict__ psdy,
-                            double* __restrict__ psdx) {
-    __shared__ double s_dy[GPUNET_NC_TY][GPUNET_NC_TX];
-    __shared__ double s_dx[GPUNET_NC_TY][GPUNET_NC_TX];
-    const int tx = threadIdx.x, ty = threadIdx.y;
-    const int c = blockIdx.x * GPUNET_NC_TX + tx;
-    const long long r0 = (long long)blockIdx.y * rows_per_chunk;
-    const long long r1 = gpunet_min(N, r0 + rows_per_chunk);
-    double sdy = 0.0, sdx = 0.0;
-    if (c < C) {
-        const double mu = mean[c];
-        for (long long r = r0 + ty; r < r1; r += 4 * GPUNET_NC_TY) {
-            T g[4], v[4];
-#pragma unroll
-            for (int u = 0; u < 4; ++u) {
-                const long long rr = r + (long long)u * GPUNET_NC_TY;
-                const bool ok = rr < r1;
-                g[u] = ok ? dy[rr * C + c] : T(0);
-                v[u] = ok ? x[rr * C + c] : T(0);
-            }
-#pragma unroll
-            for (int u = 0; u < 4; ++u) {  // a missing row has g = 0 and adds nothing
-                sdy += (double)g[u];
-                sdx += (double)g[u] * ((double)v[u] - mu);
-            }
-        }
-    }
-    s_dy[ty][tx] = sdy;
-    s_dx[ty][tx] = sdx;
-    __syncthreads();
-    if (ty == 0 && c < C) {
-        for (int u = 1; u < GPUNET_NC_TY; ++u) {
-            sdy += s_dy[u][tx];
-            sdx += s_dx[u][tx];
-        }
-        const long long slot = (long long)blockIdx.y * C + c;
-        psdy[slot] = sdy;
-        psdx[slot] = sdx;
-    }
-}
-
 template <typename T>
 __device__ void bwd_sums_ncs(const T* __restrict__ dy, const T* __restrict__ x, const double* __restrict__ mean,
                              long long N, int C, long long S, long long planes_per_chunk, int vec,
@@ -399,14 +321,22 @@ __device__ void grad_input(const T* __restrict__ dy, const T* __restrict__ x, T*
     }
 }
 
-// ------------------------------------------------------------------------------ vectorized layouts
-// (N, C) with C % V == 0 and 16-byte aligned rows: each thread owns V adjacent channels (one
-// 16-byte load per row), a warp reads 32*16 contiguous bytes of a row. The V channels of a
-// thread see the same rows, so one division per batch serves them all.
-template <typename T>
-__device__ void stats_nc_vec(const T* __restrict__ x, long long N, int C, long long rows_per_chunk,
+// ------------------------------------------------------------------------------ (N, C) reductions, row and plane kernels
+// (N, C) reductions: each thread owns V adjacent channels (V = 1: one value, a warp reads 128
+// contiguous bytes of a row; V = Vec<T>::n when C % V == 0 and the rows are 16-byte aligned: one
+// 16-byte load, a warp reads 512 bytes) and walks rows r0 + ty, r0 + ty + TY, ..., several rows in
+// flight. The V channels of a thread see the same rows, so one division per batch serves them all.
+template <typename T, int V>
+__device__ __forceinline__ void load_v(const T* p, T v[4]) {
+    if (V == 1)
+        v[0] = *p;
+    else
+        Vec<T>::load(p, v);
+}
+
+template <typename T, int V>
+__device__ void stats_nc(const T* __restrict__ x, long long N, int C, long long rows_per_chunk,
                              double* __restrict__ pn, double* __restrict__ pmean, double* __restrict__ pm2) {
-    const int V = Vec<T>::n;
     __shared__ double s_n[GPUNET_NC_TY][GPUNET_NC_TX];
     __shared__ double s_mean[GPUNET_NC_TY][GPUNET_NC_TX * 4];
     __shared__ double s_m2[GPUNET_NC_TY][GPUNET_NC_TX * 4];
@@ -423,7 +353,7 @@ __device__ void stats_nc_vec(const T* __restrict__ x, long long N, int C, long l
             for (int u = 0; u < 4; ++u) {
                 const long long rr = r + (long long)u * GPUNET_NC_TY;
                 if (rr < r1) {
-                    Vec<T>::load(x + rr * C + c0, v[u]);
+                    load_v<T, V>(x + rr * C + c0, v[u]);
                     ++k;
                 } else {
 #pragma unroll
@@ -463,7 +393,8 @@ __device__ void stats_nc_vec(const T* __restrict__ x, long long N, int C, long l
     if (ty == 0 && c0 < C) {
         for (int l = 0; l < V; ++l) {
             Welford acc = {n, mean[l], m2[l]};
-            for (int u = 1; u < GPUNET_NC_TY; ++u) welford_merge(acc, s_n[u][tx], s_mean[u][tx * V + l], s_m2[u][tx * V + l]);
+            for (int u = 1; u < GPUNET_NC_TY; ++u)
+                welford_merge(acc, s_n[u][tx], s_mean[u][tx * V + l], s_m2[u][tx * V + l]);
             const long long slot = (long long)blockIdx.y * C + c0 + l;
             pn[slot] = acc.n;
             pmean[slot] = acc.mean;
@@ -472,11 +403,10 @@ __device__ void stats_nc_vec(const T* __restrict__ x, long long N, int C, long l
     }
 }
 
-template <typename T>
-__device__ void bwd_sums_nc_vec(const T* __restrict__ dy, const T* __restrict__ x, const double* __restrict__ mean,
-                                long long N, int C, long long rows_per_chunk, double* __restrict__ psdy,
-                                double* __restrict__ psdx) {
-    const int V = Vec<T>::n;
+template <typename T, int V>
+__device__ void bwd_sums_nc(const T* __restrict__ dy, const T* __restrict__ x, const double* __restrict__ mean,
+                            long long N, int C, long long rows_per_chunk, double* __restrict__ psdy,
+                            double* __restrict__ psdx) {
     __shared__ double s_dy[GPUNET_NC_TY][GPUNET_NC_TX * 4];
     __shared__ double s_dx[GPUNET_NC_TY][GPUNET_NC_TX * 4];
     const int tx = threadIdx.x, ty = threadIdx.y;
@@ -493,8 +423,8 @@ __device__ void bwd_sums_nc_vec(const T* __restrict__ dy, const T* __restrict__ 
             for (int u = 0; u < 2; ++u) {
                 const long long rr = r + (long long)u * GPUNET_NC_TY;
                 if (rr < r1) {
-                    Vec<T>::load(dy + rr * C + c0, g[u]);
-                    Vec<T>::load(x + rr * C + c0, v[u]);
+                    load_v<T, V>(dy + rr * C + c0, g[u]);
+                    load_v<T, V>(x + rr * C + c0, v[u]);
                 } else {  // a missing row has g = 0 and adds nothing
 #pragma unroll
                     for (int l = 0; l < 4; ++l) g[u][l] = v[u][l] = T(0);
@@ -628,91 +558,91 @@ __device__ void dx_planes(const T* __restrict__ dy, const T* __restrict__ x, T* 
 }
 
 // ------------------------------------------------------------------------------ entry points
-#define GPUNET_BN_ENTRIES(T, SUF)                                                                              \
-    extern "C" __global__ void bn_stats_nc_vec_##SUF(const T* x, long long N, int C, long long rows_per_chunk, \
-                                                     double* pn, double* pmean, double* pm2) {                 \
-        stats_nc_vec<T>(x, N, C, rows_per_chunk, pn, pmean, pm2);                                              \
-    }                                                                                                          \
-    extern "C" __global__ void bn_bwd_sums_nc_vec_##SUF(const T* dy, const T* x, const double* mean,            \
-                                                        long long N, int C, long long rows_per_chunk,          \
-                                                        double* psdy, double* psdx) {                          \
-        bwd_sums_nc_vec<T>(dy, x, mean, N, C, rows_per_chunk, psdy, psdx);                                     \
-    }                                                                                                          \
-    extern "C" __global__ void bn_normalize_nc_vec_##SUF(const T* x, T* y, const double* mean, const double* a, \
-                                                         const T* bias, long long N, int C) {                  \
-        normalize_nc_vec<T>(x, y, mean, a, bias, N, C);                                                        \
-    }                                                                                                          \
-    extern "C" __global__ void bn_dx_nc_vec_##SUF(const T* dy, const T* x, T* dx, const double* mean,          \
-                                                  const double* a, const double* k, const double* m,           \
-                                                  long long N, int C) {                                        \
-        dx_nc_vec<T>(dy, x, dx, mean, a, k, m, N, C);                                                          \
-    }                                                                                                          \
-    extern "C" __global__ void bn_normalize_planes_##SUF(const T* x, T* y, const double* mean, const double* a, \
-                                                         const T* bias, long long P, int C, long long S) {     \
-        normalize_planes<T>(x, y, mean, a, bias, P, C, S);                                                     \
-    }                                                                                                          \
-    extern "C" __global__ void bn_dx_planes_##SUF(const T* dy, const T* x, T* dx, const double* mean,          \
-                                                  const double* a, const double* k, const double* m,           \
-                                                  long long P, int C, long long S) {                           \
-        dx_planes<T>(dy, x, dx, mean, a, k, m, P, C, S);                                                       \
-    }                                                                                                          \
-    extern "C" __global__ void bn_stats_nc_##SUF(const T* x, long long N, int C, long long rows_per_chunk,     \
-                                                 double* pn, double* pmean, double* pm2) {                     \
-        stats_nc<T>(x, N, C, rows_per_chunk, pn, pmean, pm2);                                                  \
-    }                                                                                                          \
-    extern "C" __global__ void bn_stats_ncs_##SUF(const T* x, long long N, int C, long long S,                 \
-                                                  long long planes_per_chunk, int vec, double* pn,             \
-                                                  double* pmean, double* pm2) {                                \
-        stats_ncs<T>(x, N, C, S, planes_per_chunk, vec, pn, pmean, pm2);                                       \
-    }                                                                                                          \
-    extern "C" __global__ void bn_finalize_stats_##SUF(const double* pn, const double* pmean, const double* pm2, \
-                                                       int chunks, int C, const T* weight, T* running_mean,    \
-                                                       T* running_var, double* save_mean, double* save_invstd, \
-                                                       double* a, double eps, double momentum, double unbias,  \
-                                                       int update) {                                           \
-        finalize_stats<T>(pn, pmean, pm2, chunks, C, weight, running_mean, running_var, save_mean, save_invstd, \
-                          a, eps, momentum, unbias, update);                                                   \
-    }                                                                                                          \
-    extern "C" __global__ void bn_eval_coef_##SUF(const T* weight, const T* running_mean, const T* running_var, \
-                                                  double eps, int C, double* mean, double* a) {                \
-        eval_coef<T>(weight, running_mean, running_var, eps, C, mean, a);                                      \
-    }                                                                                                          \
-    extern "C" __global__ void bn_bwd_sums_nc_##SUF(const T* dy, const T* x, const double* mean, long long N,  \
-                                                    int C, long long rows_per_chunk, double* psdy,             \
-                                                    double* psdx) {                                            \
-        bwd_sums_nc<T>(dy, x, mean, N, C, rows_per_chunk, psdy, psdx);                                         \
-    }                                                                                                          \
-    extern "C" __global__ void bn_bwd_sums_ncs_##SUF(const T* dy, const T* x, const double* mean, long long N, \
-                                                     int C, long long S, long long planes_per_chunk, int vec,  \
-                                                     double* psdy, double* psdx) {                             \
-        bwd_sums_ncs<T>(dy, x, mean, N, C, S, planes_per_chunk, vec, psdy, psdx);                              \
-    }                                                                                                          \
-    extern "C" __global__ void bn_finalize_bwd_##SUF(const double* psdy, const double* psdx, int chunks, int C, \
-                                                     const T* weight, const double* save_invstd, T* dweight,   \
-                                                     T* dbias, double* a, double* k, double* m, double cnt,    \
-                                                     int batch_stats) {                                        \
-        finalize_bwd<T>(psdy, psdx, chunks, C, weight, save_invstd, dweight, dbias, a, k, m, cnt, batch_stats); \
-    }                                                                                                          \
-    extern "C" __global__ void bn_normalize_##SUF##_i32(const T* x, T* y, const double* mean, const double* a, \
-                                                        const T* bias, unsigned int total, unsigned int C,     \
-                                                        unsigned int S, int vec) {                             \
-        normalize<T, unsigned int>(x, y, mean, a, bias, total, C, S, vec);                                     \
-    }                                                                                                          \
-    extern "C" __global__ void bn_normalize_##SUF##_i64(const T* x, T* y, const double* mean, const double* a, \
-                                                        const T* bias, unsigned long long total,               \
-                                                        unsigned long long C, unsigned long long S, int vec) { \
-        normalize<T, unsigned long long>(x, y, mean, a, bias, total, C, S, vec);                               \
-    }                                                                                                          \
-    extern "C" __global__ void bn_dx_##SUF##_i32(const T* dy, const T* x, T* dx, const double* mean,           \
-                                                 const double* a, const double* k, const double* m,            \
-                                                 unsigned int total, unsigned int C, unsigned int S, int vec) { \
-        grad_input<T, unsigned int>(dy, x, dx, mean, a, k, m, total, C, S, vec);                               \
-    }                                                                                                          \
-    extern "C" __global__ void bn_dx_##SUF##_i64(const T* dy, const T* x, T* dx, const double* mean,           \
-                                                 const double* a, const double* k, const double* m,            \
-                                                 unsigned long long total, unsigned long long C,               \
-                                                 unsigned long long S, int vec) {                              \
-        grad_input<T, unsigned long long>(dy, x, dx, mean, a, k, m, total, C, S, vec);                         \
+#define GPUNET_BN_ENTRIES(T, SUF)                                                                                      \
+    extern "C" __global__ void bn_stats_nc_vec_##SUF(const T* x, long long N, int C, long long rows_per_chunk,         \
+                                                     double* pn, double* pmean, double* pm2) {                         \
+        stats_nc<T, Vec<T>::n>(x, N, C, rows_per_chunk, pn, pmean, pm2);                                               \
+    }                                                                                                                  \
+    extern "C" __global__ void bn_bwd_sums_nc_vec_##SUF(const T* dy, const T* x, const double* mean,                   \
+                                                        long long N, int C, long long rows_per_chunk,                  \
+                                                        double* psdy, double* psdx) {                                  \
+        bwd_sums_nc<T, Vec<T>::n>(dy, x, mean, N, C, rows_per_chunk, psdy, psdx);                                      \
+    }                                                                                                                  \
+    extern "C" __global__ void bn_normalize_nc_vec_##SUF(const T* x, T* y, const double* mean, const double* a,        \
+                                                         const T* bias, long long N, int C) {                          \
+        normalize_nc_vec<T>(x, y, mean, a, bias, N, C);                                                                \
+    }                                                                                                                  \
+    extern "C" __global__ void bn_dx_nc_vec_##SUF(const T* dy, const T* x, T* dx, const double* mean,                  \
+                                                  const double* a, const double* k, const double* m,                   \
+                                                  long long N, int C) {                                                \
+        dx_nc_vec<T>(dy, x, dx, mean, a, k, m, N, C);                                                                  \
+    }                                                                                                                  \
+    extern "C" __global__ void bn_normalize_planes_##SUF(const T* x, T* y, const double* mean, const double* a,        \
+                                                         const T* bias, long long P, int C, long long S) {             \
+        normalize_planes<T>(x, y, mean, a, bias, P, C, S);                                                             \
+    }                                                                                                                  \
+    extern "C" __global__ void bn_dx_planes_##SUF(const T* dy, const T* x, T* dx, const double* mean,                  \
+                                                  const double* a, const double* k, const double* m,                   \
+                                                  long long P, int C, long long S) {                                   \
+        dx_planes<T>(dy, x, dx, mean, a, k, m, P, C, S);                                                               \
+    }                                                                                                                  \
+    extern "C" __global__ void bn_stats_nc_##SUF(const T* x, long long N, int C, long long rows_per_chunk,             \
+                                                 double* pn, double* pmean, double* pm2) {                             \
+        stats_nc<T, 1>(x, N, C, rows_per_chunk, pn, pmean, pm2);                                                       \
+    }                                                                                                                  \
+    extern "C" __global__ void bn_stats_ncs_##SUF(const T* x, long long N, int C, long long S,                         \
+                                                  long long planes_per_chunk, int vec, double* pn,                     \
+                                                  double* pmean, double* pm2) {                                        \
+        stats_ncs<T>(x, N, C, S, planes_per_chunk, vec, pn, pmean, pm2);                                               \
+    }                                                                                                                  \
+    extern "C" __global__ void bn_finalize_stats_##SUF(const double* pn, const double* pmean, const double* pm2,       \
+                                                       int chunks, int C, const T* weight, T* running_mean,            \
+                                                       T* running_var, double* save_mean, double* save_invstd,         \
+                                                       double* a, double eps, double momentum, double unbias,          \
+                                                       int update) {                                                   \
+        finalize_stats<T>(pn, pmean, pm2, chunks, C, weight, running_mean, running_var, save_mean, save_invstd,        \
+                          a, eps, momentum, unbias, update);                                                           \
+    }                                                                                                                  \
+    extern "C" __global__ void bn_eval_coef_##SUF(const T* weight, const T* running_mean, const T* running_var,        \
+                                                  double eps, int C, double* mean, double* a) {                        \
+        eval_coef<T>(weight, running_mean, running_var, eps, C, mean, a);                                              \
+    }                                                                                                                  \
+    extern "C" __global__ void bn_bwd_sums_nc_##SUF(const T* dy, const T* x, const double* mean, long long N,          \
+                                                    int C, long long rows_per_chunk, double* psdy,                     \
+                                                    double* psdx) {                                                    \
+        bwd_sums_nc<T, 1>(dy, x, mean, N, C, rows_per_chunk, psdy, psdx);                                              \
+    }                                                                                                                  \
+    extern "C" __global__ void bn_bwd_sums_ncs_##SUF(const T* dy, const T* x, const double* mean, long long N,         \
+                                                     int C, long long S, long long planes_per_chunk, int vec,          \
+                                                     double* psdy, double* psdx) {                                     \
+        bwd_sums_ncs<T>(dy, x, mean, N, C, S, planes_per_chunk, vec, psdy, psdx);                                      \
+    }                                                                                                                  \
+    extern "C" __global__ void bn_finalize_bwd_##SUF(const double* psdy, const double* psdx, int chunks, int C,        \
+                                                     const T* weight, const double* save_invstd, T* dweight,           \
+                                                     T* dbias, double* a, double* k, double* m, double cnt,            \
+                                                     int batch_stats) {                                                \
+        finalize_bwd<T>(psdy, psdx, chunks, C, weight, save_invstd, dweight, dbias, a, k, m, cnt, batch_stats);        \
+    }                                                                                                                  \
+    extern "C" __global__ void bn_normalize_##SUF##_i32(const T* x, T* y, const double* mean, const double* a,         \
+                                                        const T* bias, unsigned int total, unsigned int C,             \
+                                                        unsigned int S, int vec) {                                     \
+        normalize<T, unsigned int>(x, y, mean, a, bias, total, C, S, vec);                                             \
+    }                                                                                                                  \
+    extern "C" __global__ void bn_normalize_##SUF##_i64(const T* x, T* y, const double* mean, const double* a,         \
+                                                        const T* bias, unsigned long long total,                       \
+                                                        unsigned long long C, unsigned long long S, int vec) {         \
+        normalize<T, unsigned long long>(x, y, mean, a, bias, total, C, S, vec);                                       \
+    }                                                                                                                  \
+    extern "C" __global__ void bn_dx_##SUF##_i32(const T* dy, const T* x, T* dx, const double* mean,                   \
+                                                 const double* a, const double* k, const double* m,                    \
+                                                 unsigned int total, unsigned int C, unsigned int S, int vec) {        \
+        grad_input<T, unsigned int>(dy, x, dx, mean, a, k, m, total, C, S, vec);                                       \
+    }                                                                                                                  \
+    extern "C" __global__ void bn_dx_##SUF##_i64(const T* dy, const T* x, T* dx, const double* mean,                   \
+                                                 const double* a, const double* k, const double* m,                    \
+                                                 unsigned long long total, unsigned long long C,                       \
+                                                 unsigned long long S, int vec) {                                      \
+        grad_input<T, unsigned long long>(dy, x, dx, mean, a, k, m, total, C, S, vec);                                 \
     }
 
 GPUNET_BN_ENTRIES(float, f32)

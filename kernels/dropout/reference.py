@@ -23,7 +23,6 @@ def _xp(a):
 
     return get_array_module(a)
 
-
 def keep_mask(n: int, seed: int, layer_id: int, step: int, threshold: int) -> np.ndarray:
     """m_i = [word(i) >= threshold] for i < n, as a NumPy bool array."""
     return dropout_words(n, seed, layer_id, step) >= np.uint32(threshold)
@@ -41,7 +40,7 @@ def forward(x, y, mask, seed, layer_id, step, threshold, scale):
 def backward(dy, mask, dx, scale):
     """dx = dy · m · scale, m unpacked from ``mask``."""
     xp = _xp(dy)
-    keep = np.unpackbits(np.asarray(_to_numpy(mask)), count=dy.size, bitorder="little").astype(bool)
+    keep = np.unpackbits(_to_numpy(mask), count=dy.size, bitorder="little").astype(bool)
     mult = np.where(keep, dy.dtype.type(scale), dy.dtype.type(0)).astype(dy.dtype)
     dx[...] = dy * xp.asarray(mult.reshape(dy.shape))
 

@@ -152,7 +152,7 @@ def test_cuda_c_tier_on_the_cpu_emulator_matches_reference():
     from cuda_host_emulator import require_compiler
 
     require_compiler()
-    _run_all(_emulated_fns, EMU_SHAPES, draws=12, seed=30)
+    _run_all(_emulated_fns, EMU_SHAPES, draws=9, seed=30)
 
 
 GEOMETRY = [  # shape, offset of the arrays (1: not 16-byte aligned), kernels that must run

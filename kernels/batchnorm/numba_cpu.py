@@ -10,7 +10,8 @@ pass streaming through memory in storage order (prefetch-friendly, one task per 
   into its running (mean, M2) with Chan's formula — stable for any mean, no E[x²] − E[x]²;
 - the task partials are merged in a fixed order (the result does not depend on the thread
   count), then y = (x − μ)·(γ·invstd) + β element-wise, x − μ in float64;
-- backward: per-task sums Σdy and Σdy·(x − μ), merged, then dx = a·dy − k·(x − μ) − m.
+- backward: per-task sums Σdy and Σdy·(x − μ), merged, then dx = a·dy − k·(x − μ) − m with
+  a = γ·invstd, k = a·dγ·invstd/n, m = a·dβ/n (k = m = 0 with fixed statistics).
 
 Index arithmetic stays on range() variables that start at zero, so Numba emits no negative-index
 wraparound and the channel loops vectorize; reductions along a contiguous axis keep ``LANES``

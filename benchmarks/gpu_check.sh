@@ -37,7 +37,8 @@ bench() {  # name, timeout, command...
 }
 bench kernels "${GPU_CHECK_BENCH_TIMEOUT:-120}" $py benchmarks/kernels.py
 bench mlp_epoch "${GPU_CHECK_BENCH_TIMEOUT:-90}" $py benchmarks/mlp_epoch.py --epochs 3
-[ -f benchmarks/cnn_epoch.py ] && bench cnn_epoch "${GPU_CHECK_BENCH_TIMEOUT:-90}" $py benchmarks/cnn_epoch.py
+bench cnn_epoch "${GPU_CHECK_BENCH_TIMEOUT:-90}" $py benchmarks/cnn_epoch.py
+bench trainer_overhead "${GPU_CHECK_BENCH_TIMEOUT:-60}" $py benchmarks/trainer_overhead.py --epochs 3
 
 echo
 echo "================ summary ================"
@@ -47,9 +48,11 @@ $py - "$out" <<'PY'
 import json, pathlib, sys
 for f in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
     for r in json.loads(f.read_text()):
+        a, b = ("gpunet_s", "torch_s") if "torch_s" in r else ("trainer_s", "hand_s")
         extra = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()
-                         if k not in ("name", "device", "gpunet_s", "torch_s", "ratio"))
-        print(f"{r['name']:<40} {r['device']} gpunet {r['gpunet_s']*1e3:9.3f} ms  torch {r['torch_s']*1e3:9.3f} ms  ratio {r['ratio']:.2f}  {extra}")
+                         if k not in ("name", "device", a, b, "ratio"))
+        print(f"{r['name']:<40} {r['device']} {a[:-2]} {r[a]*1e3:9.3f} ms  {b[:-2]} {r[b]*1e3:9.3f} ms  "
+              f"ratio {r['ratio']:.2f}  {extra}")
 PY
 echo "elapsed: $(( $(date +%s) - start )) s, status: $status"
 exit $status

@@ -29,6 +29,10 @@ def _mount_kernels() -> None:
 
 _mount_kernels()
 
+from .cpu_threads import start_numba_threads_without_spinning  # noqa: E402
+
+start_numba_threads_without_spinning()
+
 from . import backend, init, losses, optim  # noqa: E402
 from .backend import (  # noqa: E402
     get_array_module, gpu_available, seed, to_device, to_numpy, use,

@@ -10,6 +10,9 @@ scale and shift) after them, so a parameter group is a range: ``[0, n_decay)`` d
 ``[n_decay, size)`` does not. Each parameter starts on a multiple of ``ALIGN`` elements (64 bytes
 in float32) so that every view is aligned for vector loads; the padding between views is zero in
 both buffers and stays zero.
+
+Building the arena copies each parameter's current values into it; gradients start at zero there
+(any gradient a layer held before is dropped), so build it before the first backward pass.
 """
 from __future__ import annotations
 

@@ -13,10 +13,9 @@ import math
 
 import numpy as np
 
-if not hasattr(np, "row_stack"):  # numba-cuda 0.30 registers an overload of np.row_stack, which newer
-    np.row_stack = np.vstack      # NumPy releases removed: without this, no kernel compiles on a GPU
+from numba import float64
 
-from numba import cuda, float64  # noqa: E402
+from ..common.numba_cuda import cuda
 
 REDUCE_THREADS = 64  # a power of two (tree reduction)
 THREADS = 128

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-if not hasattr(np, "row_stack"):  # numba-cuda 0.30 registers an overload of np.row_stack, which newer
-    np.row_stack = np.vstack      # NumPy releases removed: without this, no kernel compiles on a GPU
-
-from numba import cuda  # noqa: E402
+from ..common.numba_cuda import cuda
 
 from ..common.philox import MASK32, SHIFT32, dropout_counter_hi, dropout_key, philox4x32_10
 

@@ -3,7 +3,8 @@ Formula: reference.py."""
 from __future__ import annotations
 
 import numpy as np
-from numba import cuda
+
+from ..common.numba_cuda import cuda
 
 from ..global_norm.numba_cuda import _dev
 

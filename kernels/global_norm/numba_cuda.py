@@ -12,10 +12,9 @@ import math
 
 import numpy as np
 
-if not hasattr(np, "row_stack"):  # numba-cuda 0.30 registers an overload of np.row_stack, which newer
-    np.row_stack = np.vstack      # NumPy releases removed: without this, no kernel compiles on a GPU
+from numba import float64, int32
 
-from numba import cuda, float64, int32  # noqa: E402
+from ..common.numba_cuda import cuda
 
 THREADS = 128  # power of two (tree reduction)
 MAX_BLOCKS = 1024

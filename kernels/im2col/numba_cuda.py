@@ -6,7 +6,9 @@ element in grid-stride loops; col2im gathers, so no atomics). The wrappers take 
 """
 from __future__ import annotations
 
-from numba import cuda, float64
+from numba import float64
+
+from ..common.numba_cuda import cuda
 
 _THREADS = 128
 

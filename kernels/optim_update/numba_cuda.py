@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda
+
+from ..common.numba_cuda import cuda
 
 from . import numba_cpu as _cpu
 from ..global_norm.numba_cuda import _dev

@@ -6,7 +6,7 @@ contain it (for max pooling, those whose recorded argmax is this element), so no
 """
 from __future__ import annotations
 
-from numba import cuda
+from ..common.numba_cuda import cuda
 
 _THREADS = 128
 

@@ -18,8 +18,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (gpu_time, median_time, parser, print_table, record, set_threads,  # noqa: E402
-                    torch_gpu_time, write_json)
+from common import (gpu_time, isolated, median_time, numba_layer, parser, print_table, record,  # noqa: E402
+                    set_threads, torch_gpu_time, write_json)
 
 import gpunet as gn  # noqa: E402
 
@@ -40,44 +40,58 @@ def _bn_pair(kind: str, C: int):
     return ours, theirs
 
 
-def cpu_records(threads: int) -> list[dict]:
-    import torch
-
-    gn.use("cpu")
+def _cpu_inputs():
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(CPU_SHAPE).astype(np.float32)
-    dy = rng.standard_normal(CPU_SHAPE).astype(np.float32)
-    xt = torch.from_numpy(x.copy()).requires_grad_(True)
-    dyt = torch.from_numpy(dy.copy())
-    records = []
+    return (rng.standard_normal(CPU_SHAPE).astype(np.float32),
+            rng.standard_normal(CPU_SHAPE).astype(np.float32))
 
-    bn, tbn = _bn_pair("batchnorm1d", CPU_SHAPE[1])
 
-    def ours_bn():
+def gn_cpu_times(threads: int) -> dict:
+    """gpunet's batch norm and dropout forward+backward on the CPU (median seconds)."""
+    set_threads(threads)
+    gn.use("cpu")
+    x, dy = _cpu_inputs()
+    bn = gn.BatchNorm1d(CPU_SHAPE[1])
+    drop = gn.Dropout(0.5)
+
+    def bn_step():
         bn(x)
         bn.backward(dy)
 
-    def torch_bn():
-        xt.grad = None
-        tbn(xt).backward(dyt)
-
-    records.append(record("batchnorm1d_fwd_bwd", "cpu", median_time(ours_bn, repeat=30), median_time(torch_bn, repeat=30),
-                          shape=_shape_text(CPU_SHAPE), threads=threads))
-
-    drop = gn.Dropout(0.5)
-
-    def ours_drop():
+    def drop_step():
         drop(x)
         drop.backward(dy)
 
-    def torch_drop():
+    return {"batchnorm1d": median_time(bn_step, repeat=30), "dropout": median_time(drop_step, repeat=30),
+            "numba_layer": numba_layer()}
+
+
+def torch_cpu_times(threads: int) -> dict:
+    """The same with torch.nn.BatchNorm1d and torch.nn.functional.dropout through autograd."""
+    import torch
+
+    set_threads(threads)
+    x, dy = _cpu_inputs()
+    xt, dyt = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(dy)
+    tbn = torch.nn.BatchNorm1d(CPU_SHAPE[1])
+
+    def bn_step():
+        xt.grad = None
+        tbn(xt).backward(dyt)
+
+    def drop_step():
         xt.grad = None
         torch.nn.functional.dropout(xt, 0.5, training=True).backward(dyt)
 
-    records.append(record("dropout_fwd_bwd", "cpu", median_time(ours_drop, repeat=30),
-                          median_time(torch_drop, repeat=10, warmup=2), shape=_shape_text(CPU_SHAPE), p=0.5,
-                          threads=threads))
-    return records
+    return {"batchnorm1d": median_time(bn_step, repeat=30), "dropout": median_time(drop_step, repeat=10, warmup=2)}
+
+
+def cpu_records(threads: int) -> list[dict]:
+    """Each library in a fresh process of its own (see common.isolated)."""
+    ours, theirs = isolated("gpunet", gn_cpu_times, threads), isolated("torch", torch_cpu_times, threads)
+    extra = {"shape": _shape_text(CPU_SHAPE), "threads": threads, "numba_layer": ours["numba_layer"]}
+    return [record("batchnorm1d_fwd_bwd", "cpu", ours["batchnorm1d"], theirs["batchnorm1d"], **extra),
+            record("dropout_fwd_bwd", "cpu", ours["dropout"], theirs["dropout"], p=0.5, **extra)]
 
 
 def _copy_gbps(nbytes: int, a) -> float:

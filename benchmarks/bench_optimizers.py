@@ -14,14 +14,13 @@ write counted): the update's target is 85% of the copy's bandwidth. Also the wei
 from __future__ import annotations
 
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import gpu_time, parser, print_table, record, set_threads, torch_gpu_time, write_json  # noqa: E402,E501
+from common import (gpu_time, isolated, median_time, numba_layer, parser, print_table, record,  # noqa: E402
+                    set_threads, torch_gpu_time, write_json)
 
 import gpunet as gn  # noqa: E402
 
@@ -61,34 +60,29 @@ def _torch_adam(n, device, rng, **kwargs):
     return step
 
 
-def _interleaved(f, g, repeat: int = 21, warmup: int = 3):
-    """Medians of f() and g() timed alternately, so that both see the same machine load."""
-    for _ in range(warmup):
-        f()
-        g()
-    tf, tg = [], []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        f()
-        t1 = time.perf_counter()
-        g()
-        tf.append(t1 - t0)
-        tg.append(time.perf_counter() - t1)
-    return statistics.median(tf), statistics.median(tg)
+def gn_cpu_time(threads: int) -> dict:
+    """gpunet's Adam + clip step on 10M parameters on the CPU (median of 21 after 3 warm-ups)."""
+    set_threads(threads)
+    _, opt = _gn_adam(N_CPU, "cpu", np.random.default_rng(0))
+    return {"adam_clip": median_time(opt.step, repeat=21, warmup=3), "numba_layer": numba_layer()}
+
+
+def torch_cpu_times(threads: int) -> dict:
+    """clip_grad_norm_ + torch.optim.Adam, fused, default (foreach) and for-loop, on the CPU."""
+    set_threads(threads)
+    rng = np.random.default_rng(0)
+    return {name: median_time(_torch_adam(N_CPU, "cpu", rng, **kwargs), repeat=21, warmup=3)
+            for name, kwargs in (("fused", {"fused": True}), ("default", {}), ("forloop", {"foreach": False}))}
 
 
 def cpu_records(threads: int) -> list[dict]:
-    """Adam + clip on 10M parameters against torch's fused, default and for-loop Adam (CPU)."""
-    set_threads(threads)
-    rng = np.random.default_rng(0)
-    _, opt = _gn_adam(N_CPU, "cpu", rng)
-    records = []
-    for name, kwargs in (("fused", {"fused": True}), ("default", {}), ("forloop", {"foreach": False})):
-        t_step = _torch_adam(N_CPU, "cpu", rng, **kwargs)
-        gn_s, torch_s = _interleaved(opt.step, t_step)
-        records.append(record(f"adam_clip_10M_vs_torch_{name}", "cpu", gn_s, torch_s, threads=threads,
-                              gpunet_gbps=32 * N_CPU / gn_s / 1e9))
-    return records
+    """Adam + clip on 10M parameters against torch's fused, default and for-loop Adam (CPU),
+    each library in a fresh process of its own (see common.isolated)."""
+    ours, theirs = isolated("gpunet", gn_cpu_time, threads), isolated("torch", torch_cpu_times, threads)
+    gn_s = ours["adam_clip"]
+    return [record(f"adam_clip_10M_vs_torch_{name}", "cpu", gn_s, torch_s, threads=threads,
+                   gpunet_gbps=32 * N_CPU / gn_s / 1e9, numba_layer=ours["numba_layer"])
+            for name, torch_s in theirs.items()]
 
 
 def _copy_gbps() -> float:

@@ -5,12 +5,12 @@ against PyTorch (the same network), in the same run, with the same thread count.
                                    [--batches 40] [--rounds 7] [--full-epochs 0] [--pause 0.5]
 
 Method (default): training steps are timed in blocks of ``--batches`` consecutive mini-batches of
-a shuffled epoch, alternating one gpunet block and one PyTorch block, ``--rounds`` times after a
-warm-up block each; the median block time per batch is scaled to an epoch (ceil(60000 / 64) = 938
-batches). Alternating blocks keeps both libraries under the same machine load; a pause of
-``--pause`` seconds before each block lets the other library's idle worker threads (OpenBLAS,
-OpenMP) stop spinning, so that neither pays for the other's thread pools. With
-``--full-epochs K`` whole epochs are timed instead (K of each, alternating; the median is reported).
+a shuffled epoch, ``--rounds`` times after a warm-up block; the median block time per batch is
+scaled to an epoch (ceil(60000 / 64) = 938 batches). On the CPU each library runs in a fresh
+process of its own (see common.py: one process would make them share an OpenMP runtime); on the
+GPU both run in one process, their blocks alternating so that both see the same load. A pause of
+``--pause`` seconds before each block lets idle worker threads (OpenBLAS, OpenMP) go to sleep. With
+``--full-epochs K`` whole epochs are timed instead (K of each; the median is reported).
 The data sit on the device before timing; each step is the hand-written loop of DESIGN.md
 (forward, loss, backward, optimizer step), the first layer's input gradient skipped in both.
 """
@@ -43,7 +43,7 @@ _blas_threads_from_argv()
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import parser, print_table, record, set_threads, write_json  # noqa: E402
+from common import isolated, numba_layer, parser, print_table, record, set_threads, write_json  # noqa: E402
 
 import gpunet as gn  # noqa: E402
 
@@ -145,8 +145,14 @@ def time_block(run, k, pause=0.0):
     return time.perf_counter() - t0
 
 
-def measure(device, x, y, args, threads):
-    runs = {"gpunet": GpunetRun(x, y, device), "torch": TorchRun(x, y, device)}
+RUNS = {"gpunet": GpunetRun, "torch": TorchRun}
+
+
+def measure(libs, device, args, threads) -> dict:
+    """Epoch-time estimates for the libraries in ``libs``, their blocks alternating."""
+    set_threads(threads)
+    x, y = load()
+    runs = {k: RUNS[k](x, y, device) for k in libs}
     per_epoch = math.ceil(len(x) / BATCH)
     times = {k: [] for k in runs}
     if args.full_epochs:
@@ -165,8 +171,19 @@ def measure(device, x, y, args, threads):
                 times[name].append(time_block(r, args.batches, args.pause) / args.batches)
         est = {k: statistics.median(v) * per_epoch for k, v in times.items()}
         method = f"median of {args.rounds} blocks of {args.batches} batches, scaled to {per_epoch} batches"
-    return record("cnn_epoch", device, est["gpunet"], est["torch"], threads=threads, batches_per_epoch=per_epoch,
-                  train_images=len(x), method=method)
+    return {**est, "method": method, "per_epoch": per_epoch, "images": len(x), "numba_layer": numba_layer()}
+
+
+def bench(device, args, threads) -> dict:
+    """On the CPU each library in a fresh process of its own (see common.isolated); on the GPU
+    both in this process, their blocks alternating."""
+    if device == "cpu":
+        m = isolated("gpunet", measure, ["gpunet"], device, args, threads)
+        m["torch"] = isolated("torch", measure, ["torch"], device, args, threads)["torch"]
+    else:
+        m = measure(["gpunet", "torch"], device, args, threads)
+    return record("cnn_epoch", device, m["gpunet"], m["torch"], threads=threads, batches_per_epoch=m["per_epoch"],
+                  train_images=m["images"], method=m["method"], numba_layer=m["numba_layer"])
 
 
 def main():
@@ -177,14 +194,13 @@ def main():
     p.add_argument("--pause", type=float, default=0.5, help="seconds of idle before each timed block")
     args = p.parse_args()
     threads = set_threads(args.threads)
-    x, y = load()
     devices = ["cpu", "gpu"] if args.device == "both" else [args.device]
     records = []
     for device in devices:
         if device == "gpu" and not gn.gpu_available():
             print("gpu: no usable GPU, skipped", file=sys.stderr)
             continue
-        records.append(measure(device, x, y, args, threads))
+        records.append(bench(device, args, threads))
     gn.use("cpu")
     title = f"one epoch of dropout_cnn({P_DROP}) on MNIST, batch {BATCH} ({threads} CPU threads)"
     print_table(records, title)

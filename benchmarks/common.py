@@ -2,14 +2,47 @@
 
 A record is ``{"name", "device", "gpunet_s", "torch_s", "ratio"}`` with ratio = gpunet_s /
 torch_s (medians from the same run, same thread count); extra keys (sizes, GB/s) may follow.
+
+On the CPU each library is timed in a fresh process of its own (``isolated``), imported
+before the other: Numba and PyTorch share one OpenMP runtime per process, whose wait policy is
+fixed by whoever starts it first. gpunet starts it with the passive policy (gpunet/cpu_threads.py),
+which slows PyTorch's CPU ops about 1.5x; started by PyTorch, it moves gpunet's Numba kernels to
+the workqueue layer, about 20% slower on the bandwidth-bound ones. In its own process each
+library runs as it would for a user who imports it alone.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
+
+FIRST = "GPUNET_BENCH_FIRST"  # which library a process imports first: "gpunet" or "torch"
+
+if os.environ.get(FIRST) == "gpunet":
+    import gpunet  # noqa: F401
+try:
+    import torch  # noqa: F401
+except ImportError:
+    torch = None
+
+
+def isolated(first: str, fn, *args):
+    """``fn(*args)`` run in a fresh interpreter that imports ``first`` ("gpunet" or "torch")
+    before the other library; returns its result. ``fn`` must be a module-level function."""
+    previous = os.environ.get(FIRST)
+    os.environ[FIRST] = first
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(fn, *args).result()
+    finally:
+        if previous is None:
+            os.environ.pop(FIRST, None)
+        else:
+            os.environ[FIRST] = previous
 
 
 def set_threads(n: int | None = None) -> int:
@@ -91,6 +124,16 @@ def torch_gpu_time(fn, repeat: int = 50, warmup: int = 5) -> float:
 def record(name: str, device: str, gpunet_s: float, torch_s: float, **extra) -> dict:
     return {"name": name, "device": device, "gpunet_s": gpunet_s, "torch_s": torch_s,
             "ratio": gpunet_s / torch_s if torch_s else float("nan"), **extra}
+
+
+def numba_layer() -> str:
+    """Numba's threading layer in this process ("omp", "workqueue", "tbb"), or "-" if not started."""
+    try:
+        import numba
+
+        return numba.threading_layer()
+    except Exception:
+        return "-"
 
 
 def print_table(records: list[dict], title: str = "") -> None:

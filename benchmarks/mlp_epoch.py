@@ -1,6 +1,7 @@
 """One epoch of the example MLP (784-512-256-10, ReLU, He init) on MNIST at batch 128:
 gpunet against PyTorch on the same machine, in the same run, with the same thread count.
-Median of 3 epochs after one warm-up epoch.
+Median of 3 epochs after one warm-up epoch. On the CPU each library runs in a fresh process of
+its own (see common.py: one process would make them share an OpenMP runtime).
 
     python benchmarks/mlp_epoch.py [--device cpu|gpu|both] [--json out.json] [--optimizer adam|sgd]
 
@@ -19,7 +20,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import parser, print_table, record, set_threads, write_json  # noqa: E402
+from common import isolated, numba_layer, parser, print_table, record, set_threads, write_json  # noqa: E402,E501
 
 import gpunet as gn  # noqa: E402
 
@@ -76,7 +77,7 @@ def gn_epoch(model, opt, x, y, sync):
         model.backward(loss_fn.backward())
         opt.step()
     sync()
-    return float(last)
+    return float(last.detach()) if hasattr(last, "detach") else float(last)
 
 
 def torch_epoch(model, opt, x, y, clip, sync):
@@ -98,7 +99,7 @@ def torch_epoch(model, opt, x, y, clip, sync):
         opt.step()
         last = loss
     sync()
-    return float(last)
+    return float(last.detach()) if hasattr(last, "detach") else float(last)
 
 
 def median_epoch(run, epochs=3):
@@ -111,48 +112,70 @@ def median_epoch(run, epochs=3):
     return statistics.median(times)
 
 
-def bench(device, optimizer, epochs, variants):
-    import torch
+def _sync(device):
+    if device != "gpu":
+        return lambda: None
+    import cupy
 
+    return cupy.cuda.Device().synchronize
+
+
+def gn_side(device, optimizer, epochs, bn_dropout, clip, threads):
+    """gpunet's epoch times for one variant: the hand-written loop and, with batch norm and
+    dropout, the Trainer; also Numba's threading layer and the optimizer's name."""
+    set_threads(threads)
     x, y = load()
     gn.use(device)
-    gpu = device == "gpu"
-    tdev = "cuda" if gpu else "cpu"
-    if gpu:
-        import cupy
-
-        gsync = cupy.cuda.Device().synchronize
-        tsync = torch.cuda.synchronize
-    else:
-        gsync = tsync = lambda: None
-    tx, ty = torch.from_numpy(x).to(tdev), torch.from_numpy(y).to(tdev)
+    sync = _sync(device)
     gx, gy = gn.to_device(x), gn.to_device(y)
+    gn.seed(0)
+    model = gn_model(bn_dropout)
+    model.to(device)
+    opt = gn_optimizer(model, optimizer, clip)
+    out = {"hand_s": median_epoch(lambda: gn_epoch(model, opt, gx, gy, sync), epochs),
+           "optimizer": type(opt).__name__, "numba_layer": numba_layer(), "images": len(x)}
+    if bn_dropout:
+        trainer = gn.Trainer(model, gn.losses.CrossEntropy(), opt, metrics=["accuracy"], callbacks=[])
+
+        def fit_one():
+            trainer.fit((gx, gy), epochs=1, batch_size=BATCH, verbose=0)
+            sync()
+
+        out["trainer_s"] = median_epoch(fit_one, epochs)
+    return out
+
+
+def torch_side(device, optimizer, epochs, bn_dropout, clip, threads):
+    """PyTorch's epoch time for one variant (the same model, data and hand-written loop)."""
+    import torch
+
+    set_threads(threads)
+    x, y = load()
+    tdev = "cuda" if device == "gpu" else "cpu"
+    sync = torch.cuda.synchronize if device == "gpu" else (lambda: None)
+    tx, ty = torch.from_numpy(x).to(tdev), torch.from_numpy(y).to(tdev)
+    torch.manual_seed(0)
+    model = torch_model(bn_dropout, tdev)
+    opt = (torch.optim.Adam(model.parameters(), lr=1e-3) if optimizer == "adam"
+           else torch.optim.SGD(model.parameters(), lr=0.05))
+    return median_epoch(lambda: torch_epoch(model, opt, tx, ty, clip, sync), epochs)
+
+
+def bench(device, optimizer, epochs, variants, threads):
+    """On the CPU each side runs in a process of its own (see common.isolated); on the GPU both
+    run here."""
     records = []
     for name, bn_dropout, clip in variants:
-        if bn_dropout and not hasattr(gn, "BatchNorm1d"):
-            continue
-        gn.seed(0)
-        torch.manual_seed(0)
-        model = gn_model(bn_dropout)
-        model.to(device)
-        opt = gn_optimizer(model, optimizer, clip)
-        g_s = median_epoch(lambda: gn_epoch(model, opt, gx, gy, gsync), epochs)
-        tmodel = torch_model(bn_dropout, tdev)
-        topt = (torch.optim.Adam(tmodel.parameters(), lr=1e-3) if optimizer == "adam"
-                else torch.optim.SGD(tmodel.parameters(), lr=0.05))
-        t_s = median_epoch(lambda: torch_epoch(tmodel, topt, tx, ty, clip, tsync), epochs)
-        records.append(record(name, device, g_s, t_s, batches=-(-len(x) // BATCH),
-                              optimizer=type(opt).__name__))
-        if bn_dropout and hasattr(gn, "Trainer"):
-            trainer = gn.Trainer(model, gn.losses.CrossEntropy(), opt, metrics=["accuracy"], callbacks=[])
-
-            def fit_one():
-                trainer.fit((gx, gy), epochs=1, batch_size=BATCH, verbose=0)
-                gsync()
-
-            tr_s = median_epoch(fit_one, epochs)
-            records.append(record(name + "_trainer", device, tr_s, t_s, hand_loop_s=g_s,
-                                  trainer_over_hand=tr_s / g_s))
+        args = (device, optimizer, epochs, bn_dropout, clip, threads)
+        if device == "cpu":
+            g, t_s = isolated("gpunet", gn_side, *args), isolated("torch", torch_side, *args)
+        else:
+            g, t_s = gn_side(*args), torch_side(*args)
+        records.append(record(name, device, g["hand_s"], t_s, batches=-(-g["images"] // BATCH),
+                              optimizer=g["optimizer"], numba_layer=g["numba_layer"]))
+        if "trainer_s" in g:
+            records.append(record(name + "_trainer", device, g["trainer_s"], t_s, hand_loop_s=g["hand_s"],
+                                  trainer_over_hand=g["trainer_s"] / g["hand_s"]))
     return records
 
 
@@ -169,8 +192,8 @@ def main(argv=None):
         if device == "gpu" and not gn.gpu_available():
             print("no usable GPU: skipping the GPU rows")
             continue
-        records += bench(device, args.optimizer, args.epochs, variants)
-    print_table(records, f"MLP epoch on MNIST (60000 images), batch {BATCH}, {threads} threads, median of {args.epochs}")
+        records += bench(device, args.optimizer, args.epochs, variants, threads)
+    print_table(records, f"MLP epoch on MNIST, batch {BATCH}, {threads} threads, median of {args.epochs}")
     write_json(records, args.json)
 
 

@@ -1,28 +1,59 @@
-"""Numba's CPU thread pool, started so that it does not fight NumPy's BLAS for the cores."""
+"""Numba's CPU thread pool, started so that it does not fight NumPy's BLAS for the cores.
+
+A training step alternates Numba parallel kernels with NumPy's multi-threaded BLAS. Under
+OpenMP's default wait policy Numba's idle workers spin after each kernel and take the cores that
+the BLAS threads of the next matrix product need: on a 2-core CPU a dropout_cnn step ran about
+3× slower (85–95 ms against 25–32 ms). So when gpunet is imported it starts Numba's pool in one
+of two ways:
+
+- no OpenMP runtime loaded yet: Numba's OpenMP layer, with ``OMP_WAIT_POLICY=PASSIVE`` set for
+  the moment libgomp reads it. libgomp is one library per process, so PyTorch imported later
+  shares it and its CPU ops run under the passive policy too (an MLP epoch measured 4.0 s →
+  6.3 s). Import torch first, or set OMP_WAIT_POLICY yourself, if that matters to you.
+- an OpenMP runtime already loaded (torch imported first): its policy is fixed, so Numba uses its
+  own ``workqueue`` layer instead, which never spins (as fast here as the passive OpenMP pool).
+  The workqueue layer must not be entered from two Python threads at once: Numba stops the
+  process if it is. Set NUMBA_THREADING_LAYER to choose another layer.
+
+A NUMBA_THREADING_LAYER or OMP_WAIT_POLICY that the user set is left as it is.
+"""
 from __future__ import annotations
 
 import os
+import sys
+
+
+def openmp_loaded() -> bool:
+    """Whether this process has already mapped an OpenMP runtime (Linux; False where unknown)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        with open("/proc/self/maps") as maps:
+            return any("libgomp" in line or "libiomp" in line for line in maps)
+    except OSError:
+        return False
 
 
 def start_numba_threads_without_spinning() -> None:
-    """Start Numba's thread pool with OpenMP's passive wait policy (once, before any parallel kernel).
-
-    A training step alternates Numba parallel kernels with NumPy's multi-threaded BLAS. With
-    OpenMP's default policy, Numba's idle workers spin for a while after each kernel and take
-    the cores that the BLAS threads of the next matrix product need; on a 2-core CPU that made a
-    dropout_cnn step about 2.5× slower (82–93 ms against 31–36 ms with the passive policy,
-    measured here). libgomp reads OMP_WAIT_POLICY when Numba loads it, so the variable is set
-    only for that moment and then restored: other OpenMP runtimes (PyTorch's) are not affected.
-    An OMP_WAIT_POLICY that the user set is left as it is; a pool already started is not changed.
-    """
-    if os.environ.get("OMP_WAIT_POLICY") is not None or os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    """Start Numba's thread pool (once, before any parallel kernel) so its idle workers do not
+    spin; see the module docstring for the two ways and what each means for other libraries."""
+    env = os.environ
+    if env.get("NUMBA_ENABLE_CUDASIM") == "1" or "NUMBA_THREADING_LAYER" in env or "OMP_WAIT_POLICY" in env:
         return
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:
         import numba
-
-        numba.get_num_threads()  # loads the threading layer (and libgomp) now
+        from numba.np.ufunc import parallel
+    except ImportError:
+        return
+    if parallel._is_initialized:  # a pool already started is not changed
+        return
+    if openmp_loaded():
+        numba.config.THREADING_LAYER = "workqueue"
+    else:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        numba.get_num_threads()  # starts the pool (and loads libgomp) now
     except Exception:  # no usable threading layer: Numba will say so at the first parallel kernel
         pass
     finally:
-        os.environ.pop("OMP_WAIT_POLICY", None)
+        env.pop("OMP_WAIT_POLICY", None)

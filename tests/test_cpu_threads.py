@@ -1,18 +1,37 @@
-"""gpunet.cpu_threads: Numba's pool starts with the passive wait policy."""
+"""gpunet.cpu_threads: Numba's pool starts without spinning workers, whichever was imported first."""
+import ctypes.util
 import os
 import subprocess
 import sys
 
+import pytest
 
-def test_import_starts_numba_threads_passively_and_restores_the_environment():
-    """Importing gpunet starts Numba's pool under OMP_WAIT_POLICY=PASSIVE and then removes the
-    variable again (so PyTorch or another OpenMP runtime loaded later sees the user's environment);
-    a policy the user set is kept."""
-    code = ("import os, gpunet, numba.np.ufunc.parallel as p; "
-            "print(os.environ.get('OMP_WAIT_POLICY'), p._is_initialized)")
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "NUMBA_ENABLE_CUDASIM")}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["None", "True"], out.stdout + out.stderr
-    env["OMP_WAIT_POLICY"] = "ACTIVE"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split()[0] == "ACTIVE", out.stdout + out.stderr
+REPORT = ("import os, numba, numba.np.ufunc.parallel as p; "
+          "print(os.environ.get('OMP_WAIT_POLICY'), p._is_initialized, p._is_initialized and numba.threading_layer())")
+
+
+def _run(prelude, **env_changes):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "NUMBA_ENABLE_CUDASIM", "NUMBA_THREADING_LAYER")}
+    env.update(env_changes)
+    out = subprocess.run([sys.executable, "-c", prelude + "; " + REPORT], env=env,
+                         capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def test_import_starts_the_openmp_pool_passively_and_restores_the_environment():
+    assert _run("import gpunet") == ["None", "True", "omp"]
+
+
+def test_a_policy_or_layer_the_user_set_is_kept():
+    assert _run("import gpunet", OMP_WAIT_POLICY="ACTIVE") == ["ACTIVE", "False", "False"]
+    assert _run("import gpunet; import numba; numba.get_num_threads()",
+                NUMBA_THREADING_LAYER="workqueue")[2] == "workqueue"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not ctypes.util.find_library("gomp"),
+                    reason="needs Linux and libgomp")
+def test_an_openmp_runtime_loaded_first_moves_numba_to_the_workqueue_layer():
+    """As when torch is imported before gpunet: libgomp's policy is already fixed."""
+    prelude = f"import ctypes; ctypes.CDLL({ctypes.util.find_library('gomp')!r}); import gpunet"
+    assert _run(prelude) == ["None", "True", "workqueue"]

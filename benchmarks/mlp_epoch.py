@@ -27,8 +27,10 @@ import gpunet as gn  # noqa: E402
 BATCH = 128
 
 
-def load():
+def load(subset=0):
     train = gn.data.mnist("train", fallback_to_sample=True)
+    if subset:
+        train = train.subset(subset)
     return train.x.astype(np.float32), train.y.astype(np.int64)
 
 
@@ -120,11 +122,11 @@ def _sync(device):
     return cupy.cuda.Device().synchronize
 
 
-def gn_side(device, optimizer, epochs, bn_dropout, clip, threads):
+def gn_side(device, optimizer, epochs, bn_dropout, clip, threads, subset=0):
     """gpunet's epoch times for one variant: the hand-written loop and, with batch norm and
     dropout, the Trainer; also Numba's threading layer and the optimizer's name."""
     set_threads(threads)
-    x, y = load()
+    x, y = load(subset)
     gn.use(device)
     sync = _sync(device)
     gx, gy = gn.to_device(x), gn.to_device(y)
@@ -145,12 +147,12 @@ def gn_side(device, optimizer, epochs, bn_dropout, clip, threads):
     return out
 
 
-def torch_side(device, optimizer, epochs, bn_dropout, clip, threads):
+def torch_side(device, optimizer, epochs, bn_dropout, clip, threads, subset=0):
     """PyTorch's epoch time for one variant (the same model, data and hand-written loop)."""
     import torch
 
     set_threads(threads)
-    x, y = load()
+    x, y = load(subset)
     tdev = "cuda" if device == "gpu" else "cpu"
     sync = torch.cuda.synchronize if device == "gpu" else (lambda: None)
     tx, ty = torch.from_numpy(x).to(tdev), torch.from_numpy(y).to(tdev)
@@ -161,12 +163,12 @@ def torch_side(device, optimizer, epochs, bn_dropout, clip, threads):
     return median_epoch(lambda: torch_epoch(model, opt, tx, ty, clip, sync), epochs)
 
 
-def bench(device, optimizer, epochs, variants, threads):
+def bench(device, optimizer, epochs, variants, threads, subset=0):
     """On the CPU each side runs in a process of its own (see common.isolated); on the GPU both
     run here."""
     records = []
     for name, bn_dropout, clip in variants:
-        args = (device, optimizer, epochs, bn_dropout, clip, threads)
+        args = (device, optimizer, epochs, bn_dropout, clip, threads, subset)
         if device == "cpu":
             g, t_s = isolated("gpunet", gn_side, *args), isolated("torch", torch_side, *args)
         else:
@@ -183,6 +185,7 @@ def main(argv=None):
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     p.add_argument("--epochs", type=int, default=3, help="timed epochs (median); one warm-up epoch first")
+    p.add_argument("--subset", type=int, default=0, help="use the first N training images (0: all)")
     args = p.parse_args(argv)
     threads = set_threads(args.threads)
     devices = ["cpu", "gpu"] if args.device == "both" else [args.device]
@@ -192,7 +195,7 @@ def main(argv=None):
         if device == "gpu" and not gn.gpu_available():
             print("no usable GPU: skipping the GPU rows")
             continue
-        records += bench(device, args.optimizer, args.epochs, variants, threads)
+        records += bench(device, args.optimizer, args.epochs, variants, threads, args.subset)
     print_table(records, f"MLP epoch on MNIST, batch {BATCH}, {threads} threads, median of {args.epochs}")
     write_json(records, args.json)
 

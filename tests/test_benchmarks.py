@@ -1,0 +1,57 @@
+"""The benchmark scripts run end to end on tiny inputs and write well-formed records (a smoke
+test: timings themselves are a benchmark, never asserted). Needs PyTorch, the baseline."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [pytest.mark.oracle, pytest.mark.slow]
+
+
+def _run(tmp_path, script, *args):
+    out = tmp_path / "records.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--device", "cpu",
+                           "--json", str(out), *args], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = json.loads(out.read_text())
+    assert records
+    for r in records:
+        assert r["device"] == "cpu"
+        a, b = ("gpunet_s", "torch_s") if "torch_s" in r else ("trainer_s", "hand_s")
+        assert r[a] > 0 and r[b] > 0
+        assert r["ratio"] == pytest.approx(r[a] / r[b])
+    return records, proc.stdout
+
+
+def test_mlp_epoch(tmp_path):
+    records, out = _run(tmp_path, "mlp_epoch.py", "--subset", "512", "--epochs", "1")
+    assert [r["name"] for r in records] == ["mlp_epoch", "mlp_bn_dropout_epoch", "mlp_bn_dropout_epoch_trainer"]
+    assert records[0]["batches"] == 4
+    # each library timed in its own process: gpunet's Numba pool is OpenMP's unless something
+    # in the environment chose another layer
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        assert records[0]["numba_layer"] == "omp"
+    assert "mlp_bn_dropout_epoch_trainer" in out
+
+
+def test_cnn_epoch(tmp_path):
+    records, _ = _run(tmp_path, "cnn_epoch.py", "--batches", "2", "--rounds", "1", "--pause", "0")
+    assert records[0]["name"] == "cnn_epoch" and records[0]["batches_per_epoch"] >= 1
+
+
+def test_trainer_overhead(tmp_path):
+    records, _ = _run(tmp_path, "trainer_overhead.py", "--subset", "512", "--epochs", "1")
+    assert {r["name"] for r in records} >= {"trainer_vs_hand_loop"}
+
+
+def test_kernels(tmp_path):
+    records, _ = _run(tmp_path, "kernels.py")
+    assert {r["name"] for r in records} == {"adam_clip_10M_vs_torch_fused", "adam_clip_10M_vs_torch_default",
+                                            "adam_clip_10M_vs_torch_forloop", "batchnorm1d_fwd_bwd",
+                                            "dropout_fwd_bwd"}

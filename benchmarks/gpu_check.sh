@@ -24,7 +24,7 @@ status=0
 } 2>&1 | tee "$out/env.txt"
 
 echo "== GPU tests (pytest -m gpu, GPUNET_REQUIRE_GPU=1)"
-timeout "${GPU_CHECK_TEST_TIMEOUT:-300}" $py -m pytest -m gpu -q -p no:cacheprovider --maxfail=30 tests 2>&1 | tee "$out/gpu_tests.log"
+timeout "${GPU_CHECK_TEST_TIMEOUT:-220}" $py -m pytest -m gpu -q -p no:cacheprovider --maxfail=30 tests 2>&1 | tee "$out/gpu_tests.log"
 tests_rc=${PIPESTATUS[0]}
 [ "$tests_rc" -eq 0 ] || status=1
 
@@ -35,10 +35,10 @@ bench() {  # name, timeout, command...
   local rc=${PIPESTATUS[0]}
   [ "$rc" -eq 0 ] || { echo "benchmark $name failed (exit $rc)"; status=1; }
 }
-bench kernels "${GPU_CHECK_BENCH_TIMEOUT:-120}" $py benchmarks/kernels.py
-bench mlp_epoch "${GPU_CHECK_BENCH_TIMEOUT:-90}" $py benchmarks/mlp_epoch.py --epochs 3
-bench cnn_epoch "${GPU_CHECK_BENCH_TIMEOUT:-90}" $py benchmarks/cnn_epoch.py
-bench trainer_overhead "${GPU_CHECK_BENCH_TIMEOUT:-60}" $py benchmarks/trainer_overhead.py --epochs 3
+bench kernels "${GPU_CHECK_BENCH_TIMEOUT:-90}" $py benchmarks/kernels.py
+bench mlp_epoch "${GPU_CHECK_BENCH_TIMEOUT:-60}" $py benchmarks/mlp_epoch.py --epochs 3
+bench cnn_epoch "${GPU_CHECK_BENCH_TIMEOUT:-60}" $py benchmarks/cnn_epoch.py
+bench trainer_overhead "${GPU_CHECK_BENCH_TIMEOUT:-30}" $py benchmarks/trainer_overhead.py --epochs 3
 
 echo
 echo "================ summary ================"

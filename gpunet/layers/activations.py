@@ -38,11 +38,13 @@ class LeakyReLU(Layer):
         x = check_input(self, x)
         xp = backend.get_array_module(x)
         self._pos = x > 0
-        return xp.where(self._pos, x, x * x.dtype.type(self.negative_slope))
+        # max(x, 0) + α·min(x, 0): branch-free, like ReLU's backward (``where`` on a random sign
+        # pattern is about 10× slower on a CPU)
+        return xp.maximum(x, 0) + x.dtype.type(self.negative_slope) * xp.minimum(x, 0)
 
     def backward(self, dy):
-        xp = backend.get_array_module(dy)
-        return xp.where(self._pos, dy, dy * dy.dtype.type(self.negative_slope))
+        a = dy.dtype.type(self.negative_slope)
+        return dy * (self._pos * (1 - a) + a)
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}"

@@ -127,3 +127,33 @@ def test_first_layer_skips_input_gradient_when_not_needed(rng):
     for k, v in model.gradients():
         np.testing.assert_array_equal(v, grads[k])  # parameter gradients unchanged
     assert model[2].need_input_grad  # only the first layer skips its dx
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "tanh", "sigmoid"])
+def test_activations_match_torch(name, rng, device):
+    """Forward and backward against torch.nn.functional in float32, on inputs that include exact
+    zeros (where ReLU's derivative is taken as 0, as in PyTorch) and values far in the tails."""
+    import torch
+    import torch.nn.functional as F
+
+    from gpunet import backend
+
+    layer, fn = {"relu": (gn.ReLU(), F.relu),
+                 "leaky_relu": (gn.LeakyReLU(0.05), lambda t: F.leaky_relu(t, 0.05)),
+                 "tanh": (gn.Tanh(), torch.tanh),
+                 "sigmoid": (gn.Sigmoid(), torch.sigmoid)}[name]
+    x = (rng.standard_normal((37, 129)) * 4).astype(np.float32)
+    x[0, :10] = 0.0
+    x[1, :4] = [60.0, -60.0, 1e-30, -1e-30]
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    y = layer(backend.to_device(x))
+    dx = layer.backward(backend.to_device(dy))
+    xt = torch.from_numpy(x).requires_grad_(True)
+    yt = fn(xt)
+    yt.backward(torch.from_numpy(dy))
+    assert y.dtype == np.float32 and dx.dtype == np.float32
+    np.testing.assert_allclose(backend.to_numpy(y), yt.detach().numpy(), rtol=2e-6, atol=1e-7)
+    # dx = dy·(1 − y²) or dy·y(1 − y): one ulp of difference in y (about 6e-8 near 1) moves the
+    # derivative by up to 2·ulp·|dy| in absolute terms, where it is nearly zero
+    np.testing.assert_allclose(backend.to_numpy(dx), xt.grad.numpy(), rtol=2e-6, atol=2 * 6e-8 * np.abs(dy).max())

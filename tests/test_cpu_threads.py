@@ -19,6 +19,10 @@ def _run(prelude, **env_changes):
     return out.stdout.split()
 
 
+HAVE_GOMP = sys.platform.startswith("linux") and ctypes.util.find_library("gomp") is not None
+
+
+@pytest.mark.skipif(not HAVE_GOMP, reason="Numba's OpenMP layer needs libgomp (Linux)")
 def test_import_starts_the_openmp_pool_passively_and_restores_the_environment():
     assert _run("import gpunet") == ["None", "True", "omp"]
 
@@ -29,8 +33,7 @@ def test_a_policy_or_layer_the_user_set_is_kept():
                 NUMBA_THREADING_LAYER="workqueue")[2] == "workqueue"
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or not ctypes.util.find_library("gomp"),
-                    reason="needs Linux and libgomp")
+@pytest.mark.skipif(not HAVE_GOMP, reason="needs Linux and libgomp")
 def test_an_openmp_runtime_loaded_first_moves_numba_to_the_workqueue_layer():
     """As when torch is imported before gpunet: libgomp's policy is already fixed."""
     prelude = f"import ctypes; ctypes.CDLL({ctypes.util.find_library('gomp')!r}); import gpunet"

@@ -8,7 +8,8 @@ its own (see common.py: one process would make them share an OpenMP runtime).
 Variants: ``mlp_epoch`` (plain MLP, hand-written loop in both libraries), ``mlp_bn_dropout_epoch``
 (BatchNorm1d and Dropout(0.2) after each hidden layer, Adam with clip_norm=1.0), and, when the
 Trainer exists, ``mlp_bn_dropout_epoch_trainer`` (the same model through gpunet.Trainer, compared
-with gpunet's own hand-written loop and with PyTorch).
+with PyTorch and, in ``trainer_over_hand``, with gpunet's own hand-written loop, their epochs
+alternating).
 """
 from __future__ import annotations
 
@@ -104,14 +105,19 @@ def torch_epoch(model, opt, x, y, clip, sync):
     return float(last.detach()) if hasattr(last, "detach") else float(last)
 
 
-def median_epoch(run, epochs=3):
-    run()  # warm-up: compilation, caches, allocator
-    times = []
-    for _ in range(epochs):
-        t0 = time.perf_counter()
+def median_epochs(runs: dict, epochs=3) -> dict:
+    """Median epoch time of each callable in ``runs``: one warm-up epoch each (compilation,
+    caches, allocator), then ``epochs`` rounds in which they take turns, so that all see the
+    same machine load."""
+    for run in runs.values():
         run()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    times = {name: [] for name in runs}
+    for _ in range(epochs):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _sync(device):
@@ -134,8 +140,7 @@ def gn_side(device, optimizer, epochs, bn_dropout, clip, threads, subset=0):
     model = gn_model(bn_dropout)
     model.to(device)
     opt = gn_optimizer(model, optimizer, clip)
-    out = {"hand_s": median_epoch(lambda: gn_epoch(model, opt, gx, gy, sync), epochs),
-           "optimizer": type(opt).__name__, "numba_layer": numba_layer(), "images": len(x)}
+    runs = {"hand_s": lambda: gn_epoch(model, opt, gx, gy, sync)}
     if bn_dropout:
         trainer = gn.Trainer(model, gn.losses.CrossEntropy(), opt, metrics=["accuracy"], callbacks=[])
 
@@ -143,8 +148,9 @@ def gn_side(device, optimizer, epochs, bn_dropout, clip, threads, subset=0):
             trainer.fit((gx, gy), epochs=1, batch_size=BATCH, verbose=0)
             sync()
 
-        out["trainer_s"] = median_epoch(fit_one, epochs)
-    return out
+        runs["trainer_s"] = fit_one  # epochs alternate with the hand loop's
+    return {**median_epochs(runs, epochs), "optimizer": type(opt).__name__, "numba_layer": numba_layer(),
+            "images": len(x)}
 
 
 def torch_side(device, optimizer, epochs, bn_dropout, clip, threads, subset=0):
@@ -160,7 +166,7 @@ def torch_side(device, optimizer, epochs, bn_dropout, clip, threads, subset=0):
     model = torch_model(bn_dropout, tdev)
     opt = (torch.optim.Adam(model.parameters(), lr=1e-3) if optimizer == "adam"
            else torch.optim.SGD(model.parameters(), lr=0.05))
-    return median_epoch(lambda: torch_epoch(model, opt, tx, ty, clip, sync), epochs)
+    return median_epochs({"torch": lambda: torch_epoch(model, opt, tx, ty, clip, sync)}, epochs)["torch"]
 
 
 def bench(device, optimizer, epochs, variants, threads, subset=0):

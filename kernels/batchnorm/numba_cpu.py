@@ -24,6 +24,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ..common.threads import serial_below
+
+SERIAL_BELOW = 1 << 20  # elements: smaller inputs run on one thread (common/threads.py)
+
 BLOCK_ROWS = 8
 LANES = 8
 MAX_TASKS = 16
@@ -283,6 +287,7 @@ def _dx_nc(dy, x, mean, a, k, m, dx):
 
 
 # ----------------------------------------------------------------------------- tier API
+@serial_below(SERIAL_BELOW)
 def forward_train(x, weight, bias, running_mean, running_var, y, save_mean, save_invstd,
                   eps, momentum, update_running):
     """Training forward on x of shape (N, C, S); see reference.forward_train."""
@@ -304,6 +309,7 @@ def forward_train(x, weight, bias, running_mean, running_var, y, save_mean, save
         _normalize(x, save_mean, a, bias, y)
 
 
+@serial_below(SERIAL_BELOW)
 def forward_eval(x, weight, bias, running_mean, running_var, y, eps):
     """Evaluation forward with the running statistics; see reference.forward_eval."""
     N, C, S = x.shape
@@ -315,6 +321,7 @@ def forward_eval(x, weight, bias, running_mean, running_var, y, eps):
         _normalize(x, mean, a, bias, y)
 
 
+@serial_below(SERIAL_BELOW)
 def backward(dy, x, weight, save_mean, save_invstd, dx, dweight, dbias, batch_stats):
     """dx, dγ, dβ; see reference.backward."""
     N, C, S = x.shape

@@ -11,6 +11,9 @@ import numpy as np
 from numba import njit, prange
 
 from ..common.philox import MASK32, SHIFT32, dropout_counter_hi, dropout_key, philox_njit
+from ..common.threads import serial_below
+
+SERIAL_BELOW = 1 << 18  # elements: smaller inputs run on one thread (common/threads.py)
 
 _philox = philox_njit()
 CHUNK = 4096
@@ -64,6 +67,7 @@ def _backward(dy, mask, dx, table):
         dx[8 * full + l] = dy[8 * full + l] * table[mask[full], l]
 
 
+@serial_below(SERIAL_BELOW)
 def forward(x, y, mask, seed, layer_id, step, threshold, scale):
     """y = x · m · scale and mask = m packed; see reference.forward."""
     k0, k1 = dropout_key(seed, layer_id)
@@ -73,6 +77,7 @@ def forward(x, y, mask, seed, layer_id, step, threshold, scale):
     _forward(x.reshape(-1), y.reshape(-1), mask.reshape(-1), u(k0), u(k1), u(c2), u(c3), u(threshold), table)
 
 
+@serial_below(SERIAL_BELOW)
 def backward(dy, mask, dx, scale):
     """dx = dy · m · scale with m unpacked from ``mask``; see reference.backward."""
     table = np.where(_BITS8, dy.dtype.type(scale), dy.dtype.type(0)).astype(dy.dtype)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from numba import njit, prange
 
+from ..common.threads import serial_below
+
+SERIAL_BELOW = 1 << 19  # parameters: smaller arenas run on one thread (common/threads.py)
+
 
 @njit(parallel=True, fastmath=False, cache=True)
 def _ema(ema, w, omd):
@@ -12,5 +16,6 @@ def _ema(ema, w, omd):
         ema[i] = e + omd * (w[i] - e)
 
 
+@serial_below(SERIAL_BELOW)
 def ema_update(ema, w, decay):
     _ema(ema, w, ema.dtype.type(1.0 - decay))

@@ -13,6 +13,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ..common.threads import serial_below
+
+SERIAL_BELOW = 1 << 19  # elements: smaller inputs run on one thread (common/threads.py)
+
 CHUNK = 1 << 15
 
 
@@ -70,6 +74,7 @@ def _scale(x, s):
         x[i] = x[i] * s
 
 
+@serial_below(SERIAL_BELOW)
 def grad_stats(x, stats, count=False):
     total, bad = _sumsq_flag(x)
     stats[0] = total
@@ -81,6 +86,7 @@ def grad_stats(x, stats, count=False):
             stats[2] += 1.0
 
 
+@serial_below(SERIAL_BELOW)
 def scale_by_norm(x, stats, max_norm):
     norm = math.sqrt(float(stats[0]))
     max_norm = float(max_norm)

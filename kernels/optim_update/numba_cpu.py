@@ -18,6 +18,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ..common.threads import serial_below
+
+SERIAL_BELOW = 1 << 19  # parameters: smaller arenas run on one thread (common/threads.py)
+
 # ----------------------------------------------------------------- element functions (shared)
 
 
@@ -200,12 +204,14 @@ def _run(loop, arrays, n_decay, common, rule_args):
         loop(*(a[nd:] for a in arrays), False, *common, *rule_args)
 
 
+@serial_below(SERIAL_BELOW)
 def sgd(w, g, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard):
     c = _common(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
     if c is not None:
         _run(_sgd, (w, g), n_decay, c, (w.dtype.type(lr),))
 
 
+@serial_below(SERIAL_BELOW)
 def momentum(w, g, buf, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps,
              guard, mu, nesterov):
     c = _common(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
@@ -214,6 +220,7 @@ def momentum(w, g, buf, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip
         _run(_momentum, (w, g, buf), n_decay, c, (dt(lr), dt(mu), bool(nesterov)))
 
 
+@serial_below(SERIAL_BELOW)
 def adagrad(w, g, acc, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps,
             guard, lr_decay, eps):
     c = _common(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
@@ -223,6 +230,7 @@ def adagrad(w, g, acc, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_
         _run(_adagrad, (w, g, acc), n_decay, c, (dt(clr), dt(eps)))
 
 
+@serial_below(SERIAL_BELOW)
 def rmsprop(w, g, sq, ga, buf, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value,
             norm_eps, guard, alpha, eps, mu, centered):
     c = _common(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
@@ -232,6 +240,7 @@ def rmsprop(w, g, sq, ga, buf, stats, n_decay, lr, weight_decay, l1, decoupled_w
              (dt(lr), dt(alpha), dt(1.0 - alpha), dt(eps), dt(mu), bool(centered), bool(mu > 0)))
 
 
+@serial_below(SERIAL_BELOW)
 def adam(w, g, m, v, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps,
          guard, beta1, beta2, eps):
     c = _common(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)

@@ -80,7 +80,7 @@ def gn_epoch(model, opt, x, y, sync):
         model.backward(loss_fn.backward())
         opt.step()
     sync()
-    return float(last.detach()) if hasattr(last, "detach") else float(last)
+    return float(last)
 
 
 def torch_epoch(model, opt, x, y, clip, sync):
@@ -102,7 +102,7 @@ def torch_epoch(model, opt, x, y, clip, sync):
         opt.step()
         last = loss
     sync()
-    return float(last.detach()) if hasattr(last, "detach") else float(last)
+    return float(last.detach())
 
 
 def median_epochs(runs: dict, epochs=3) -> dict:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..common.numba_cuda import cuda
-
 from ..common.philox import MASK32, SHIFT32, dropout_counter_hi, dropout_key, philox4x32_10
 
 THREADS = 128

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 from numba import float64, int32
 
 from ..common.numba_cuda import cuda

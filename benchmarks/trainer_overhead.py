@@ -59,6 +59,14 @@ def hand_epoch(model, opt, loss_fn, x, y, sync):
     return float(value)
 
 
+class _Terminal(io.StringIO):
+    """Swallows output but claims to be a terminal, so that verbose=1 draws the bar it times (into
+    a file the Trainer prints one line per epoch instead)."""
+
+    def isatty(self):
+        return True
+
+
 def main(argv=None):
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=5, help="timed epochs per variant (median)")
@@ -81,7 +89,7 @@ def main(argv=None):
         t = gn.Trainer(model, gn.losses.CrossEntropy(), opt, metrics=metrics)
 
         def run():
-            with redirect_stderr(io.StringIO()):  # keep the bar's output out of the table
+            with redirect_stderr(_Terminal()):  # keep the bar's output out of the table
                 t.fit((x, y), epochs=1, batch_size=BATCH, verbose=verbose)
             sync()
         return run

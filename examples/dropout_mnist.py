@@ -27,7 +27,7 @@ import gpunet as gn
 def accuracy(model, data, batch_size: int = 1000) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of ``model`` in evaluation mode over ``data``."""
     model.eval()
-    loss_fn = gn.losses.CrossEntropy(check_labels=False)
+    loss_fn = gn.losses.CrossEntropy()
     total_loss, correct = 0.0, 0
     for xb, yb in gn.data.batches(data.x, data.y, batch_size, shuffle=False):
         logits = model(xb)
@@ -41,7 +41,7 @@ def train_rate(p: float, train, test, args) -> dict:
     model = gn.models.dropout_cnn(p)
     model.need_input_grad = False  # the images are not trained
     opt = gn.optim.Adam(model, lr=args.lr)
-    loss_fn = gn.losses.CrossEntropy(check_labels=False)
+    loss_fn = gn.losses.CrossEntropy()
     hist = {"p": p, "train_loss": [], "val_loss": [], "val_accuracy": [], "seconds": []}
     for epoch in range(args.epochs):
         t0, losses = time.perf_counter(), []

@@ -48,7 +48,7 @@ def main(argv=None) -> float:
           flush=True)
     model.need_input_grad = False
     opt = gn.optim.Adam(model, lr=args.lr)
-    loss_fn = gn.losses.CrossEntropy(check_labels=False)
+    loss_fn = gn.losses.CrossEntropy()
     acc = 0.0
     for epoch in range(args.epochs):
         t0, losses = time.perf_counter(), []

@@ -5,14 +5,14 @@ Adam with global-norm gradient clipping, exponential learning-rate decay (η ←
 and early stopping on the validation loss with patience 5, restoring the best weights (the last
 5,000 training images are held out for validation; the test set is touched once, at the end).
 With the classic η ← 0.98·η and patience 3, the validation loss stopped improving after 4–10
-epochs and test accuracy over seeds 0–3 was 0.980–0.984; with these defaults it was 0.9827–0.9855
-(mean 0.9843) in 11–20 epochs, 31–65 s each on a 2-core CPU. Runs on the GPU when one is usable and on
+epochs and test accuracy over seeds 0–3 was 0.980–0.984; with these defaults it was 0.9835–0.9854
+(mean 0.9844) in 12–18 epochs, 18.7–30.0 s per run on a 2-core CPU (2026-12-01). Runs on the GPU when one is usable and on
 the CPU otherwise; reads the full MNIST from $GPUNET_DATA/mnist or the cache and falls back to
 the bundled sample with a note.
 
     python examples/train_mnist.py [--epochs 20] [--batch-size 128] [--gamma 0.8] [--patience 5] [--seed 0] [--plot mnist_curves.png]
 
-The last line printed is the test accuracy, e.g. ``test_accuracy: 0.9841``.
+The last line printed is the test accuracy, e.g. ``test_accuracy: 0.9835``.
 """
 from __future__ import annotations
 

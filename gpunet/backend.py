@@ -117,6 +117,26 @@ def device_of(a) -> str:
     return "gpu" if is_gpu_array(a) else "cpu"
 
 
+_FOREIGN = {
+    "torch": "a torch.Tensor: convert it with t.numpy() (t.cpu().numpy() for a GPU tensor), or "
+             "cupy.from_dlpack(t) to keep a CUDA tensor on the GPU",
+    "tensorflow": "a TensorFlow tensor: convert it with t.numpy()",
+    "jax": "a JAX array: convert it with numpy.asarray(a)",
+    "jaxlib": "a JAX array: convert it with numpy.asarray(a)",
+}
+
+
+def describe_non_array(a) -> str:
+    """What ``a`` is, for an error that expected a NumPy or CuPy array (with a conversion hint
+    for another framework's tensor)."""
+    return _FOREIGN.get(type(a).__module__.split(".")[0], type(a).__name__)
+
+
+def is_array(a) -> bool:
+    """True for a NumPy or CuPy array."""
+    return isinstance(a, np.ndarray) or is_gpu_array(a)
+
+
 def to_numpy(a) -> np.ndarray:
     """A NumPy array with the contents of ``a`` (copies from the GPU; no copy for NumPy input)."""
     if is_gpu_array(a):
@@ -141,9 +161,11 @@ def to_device(a, device: str | None = None, dtype=None):
 def seed(n: int) -> None:
     """Seed initializers, shuffling and dropout (one seed for all of them)."""
     global _seed, _rng
-    n = int(n)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"seed(n): expected a non-negative integer, got {n!r}")
     if n < 0:
-        raise ValueError(f"seed(n): expected a non-negative integer, got {n}")
+        raise ValueError(f"seed(n): expected a non-negative integer, got {n!r}")
+    n = int(n)
     _seed = n
     _rng = np.random.default_rng(n)
 

@@ -308,8 +308,8 @@ class Diagnostics(Callback):
     """Record per-layer statistics every ``every`` training steps (only then: hooks are installed
     for that step alone, and its statistics are read back at its end).
 
-    ``records``: a list of {"step", "epoch", "layers": {name: {"type", "act_mean", "act_std",
-    "grad_norm", "update_ratio"}}} (grad_norm and update_ratio for layers with parameters).
+    ``records``: a list of {"step" (0-based optimizer step), "epoch" (counted from 1), "layers":
+    {name: {"type", "act_mean", "act_std", "grad_norm", "update_ratio"}}} (grad_norm and update_ratio for layers with parameters).
     Warnings (``GradientWarning``, once per layer and kind): vanishing when a layer's gradient
     norm falls below ``vanishing`` × the largest layer gradient norm, exploding when it exceeds
     ``exploding`` or is non-finite.
@@ -360,7 +360,7 @@ class Diagnostics(Callback):
                 row["update_ratio"] = math.sqrt(d2 / w2) if w2 > 0 else math.nan
             layers[name] = row
         self._before = None
-        self.records.append({"step": int(step), "epoch": int(self.trainer.current_epoch), "layers": layers})
+        self.records.append({"step": int(step), "epoch": int(self.trainer.current_epoch) + 1, "layers": layers})
         if self.warn:
             self._check(layers, step)
 

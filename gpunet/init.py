@@ -136,4 +136,12 @@ def initialize(spec, shape, dtype="float32", rng=None) -> np.ndarray:
     out = np.asarray(fn(tuple(shape), fan_in, fan_out, backend.rng() if rng is None else rng))
     if out.shape != tuple(shape):
         raise ValueError(f"initializer {spec!r} returned shape {out.shape}, expected {tuple(shape)}")
-    return out.astype(dtype)
+    if not np.issubdtype(out.dtype, np.number) or np.issubdtype(out.dtype, np.complexfloating):
+        raise TypeError(f"initializer {spec!r} returned dtype {out.dtype}, expected real numbers")
+    with np.errstate(over="ignore"):  # an overflow is reported below, as a non-finite value
+        out = out.astype(dtype)
+    if not np.isfinite(out).all():  # after the cast: a value too large for ``dtype`` is inf there
+        bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+        raise ValueError(f"initializer {spec!r} returned {bad} non-finite values (NaN or inf in {dtype}) "
+                         f"for a weight of shape {tuple(shape)}")
+    return out

@@ -11,6 +11,13 @@ class Loss:
     def __call__(self, output, target):
         return self.forward(output, target)
 
+    def _saved(self, name: str):
+        value = getattr(self, name, None)
+        if value is None:
+            raise RuntimeError(f"{type(self).__name__}.backward() called before a forward pass: "
+                               f"compute the loss first, value = loss(output, target)")
+        return value
+
     def __repr__(self):
         return f"{type(self).__name__}()"
 
@@ -21,9 +28,15 @@ class CrossEntropy(Loss):
     L = −(1/N) Σ_n log softmax(z_n)[y_n], computed as logsumexp(z_n) − z_n[y_n] with the row
     maximum subtracted first (stable for any logits).  ∂L/∂z = (softmax(z) − onehot(y)) / N.
 
-    ``check_labels`` (default True) verifies that labels lie in [0, C); on the GPU that costs a
-    host synchronization per call, so the Trainer checks a dataset's labels once and turns it off.
+    ``check_labels`` (default True) verifies that labels lie in [0, C) and raises otherwise; on
+    the GPU that costs a host synchronization per call. With ``check_labels=False`` nothing is
+    read on the host, and a label outside [0, C) makes its row's loss and gradient NaN (never a
+    wrapped index into another class), which the optimizer's non-finite guard and the Trainer
+    report. The Trainer checks a data set's labels once, before training on it, and skips both.
     """
+
+    _probs = None
+    _trusted = False  # set by the Trainer around a data set whose labels it has checked
 
     def __init__(self, reduction: str = "mean", check_labels: bool = True):
         if reduction not in ("mean", "sum"):
@@ -48,7 +61,7 @@ class CrossEntropy(Loss):
             raise ValueError(
                 f"CrossEntropy: labels are on the {backend.device_of(y)}, logits on the {backend.device_of(logits)}"
             )
-        if self.check_labels and y.size:
+        if self.check_labels and not self._trusted and y.size:
             lo, hi = int(y.min()), int(y.max())
             if lo < 0 or hi >= logits.shape[1]:
                 raise ValueError(
@@ -64,17 +77,26 @@ class CrossEntropy(Loss):
         e = xp.exp(shifted)
         s = e.sum(axis=1, keepdims=True)
         rows = xp.arange(n)
+        bad = None
+        if not (self.check_labels or self._trusted):  # out-of-range labels: NaN, on the device
+            bad = (y < 0) | (y >= logits.shape[1])
+            y = xp.where(bad, 0, y)
         nll = xp.log(s[:, 0]) - shifted[rows, y]
-        self._probs, self._y = e / s, y
+        if bad is not None:
+            nll = xp.where(bad, xp.nan, nll)
+        self._probs, self._y, self._bad = e / s, y, bad
         total = nll.sum()
         return total / n if self.reduction == "mean" else total
 
     def backward(self):
-        g = self._probs.copy()
+        g = self._saved("_probs").copy()
         n = g.shape[0]
-        g[backend.get_array_module(g).arange(n), self._y] -= 1
+        xp = backend.get_array_module(g)
+        g[xp.arange(n), self._y] -= 1
         if self.reduction == "mean":
             g /= n
+        if self._bad is not None:
+            g = xp.where(self._bad[:, None], xp.nan, g).astype(g.dtype, copy=False)
         return g
 
 
@@ -95,6 +117,9 @@ class MSE(Loss):
         total = (self._diff * self._diff).sum()
         return total / self._diff.size if self.reduction == "mean" else total
 
+    _diff = None
+
     def backward(self):
-        g = 2 * self._diff
-        return g / self._diff.size if self.reduction == "mean" else g
+        d = self._saved("_diff")
+        g = 2 * d
+        return g / d.size if self.reduction == "mean" else g

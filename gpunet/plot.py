@@ -47,7 +47,8 @@ def plot_history(history, path, title: str | None = None):
     keys = list(history)
     if not keys:
         raise ValueError("plot_history: the history is empty (train for at least one epoch)")
-    epochs = [e + 1 for e in history.epochs]
+    epochs = list(history.epochs)  # 1-based, as the progress lines number them
+    restored = getattr(history, "restored_epoch", None)
     skip = {"lr", "loss", "total_loss", "l2_penalty", "l1_penalty", "skipped"}
     metrics = [k for k in keys if not k.startswith("val_") and k not in skip]
     panels = ["loss"] + metrics + (["lr"] if "lr" in keys else [])
@@ -67,10 +68,12 @@ def plot_history(history, path, title: str | None = None):
             ax.set_ylabel("learning rate")
         else:
             ax.set_ylabel(name.replace("_", " "))
+        if restored is not None:
+            ax.axvline(restored, color="0.4", ls=":", lw=1, label=f"restored (epoch {restored})")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        if name != "lr":
+        if name != "lr" or restored is not None:
             ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)

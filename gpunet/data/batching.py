@@ -10,17 +10,17 @@ from .. import backend
 _DEVICES = {"cpu": "cpu", "numpy": "cpu", "gpu": "gpu", "cupy": "gpu"}
 
 
-def _check_batch_size(batch_size, where: str) -> int:
+def check_batch_size(batch_size, where: str, name: str = "batch_size") -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
             or batch_size <= 0:
-        raise ValueError(f"{where}(batch_size): expected a positive integer, got {batch_size!r}")
+        raise ValueError(f"{where}({name}): expected a positive integer, got {batch_size!r}")
     return int(batch_size)
 
 
 def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
     """Batches per epoch for ``n`` examples: ``n // batch_size`` with ``drop_last``,
     else ``ceil(n / batch_size)``."""
-    batch_size = _check_batch_size(batch_size, "num_batches")
+    batch_size = check_batch_size(batch_size, "num_batches")
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
         raise ValueError(f"num_batches(n): expected a non-negative integer, got {n!r}")
     return n // batch_size if drop_last else -(-n // batch_size)
@@ -56,7 +56,7 @@ def batches(x, y=None, batch_size: int = 32, shuffle: bool = True, drop_last: bo
         except (TypeError, ValueError):
             raise TypeError("batches(x, y): y is missing; pass labels, or a Dataset / "
                             "(x, y) pair as x") from None
-    batch_size = _check_batch_size(batch_size, "batches")
+    batch_size = check_batch_size(batch_size, "batches")
     if device is None:
         device = backend.active()
     elif device not in _DEVICES:

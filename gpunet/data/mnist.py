@@ -166,6 +166,9 @@ def _missing_message(split, dirs, names, target) -> str:
     )
 
 
+_FALLBACK_NOTED: set[str] = set()
+
+
 def mnist(split: str = "train", root=None, download: bool = False, cache_dir=None,
           normalize="unit", flatten: bool = True, verify: bool = True,
           fallback_to_sample: bool = False) -> Dataset:
@@ -189,8 +192,12 @@ def mnist(split: str = "train", root=None, download: bool = False, cache_dir=Non
     if paths is None:
         if fallback_to_sample:
             sample = mnist_sample(split, normalize=normalize, flatten=flatten)
-            print(f"gpunet: full MNIST not found (searched {', '.join(map(str, dirs))}); "
-                  f"using the bundled sample of {len(sample)} images", file=sys.stderr)
+            searched = ", ".join(map(str, dirs))
+            if searched not in _FALLBACK_NOTED:  # once per process, not once per split
+                _FALLBACK_NOTED.add(searched)
+                print(f"gpunet: full MNIST not found (searched {searched}); using the bundled sample "
+                      f"({len(mnist_sample('train'))} training and {len(mnist_sample('test'))} test images)",
+                      file=sys.stderr)
             return sample
         raise FileNotFoundError(_missing_message(split, dirs, names, dirs[0]))
     stamp = tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in paths)

@@ -1,9 +1,11 @@
 """Element-wise activations and Softmax. Each stores what its backward needs from the forward."""
 from __future__ import annotations
 
+import math
+
 from .. import backend
 from .base import Layer
-from .checks import check_input
+from .checks import check_dy, check_input
 
 
 class ReLU(Layer):
@@ -21,7 +23,10 @@ class ReLU(Layer):
         self._y = xp.maximum(x, 0)
         return self._y
 
+    _y = None
+
     def backward(self, dy):
+        check_dy(self, dy, None if self._y is None else self._y.shape)
         return dy * (self._y > 0)
 
 
@@ -42,7 +47,10 @@ class LeakyReLU(Layer):
         # pattern is about 10× slower on a CPU)
         return xp.maximum(x, 0) + x.dtype.type(self.negative_slope) * xp.minimum(x, 0)
 
+    _pos = None
+
     def backward(self, dy):
+        check_dy(self, dy, None if self._pos is None else self._pos.shape)
         a = dy.dtype.type(self.negative_slope)
         return dy * (self._pos * (1 - a) + a)
 
@@ -58,7 +66,10 @@ class Tanh(Layer):
         self._y = backend.get_array_module(x).tanh(x)
         return self._y
 
+    _y = None
+
     def backward(self, dy):
+        check_dy(self, dy, None if self._y is None else self._y.shape)
         return dy * (1 - self._y * self._y)
 
 
@@ -72,7 +83,10 @@ class Sigmoid(Layer):
         self._y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
         return self._y
 
+    _y = None
+
     def backward(self, dy):
+        check_dy(self, dy, None if self._y is None else self._y.shape)
         return dy * self._y * (1 - self._y)
 
 
@@ -94,7 +108,10 @@ class Softmax(Layer):
         self._y = z / z.sum(axis=self.dim, keepdims=True)
         return self._y
 
+    _y = None
+
     def backward(self, dy):
+        check_dy(self, dy, None if self._y is None else self._y.shape)
         y = self._y
         return y * (dy - (dy * y).sum(axis=self.dim, keepdims=True))
 
@@ -116,8 +133,12 @@ class Flatten(Layer):
         self._shape = x.shape
         return x.reshape(x.shape[: self.start_dim] + (-1,))
 
+    _shape = None
+
     def backward(self, dy):
-        return dy.reshape(self._shape)
+        s = self._shape
+        check_dy(self, dy, None if s is None else s[: self.start_dim] + (math.prod(s[self.start_dim:]),))
+        return dy.reshape(s)
 
     def output_shape(self, input_shape):
         keep = tuple(input_shape[: self.start_dim - 1])

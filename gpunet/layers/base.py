@@ -8,11 +8,16 @@ parameter and gradient arrays are views into one flat buffer each.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
+from collections.abc import Mapping
 
 import numpy as np
 
 from .. import backend
+
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+IncompatibleKeys.__doc__ = "What ``load_state_dict`` left out: the model's keys the state lacked, and the state's keys the model lacks."
 
 
 class Layer:
@@ -200,9 +205,13 @@ class Layer:
                     out[f"{prefix}.{k}" if prefix else k] = v.copy()
         return out
 
-    def load_state_dict(self, state, strict: bool = True) -> None:
+    def load_state_dict(self, state, strict: bool = True) -> IncompatibleKeys:
         """Copy values in place (views into the arena stay valid). With ``strict``, missing or
-        unexpected keys are an error; a wrong shape always is."""
+        unexpected keys are an error; a wrong shape always is. Returns the keys it skipped,
+        ``(missing_keys, unexpected_keys)``, as PyTorch does."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"{self.name}.load_state_dict: expected a mapping of name -> array (what "
+                            f"state_dict() returns), got {type(state).__name__}")
         targets = OrderedDict()
         for prefix, layer in self.named_layers():
             for store in ("_params", "_buffers"):
@@ -226,6 +235,7 @@ class Layer:
             xp = backend.get_array_module(dst)
             dst[...] = backend.to_device(src, backend.device_of(dst), dtype=dst.dtype) if xp is not np \
                 else backend.to_numpy(src).astype(dst.dtype, copy=False)
+        return IncompatibleKeys(missing, unexpected)
 
     # ----------------------------------------------------------------- random state hook
     def get_rng_state(self):

@@ -13,8 +13,8 @@ def check_input(layer, x, ndim=None, trailing=None, dtype=None, min_ndim=None):
     the last axes (None for any). A floating input of another precision than the layer's is cast;
     an integer or boolean input is an error (scale images to floats first).
     """
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise TypeError(f"{layer.name}: expected an array, got {type(x).__name__}")
+    if not backend.is_array(x):
+        raise TypeError(f"{layer.name}: expected a NumPy or CuPy array, got {backend.describe_non_array(x)}")
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(
             f"{layer.name}: expected a floating-point input, got dtype {x.dtype} "
@@ -41,3 +41,15 @@ def check_input(layer, x, ndim=None, trailing=None, dtype=None, min_ndim=None):
     if dtype is not None and x.dtype != dtype:
         x = x.astype(dtype)
     return x
+
+
+def check_dy(layer, dy, expected):
+    """Check the gradient handed to ``layer.backward``: an array of ``expected`` shape (the
+    forward's output shape; None when no forward has run)."""
+    if expected is None:
+        raise RuntimeError(f"{layer.name}: backward called before forward")
+    if not hasattr(dy, "shape"):
+        raise TypeError(f"{layer.name}.backward: expected dy as an array, got {type(dy).__name__}")
+    if tuple(dy.shape) != tuple(expected):
+        raise ValueError(f"{layer.name}.backward: dy has shape {tuple(dy.shape)}, expected "
+                         f"{tuple(expected)} (the shape of the forward's output)")

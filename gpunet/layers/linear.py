@@ -4,7 +4,7 @@ from __future__ import annotations
 from .. import backend
 from .. import init as initializers
 from .base import Layer
-from .checks import check_input
+from .checks import check_dy, check_input
 
 
 class Linear(Layer):
@@ -38,8 +38,7 @@ class Linear(Layer):
         return y
 
     def backward(self, dy):
-        if self._x is None:
-            raise RuntimeError(f"{self.name}: backward called before forward")
+        check_dy(self, dy, None if self._x is None else (len(self._x), self.out_features))
         xp = backend.get_array_module(dy)
         xp.matmul(dy.T, self._x, out=self._grads["weight"])
         if self.has_bias:

@@ -1,6 +1,7 @@
 """Batch normalization layers: BatchNorm1d for (N, C) or (N, C, L), BatchNorm2d for (N, C, H, W)."""
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -119,6 +120,11 @@ class _BatchNorm(Layer):
         db = self._grads["bias"] if self.affine else None
         dx, _, _ = batch_norm_backward(dy, x, weight, mean, invstd, batch_stats=batch_stats, dweight=dw, dbias=db)
         return dx
+
+    def sample_values_per_channel(self):
+        """Values per channel in one sample of the last input (1 for (N, C), L or H·W); None
+        before the first forward. A training batch needs more than one value per channel."""
+        return None if self._saved is None else math.prod(self._saved[0].shape[2:])
 
     def extra_repr(self):
         out = f"{self.num_features}, eps={self.eps:g}, momentum={self.momentum}"

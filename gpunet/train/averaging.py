@@ -6,7 +6,7 @@ stochastic weight averaging (SWA).
 - ``EMA(decay)``: after every optimizer step, w̄ ← β w̄ + (1 − β) w over the whole flat arena in
   one fused update (``gpunet.ops.ema``). Validation runs on w̄ (``eval_with_ema``), and the model
   ends training with w̄ (``apply_at_end``).
-- ``SWA(start_epoch)``: from ``start_epoch`` on, at the end of every ``freq``-th epoch,
+- ``SWA(start_epoch)``: after ``start_epoch`` epochs, at the end of every ``freq``-th epoch,
   w_swa ← w_swa + (w − w_swa)/(n + 1), n ← n + 1 (the running mean of those epochs' weights). At
   the end of training the model takes w_swa, and batch-norm running statistics are recomputed
   with one pass over the training data (``update_bn``), as the average of the per-batch
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 
 import numpy as np
 
@@ -218,8 +219,11 @@ def update_bn(model, x, batch_size: int = 256) -> int:
 class SWA(Callback):
     """Stochastic weight averaging (Izmailov et al., 2018).
 
-    From epoch ``start_epoch`` (0-based) on, every ``freq`` epochs: w_swa ← w_swa + (w − w_swa)/(n+1).
-    ``swa_lr``: a constant learning rate from ``start_epoch`` on (None: leave the rate alone).
+    After ``start_epoch`` epochs (a count: with ``start_epoch=10`` the first averaged epoch is
+    epoch 11, as the progress lines number it, and the first of every ``freq``):
+    w_swa ← w_swa + (w − w_swa)/(n+1) at the end of each averaged epoch.
+    ``swa_lr``: a constant learning rate for the averaged epochs (None: leave the rate alone).
+    A run too short to average anything says so, at its start and at its end.
     At the end of training the model takes w_swa and, with ``update_bn``, its batch-norm
     statistics are recomputed over the training data.
     """
@@ -239,6 +243,13 @@ class SWA(Callback):
     def reset(self):
         self.average, self.n_averaged = None, 0
 
+    def on_train_begin(self, logs=None):
+        epochs = getattr(self.trainer, "epochs", None)
+        if epochs is not None and self.start_epoch >= epochs:
+            warnings.warn(f"SWA: start_epoch={self.start_epoch} but fit runs {epochs} epochs, so no epoch "
+                          f"will be averaged (the first averaged epoch would be epoch {self.start_epoch + 1})",
+                          RuntimeWarning, stacklevel=4)
+
     def on_epoch_begin(self, epoch, logs=None):
         if self.swa_lr is not None and epoch >= self.start_epoch:
             self.trainer.optimizer.lr = self.swa_lr
@@ -255,6 +266,9 @@ class SWA(Callback):
 
     def on_train_end(self, logs=None):
         if self.n_averaged == 0:
+            warnings.warn(f"SWA: no epoch was averaged (start_epoch={self.start_epoch}, training ended after "
+                          f"epoch {self.trainer.epoch}); the model keeps its last weights",
+                          RuntimeWarning, stacklevel=4)
             return
         model = self.trainer.model
         model.arena.params[...] = self.average

@@ -11,6 +11,9 @@ from __future__ import annotations
 import csv
 import math
 import os
+import sys
+
+from .atomic import remove_stale_temporaries
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LRScheduler", "CSVLogger",
            "TerminateOnNaN", "NonFiniteLossError", "EMA", "SWA", "Diagnostics"]
@@ -18,6 +21,10 @@ __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LRScheduler", "CSVLo
 
 class Callback:
     """Base class. ``self.trainer`` is set by the Trainer; hooks are no-ops by default.
+
+    Hooks receive ``epoch`` as the 0-based index of the epoch (the first is 0) and ``step`` as
+    the 0-based optimizer step; whatever a person reads — messages, logs, file names — numbers
+    epochs from 1 (``epoch + 1``), as the progress lines do.
 
     ``order``: callbacks run in increasing order (stable); checkpoints run last so that they
     save the state every other callback has reached at the end of the epoch.
@@ -94,16 +101,23 @@ class EarlyStopping(Callback):
     mode "auto" maximizes keys with "acc" in their name and minimizes the others. With
     ``restore_best`` (default) the model ends training with the weights (and buffers) of the best
     epoch. ``baseline``: a value the monitor must beat to count as an improvement at all.
+    ``start_from_epoch``: a number of epochs (Keras's meaning) left unmonitored at the start
+    (warm-up); monitoring begins with epoch ``start_from_epoch + 1``. ``best_epoch`` and
+    ``stopped_epoch`` are epoch numbers counted from 1, as the progress lines count them.
+    ``verbose=1`` (default) prints one line at the end when it stopped training or restored
+    weights, e.g. "stopped after epoch 12; best val_loss 0.0478 at epoch 7; weights restored".
     """
 
     def __init__(self, monitor: str = "val_loss", mode: str = "auto", patience: int = 0,
                  min_delta: float = 0.0, restore_best: bool = True, baseline: float | None = None,
-                 verbose: int = 0):
-        if int(patience) != patience or patience < 0:
-            raise ValueError(f"EarlyStopping: patience must be an integer >= 0, got {patience!r}")
+                 start_from_epoch: int = 0, verbose: int = 1):
+        for name, v in (("patience", patience), ("start_from_epoch", start_from_epoch)):
+            if isinstance(v, bool) or int(v) != v or v < 0:
+                raise ValueError(f"EarlyStopping: {name} must be an integer >= 0, got {v!r}")
         self._m = _Monitor(monitor, mode, min_delta, "EarlyStopping")
         self.monitor, self.mode, self.min_delta = monitor, self._m.mode, self._m.min_delta
         self.patience, self.restore_best = int(patience), bool(restore_best)
+        self.start_from_epoch = int(start_from_epoch)
         self.baseline, self.verbose = baseline, verbose
         self.reset()
 
@@ -118,28 +132,37 @@ class EarlyStopping(Callback):
         self._check_key(self.monitor)
 
     def on_epoch_end(self, epoch, logs):
+        if epoch < self.start_from_epoch:
+            return
         if self.monitor not in logs:
             self._check_key(self.monitor, logs)
         value = float(logs[self.monitor])
         if self._m.improved(value, self.best):
-            self.best, self.best_epoch, self.wait = value, int(epoch), 0
+            self.best, self.best_epoch, self.wait = value, int(epoch) + 1, 0
             if self.restore_best:
                 self.best_weights = self.trainer.model.state_dict()
             return
         self.wait += 1
         if self.wait >= self.patience:
-            self.stopped_epoch = int(epoch)
+            self.stopped_epoch = int(epoch) + 1
             self.trainer.stop_training = True
-            if self.verbose:
-                print(f"EarlyStopping: {self.monitor} has not improved for {self.wait} epochs "
-                      f"(best {self.best:.6g} at epoch {self.best_epoch}); stopping after epoch {epoch}")
 
     def on_train_end(self, logs=None):
-        if self.restore_best and self.best_weights is not None:
+        restored = self.restore_best and self.best_weights is not None
+        if restored:
             self.trainer.model.load_state_dict(self.best_weights)
-            if self.verbose:
-                print(f"EarlyStopping: restored the weights of epoch {self.best_epoch} "
-                      f"({self.monitor} = {self.best:.6g})")
+            self.trainer.history.restored_epoch = self.best_epoch
+        if not self.verbose or (self.stopped_epoch is None and not restored):
+            return
+        if self.best_epoch is None:
+            best = f"{self.monitor} never improved" + ("" if self.baseline is None else f" on the baseline {self.baseline:g}")
+        else:
+            best = f"best {self.monitor} {self.best:.4g} at epoch {self.best_epoch}"
+        if self.stopped_epoch is None:
+            print(f"EarlyStopping: {best}; weights restored")
+        else:
+            print(f"EarlyStopping: stopped after epoch {self.stopped_epoch}; {best}"
+                  f"{'; weights restored' if restored else ''}")
 
     def state_dict(self):
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
@@ -160,17 +183,22 @@ class ModelCheckpoint(Callback):
     """Save a full checkpoint (model, optimizer, schedule, random state, epoch; see
     ``Trainer.save_checkpoint``) at the end of epochs.
 
-    ``path`` may hold fields of the logs and ``{epoch}`` (1-based), e.g.
-    ``"ckpt/e{epoch:03d}-{val_loss:.3f}.gnck"``. ``save_best_only``: only when ``monitor``
-    improves. ``keep=N``: keep the N newest files this callback wrote, deleting older ones.
-    Written atomically, so an interrupted save leaves the previous file intact.
+    ``path`` may hold fields of the logs and ``{epoch}`` (1-based: the epoch just completed, as
+    the progress line numbers it), e.g. ``"ckpt/e{epoch:03d}-{val_loss:.3f}.gnck"``; a missing
+    folder is created. ``save_best_only``: only when ``monitor`` improves. ``keep=N``: after each
+    save, delete the oldest files beyond the N newest that this callback wrote *in this run* —
+    never a file of an earlier run (a resumed run's checkpoint included), never one written
+    elsewhere; the new file is complete before an old one goes, so a kill in between leaves one
+    file more, never one fewer. Files are written atomically, so an interrupted save leaves the
+    previous file intact; at the start of a run, the temporaries that interrupted saves on this
+    host left in the folder are removed (see ``gpunet.train.atomic``) and their number printed.
     """
 
     order = 100
 
     def __init__(self, path, monitor: str = "val_loss", mode: str = "auto", save_best_only: bool = False,
                  keep: int | None = None, min_delta: float = 0.0, verbose: int = 0):
-        if keep is not None and (int(keep) != keep or keep < 1):
+        if keep is not None and (isinstance(keep, bool) or int(keep) != keep or keep < 1):
             raise ValueError(f"ModelCheckpoint: keep must be a positive integer or None, got {keep!r}")
         self.path = os.fspath(path)
         self._m = _Monitor(monitor, mode, min_delta, "ModelCheckpoint")
@@ -180,7 +208,8 @@ class ModelCheckpoint(Callback):
 
     def reset(self):
         self.best = self._m.initial()
-        self.saved: list[str] = []
+        self.saved: list[str] = []  # absolute paths this callback wrote in this run, oldest first
+        self._cleaned: set[str] = set()
 
     def on_train_begin(self, logs=None):
         if self.save_best_only:
@@ -190,6 +219,17 @@ class ModelCheckpoint(Callback):
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(f"ModelCheckpoint: path {self.path!r} has a field that is not a logged key "
                              f"({exc}); available: epoch, {', '.join(self.trainer.log_keys())}") from None
+        self.saved, self._cleaned = [], set()  # rotation never reaches back into an earlier run
+        folder = os.path.dirname(self.path)
+        if "{" not in folder:  # a folder with fields is cleaned when the first save lands there
+            self._clean(os.path.abspath(folder))
+
+    def _clean(self, folder: str) -> None:
+        self._cleaned.add(folder)
+        count, freed = remove_stale_temporaries(folder)
+        if count:
+            print(f"ModelCheckpoint: removed {count} stale temporary file{'s' * (count != 1)} "
+                  f"({freed / 1e6:.1f} MB) that interrupted saves left in {folder!r}", file=sys.stderr)
 
     def on_epoch_end(self, epoch, logs):
         if not getattr(self.trainer, "epoch_complete", True):
@@ -201,30 +241,39 @@ class ModelCheckpoint(Callback):
             if not self._m.improved(value, self.best):
                 return
             self.best = value
-        filename = self.path.format(epoch=epoch + 1, **logs)
-        folder = os.path.dirname(os.path.abspath(filename))
-        os.makedirs(folder, exist_ok=True)
+        filename = os.path.abspath(self.path.format(epoch=epoch + 1, **logs))
+        folder = os.path.dirname(filename)
+        if folder not in self._cleaned:
+            self._clean(folder)
+        self.trainer.save_checkpoint(filename)  # includes this callback's updated state
         if filename in self.saved:
             self.saved.remove(filename)
         self.saved.append(filename)
-        dropped = []
-        if self.keep is not None:
-            while len(self.saved) > self.keep:
-                dropped.append(self.saved.pop(0))
-        self.trainer.save_checkpoint(filename)  # includes this callback's updated state
-        for old in dropped:
-            try:
-                os.remove(old)
-            except FileNotFoundError:
-                pass
         if self.verbose:
             print(f"ModelCheckpoint: saved {filename}")
+        if self.keep is not None:
+            resumed = getattr(self.trainer, "resumed_from", None)
+            while len(self.saved) > self.keep:
+                old = self.saved.pop(0)
+                if resumed is not None and _same_file(old, resumed):
+                    continue  # the checkpoint this run started from stays
+                try:
+                    os.remove(old)
+                except FileNotFoundError:
+                    pass
 
     def state_dict(self):
-        return {"best": self.best, "saved": list(self.saved)}
+        return {"best": self.best}
 
     def load_state_dict(self, state):
-        self.best, self.saved = float(state["best"]), [str(s) for s in state["saved"]]
+        self.best = float(state["best"])
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 class LRScheduler(Callback):
@@ -260,7 +309,7 @@ class LRScheduler(Callback):
         if self.schedule.unit == "epoch":
             self.trainer.optimizer.lr = self.schedule(epoch)
             if self.verbose:
-                print(f"LRScheduler: epoch {epoch}: lr = {self.trainer.optimizer.lr:.6g}")
+                print(f"LRScheduler: epoch {epoch + 1}: lr = {self.trainer.optimizer.lr:.6g}")
 
     def on_batch_begin(self, step, logs=None):
         if self.schedule.unit == "step":
@@ -283,9 +332,9 @@ class LRScheduler(Callback):
 
 
 class CSVLogger(Callback):
-    """One CSV row per epoch ("epoch" then the logged keys), flushed as it is written. A fresh
-    run overwrites the file unless ``append``; a resumed run keeps the rows of the epochs before
-    the checkpoint and drops any written after it."""
+    """One CSV row per epoch ("epoch", numbered from 1, then the logged keys), flushed as it is
+    written. A fresh run overwrites the file unless ``append``; a resumed run keeps the rows of
+    the epochs up to the checkpoint's and drops any written after it."""
 
     def __init__(self, path, separator: str = ",", append: bool = False):
         self.path, self.separator, self.append = os.fspath(path), separator, bool(append)
@@ -297,7 +346,7 @@ class CSVLogger(Callback):
         if (start > 0 or self.append) and os.path.exists(self.path):
             with open(self.path, newline="") as f:
                 reader = csv.DictReader(f, delimiter=self.separator)
-                rows = [r for r in reader if start == 0 or int(r["epoch"]) < start]
+                rows = [r for r in reader if start == 0 or int(r["epoch"]) <= start]
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
         self._file = open(self.path, "w", newline="")
@@ -309,7 +358,7 @@ class CSVLogger(Callback):
         self._file.flush()
 
     def on_epoch_end(self, epoch, logs):
-        self._writer.writerow({"epoch": epoch, **{k: repr(float(v)) for k, v in logs.items()}})
+        self._writer.writerow({"epoch": epoch + 1, **{k: repr(float(v)) for k, v in logs.items()}})
         self._file.flush()
 
     def on_train_end(self, logs=None):

@@ -15,8 +15,9 @@ File layout (little endian)::
 A file cut at any byte fails the length check and a flipped bit fails the digest, each with a
 ``CheckpointError`` that says which. Writes are atomic: the bytes go to a temporary file in the
 same folder, which is flushed and fsync'ed, renamed over the target with ``os.replace`` and the
-folder fsync'ed, so a crash (even SIGKILL) while saving leaves the previous checkpoint intact
-(at worst a stray ``.<name>.*.tmp`` file remains).
+folder fsync'ed, so a crash (even SIGKILL) while saving leaves the previous checkpoint intact; the
+temporary it leaves names its host and pid, so that a later run can remove it safely (see
+``gpunet.train.atomic``). A missing folder is created.
 """
 from __future__ import annotations
 
@@ -24,11 +25,11 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 
 import numpy as np
 
 from .. import backend
+from .atomic import atomic_write
 from .history import History
 
 MAGIC = b"GNCKPT\x00\x01"
@@ -153,42 +154,6 @@ def loads(blob: bytes, name: str = "checkpoint"):
 
 
 # ---------------------------------------------------------------------- files
-def _fsync_dir(folder: str) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # e.g. platforms that cannot open folders
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` holds either its old contents or all of the new
-    ones, whatever happens: temporary file in the same folder, flush, fsync, ``os.replace``,
-    fsync of the folder."""
-    path = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(folder)
-
-
 def save(path, state) -> None:
     """Write ``state`` (a nested dict of arrays and plain values) to ``path`` atomically."""
     atomic_write(path, dumps(state))

@@ -24,8 +24,9 @@ def unpack(data, who):
 def check_data(model, loss, x, y, who):
     """Validate once: array types, lengths, feature shape against the model, labels' dtype and
     range (then per-batch label checks can be switched off)."""
-    if not hasattr(x, "shape") or not hasattr(y, "shape"):
-        raise TypeError(f"{who}: x and y must be arrays, got {type(x).__name__} and {type(y).__name__}")
+    for name, a in (("x", x), ("y", y)):
+        if not backend.is_array(a):
+            raise TypeError(f"{who}: {name} must be a NumPy or CuPy array, got {backend.describe_non_array(a)}")
     if x.ndim < 2 or len(x) == 0:
         raise ValueError(f"{who}: x must have shape (N, features...) with N > 0, got {tuple(x.shape)}")
     if len(x) != len(y):

@@ -22,6 +22,7 @@ out of the epoch's loss, warns, and logs their number as ``logs["skipped"]`` (in
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 import warnings
@@ -33,8 +34,10 @@ from .. import backend
 from .. import metrics as metrics_mod
 from . import checkpoint as ckpt
 from .callbacks import Callback, TerminateOnNaN
+from .checks import check_batch_norm_batches, check_components, check_verbose, split_validation
 from .data_checks import check_data, unpack
 from .history import History
+from .tally import Tally
 
 __all__ = ["Trainer"]
 
@@ -51,50 +54,21 @@ def num_batches(*args, **kwargs):
     return _num_batches(*args, **kwargs)
 
 
+def check_batch_size(*args, **kwargs):
+    from ..data.batching import check_batch_size as _check
+
+    return _check(*args, **kwargs)
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
 def _overrides(cb, hook: str) -> bool:
     return getattr(type(cb), hook) is not getattr(Callback, hook)
-
-
-class _Tally:
-    """Per-batch loss and metric values of one pass. Each step appends its 0-d loss array and what
-    each metric keeps (``Metric.keep``) to ``pending`` (no copy, no synchronization); ``read()``
-    stacks the losses and totals the metrics on the device, copies the lot to the host at once
-    (the one synchronization), adds it to float64 totals there and returns the means so far. The loss averages over examples (each
-    batch's mean weighted by its size); with ``skip``, batches whose loss is not finite are left
-    out of it and counted."""
-
-    def __init__(self, metrics, loss, skip: bool = False):
-        self.metrics, self.skip = metrics, skip
-        self.mean_loss = getattr(loss, "reduction", "mean") == "mean"
-        self.pending = [[] for _ in range(1 + len(metrics))]
-        self.sizes = []
-        self.loss_sum = self.counted = self.nonfinite = self.n = 0.0
-        self.metric_sums = np.zeros(len(metrics))
-
-    def read(self) -> dict:
-        if self.sizes:
-            xp = backend.get_array_module(self.pending[0][0])
-            k = len(self.sizes)
-            parts = [xp.stack(self.pending[0]).astype(np.float64)]
-            parts += [xp.asarray(m.total(p), dtype=np.float64).reshape(1) for m, p in zip(self.metrics, self.pending[1:])]
-            host = backend.to_numpy(xp.concatenate(parts))
-            sizes = np.asarray(self.sizes, dtype=np.float64)
-            loss = host[:k] * sizes if self.mean_loss else host[:k]
-            ok = np.isfinite(loss) if self.skip else np.ones(len(sizes), bool)
-            self.loss_sum += float(loss[ok].sum())
-            self.counted += float(sizes[ok].sum())
-            self.nonfinite += float((~ok).sum())
-            self.metric_sums += host[k:]
-            self.n += float(sizes.sum())
-            for p in self.pending:
-                p.clear()
-            self.sizes.clear()
-        logs = {"loss": self.loss_sum / self.counted if self.counted else math.nan}
-        for m, v in zip(self.metrics, self.metric_sums):
-            logs[m.name] = float(v / self.n) if self.n else math.nan
-        if self.skip:
-            logs["skipped"] = self.nonfinite
-        return logs
 
 
 class Trainer:
@@ -108,14 +82,17 @@ class Trainer:
     """
 
     def __init__(self, model, loss, optimizer, metrics=("accuracy",), callbacks=(), sync_every: int = 25):
+        check_components(model, loss, optimizer, callbacks)
         self.model, self.loss, self.optimizer = model, loss, optimizer
-        self.metrics = [metrics_mod.get(m) for m in (metrics or ())]
+        if isinstance(metrics, str) or not hasattr(metrics or (), "__iter__"):
+            metrics = [metrics]  # one metric given alone
+        try:
+            self.metrics = [metrics_mod.get(m) for m in (metrics or ())]
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"Trainer(metrics): {exc}") from None
         names = [m.name for m in self.metrics]
         if len(set(names)) != len(names):
             raise ValueError(f"Trainer: metrics must have distinct names, got {names}")
-        for cb in callbacks:
-            if not isinstance(cb, Callback):
-                raise TypeError(f"Trainer: callbacks must be gpunet Callbacks, got {type(cb).__name__}")
         self.callbacks = sorted(callbacks, key=lambda c: c.order)
         for cb in self.callbacks:
             cb.set_trainer(self)
@@ -123,8 +100,10 @@ class Trainer:
             raise ValueError(f"Trainer: sync_every must be a positive integer, got {sync_every!r}")
         self.sync_every = int(sync_every)
         self.history = History()
-        self.epoch = 0            # epochs completed
-        self.current_epoch = 0
+        self.epoch = 0            # epochs completed (so the 1-based number of the last one)
+        self.epochs = 0           # the epoch count fit was asked to reach
+        self.current_epoch = 0    # 0-based index of the epoch under way, as the hooks receive it
+        self.resumed_from = None  # the checkpoint this run started from (never rotated away)
         self.global_step = 0
         self.stop_training = False
         self.epoch_complete = True
@@ -181,26 +160,49 @@ class Trainer:
 
     # ------------------------------------------------------------------ fit
     def fit(self, train, val=None, epochs: int = 1, batch_size: int = 32, resume=None, verbose: int = 1,
-            shuffle: bool = True, drop_last: bool = False, val_batch_size: int | None = None) -> History:
+            shuffle: bool = True, drop_last: bool = False, val_batch_size: int | None = None,
+            validation_split: float | None = None) -> History:
         """Train until ``epochs`` epochs are done in total (a resumed run continues from the
-        checkpoint's epoch). Shuffling draws from ``gpunet.backend.rng()`` (``gpunet.seed``)."""
-        if int(epochs) != epochs or epochs < 0:
-            raise ValueError(f"Trainer.fit: epochs must be a non-negative integer, got {epochs!r}")
-        x, y = self._prepare(train, "Trainer.fit(train)")
+        checkpoint's epoch). Shuffling draws from ``gpunet.backend.rng()`` (``gpunet.seed``).
+
+        ``validation_split``: hold out the last fraction of ``train`` (before shuffling) as the
+        validation set, as Keras does; not with ``val``. ``verbose``: 0 silent, 1 a progress bar
+        (one line per epoch when stderr is not a terminal), 2 one line per epoch. Epochs are
+        numbered from 1 wherever a person reads them (progress, messages, ``History.epochs``,
+        logs, checkpoint names); callback hooks and schedules receive the 0-based index.
+        """
+        who = "Trainer.fit"
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+            raise ValueError(f"{who}(epochs): expected a non-negative integer, got {epochs!r}")
+        batch_size = check_batch_size(batch_size, who)
+        if val_batch_size is not None:
+            val_batch_size = check_batch_size(val_batch_size, who, "val_batch_size")
+        verbose = check_verbose(verbose, who)
+        if self.optimizer is None:
+            raise TypeError(f"{who}: this Trainer has no optimizer (optimizer=None serves evaluate and "
+                            "predict only); pass one, e.g. gpunet.optim.Adam(model, lr=1e-3)")
+        if validation_split is not None:
+            if val is not None:
+                raise ValueError(f"{who}: pass val or validation_split, not both")
+            train, val = split_validation(*unpack(train, f"{who}(train)"), validation_split, who)
+        x, y = self._prepare(train, f"{who}(train)")
         xv = yv = None
         if val is not None:
-            xv, yv = self._prepare(val, "Trainer.fit(val)")
+            xv, yv = self._prepare(val, f"{who}(val)")
+        check_batch_norm_batches(self.model, len(x), batch_size, drop_last, who)
+        if verbose == 1 and not _is_terminal(sys.stderr):
+            verbose = 2  # a bar's redrawn states are unreadable in a file: one line per epoch
         self._has_val = val is not None
+        self.epochs = int(epochs)
         self.train_x = x  # on the model's device; SWA's batch-norm pass reads it
         self.stop_training = False
         self.history, self.epoch, self.global_step = History(), 0, 0
+        self.resumed_from = None
         for cb in self.callbacks:
             cb.reset()
         if resume is not None:
             self.load_checkpoint(resume)
-        saved_check = getattr(self.loss, "check_labels", None)
-        if saved_check is not None:
-            self.loss.check_labels = False  # validated once above
+        saved_trust = self._trust_labels()
         saved_input_grad = self.model.need_input_grad
         self.model.need_input_grad = False  # the data is not trained: no gradient for the input
         try:
@@ -210,6 +212,7 @@ class Trainer:
                     break
                 self.current_epoch = epoch
                 self._fire("on_epoch_begin", epoch)
+                t_epoch = time.perf_counter()
                 bar = self._bar(len(x), batch_size, drop_last, epoch, int(epochs), verbose)
                 try:
                     logs = self._train_epoch(x, y, batch_size, shuffle, drop_last, epoch, bar)
@@ -226,8 +229,9 @@ class Trainer:
                         bar.close()
                 if verbose == 2:
                     items = "  ".join(f"{k}={v:.4g}" for k, v in logs.items())
-                    print(f"epoch {epoch + 1}/{epochs}  {items}", file=sys.stderr, flush=True)
-                self.history.append(epoch, logs)
+                    print(f"epoch {epoch + 1}/{epochs}  {time.perf_counter() - t_epoch:.1f}s  {items}",
+                          file=sys.stderr, flush=True)
+                self.history.append(epoch + 1, logs)
                 if self.epoch_complete:  # an epoch cut short (TerminateOnNaN) is not done
                     self.epoch = epoch + 1
                 self._fire("on_epoch_end", epoch, logs)
@@ -235,9 +239,20 @@ class Trainer:
         finally:
             self.train_x = None
             self.model.need_input_grad = saved_input_grad
-            if saved_check is not None:
-                self.loss.check_labels = saved_check
+            self._restore_labels(saved_trust)
         return self.history
+
+    def _trust_labels(self):
+        """Mark the loss's labels as checked (``_prepare`` validated the data set once); returns
+        what to restore."""
+        saved = getattr(self.loss, "_trusted", None)
+        if saved is not None:
+            self.loss._trusted = True
+        return saved
+
+    def _restore_labels(self, saved) -> None:
+        if saved is not None:
+            self.loss._trusted = saved
 
     def _fire(self, hook, *args):
         for cb in self.callbacks:
@@ -258,7 +273,7 @@ class Trainer:
         begin = [cb for cb in self.callbacks if _overrides(cb, "on_batch_begin")]
         end = [cb for cb in self.callbacks if _overrides(cb, "on_batch_end")]
         readers = [cb for cb in self.callbacks if _overrides(cb, "on_readback")]
-        tally = _Tally(self.metrics, self.loss, skip=getattr(opt, "nonfinite", None) == "skip")
+        tally = Tally(self.metrics, self.loss, skip=getattr(opt, "nonfinite", None) == "skip")
         losses, sizes = tally.pending[0], tally.sizes
         metrics = list(zip(self.metrics, tally.pending[1:]))
         self._epoch_lr = float(opt.lr)
@@ -305,7 +320,7 @@ class Trainer:
         if bar is not None:
             bar.update(done - bar.n)
         if logs.get("skipped"):
-            warnings.warn(f"Trainer: {int(logs['skipped'])} batches of epoch {epoch} had a non-finite loss; the "
+            warnings.warn(f"Trainer: {int(logs['skipped'])} batches of epoch {epoch + 1} had a non-finite loss; the "
                           "optimizer skipped their steps and the epoch's loss leaves them out", RuntimeWarning,
                           stacklevel=3)
         else:
@@ -317,7 +332,7 @@ class Trainer:
         if not math.isfinite(logs["loss"]) and not any(isinstance(cb, TerminateOnNaN) for cb in self.callbacks):
             from ..diagnostics import locate_nonfinite
 
-            warnings.warn(f"Trainer: the training loss of epoch {epoch} is {logs['loss']}; origin: "
+            warnings.warn(f"Trainer: the training loss of epoch {epoch + 1} is {logs['loss']}; origin: "
                           f"{locate_nonfinite(model, loss_fn, *self.last_batch)}. Add "
                           "gpunet.callbacks.TerminateOnNaN() to stop at the first non-finite loss.",
                           RuntimeWarning, stacklevel=3)
@@ -328,7 +343,7 @@ class Trainer:
         model = self.model
         was_training = model.training
         model.eval()
-        tally = _Tally(self.metrics, self.loss)
+        tally = Tally(self.metrics, self.loss)
         try:
             for xb, yb in batches(x, y, batch_size, shuffle=False, device=model.device):
                 out = model(xb)
@@ -342,22 +357,25 @@ class Trainer:
 
     def evaluate(self, data, batch_size: int = 256) -> dict:
         """Loss and metrics over ``data`` in eval mode, e.g. {"loss": 0.07, "accuracy": 0.981}."""
+        batch_size = check_batch_size(batch_size, "Trainer.evaluate")
         x, y = self._prepare(data, "Trainer.evaluate(data)")
-        saved = getattr(self.loss, "check_labels", None)
-        if saved is not None:
-            self.loss.check_labels = False
+        saved = self._trust_labels()
         try:
             return self._evaluate_arrays(x, y, batch_size)
         finally:
-            if saved is not None:
-                self.loss.check_labels = saved
+            self._restore_labels(saved)
 
     def predict(self, x, batch_size: int = 256):
         """The model's outputs for ``x`` (eval mode), concatenated on the model's device."""
         if hasattr(x, "x") and hasattr(x, "y"):
             x = x.x
-        if not hasattr(x, "shape") or x.ndim < 2:
-            raise TypeError(f"Trainer.predict(x): expected an array of shape (N, ...), got {type(x).__name__}")
+        batch_size = check_batch_size(batch_size, "Trainer.predict")
+        if not backend.is_array(x):
+            raise TypeError(f"Trainer.predict(x): expected a NumPy or CuPy array of shape (N, ...), got "
+                            f"{backend.describe_non_array(x)}")
+        if x.ndim < 2 or len(x) == 0:
+            raise ValueError(f"Trainer.predict(x): expected an array of shape (N, ...) with N > 0, got "
+                             f"shape {tuple(x.shape)}")
         model = self.model
         x = backend.to_device(x, model.device, dtype=model.dtype)
         xp = backend.get_array_module(x)
@@ -380,4 +398,6 @@ class Trainer:
 
     def load_checkpoint(self, path) -> dict:
         """Restore a checkpoint written by ``save_checkpoint`` (on either device)."""
-        return ckpt.restore_trainer(self, ckpt.load(path), name=f"checkpoint {str(path)!r}")
+        state = ckpt.restore_trainer(self, ckpt.load(path), name=f"checkpoint {str(path)!r}")
+        self.resumed_from = os.path.abspath(os.fspath(path))
+        return state

@@ -145,7 +145,9 @@ def test_fallback_to_sample(env, capsys):
     assert "\n" not in err
     assert err.startswith("gpunet: full MNIST not found (searched ")
     assert str((env[0] / "mnist").resolve()) in err
-    assert err.endswith("using the bundled sample of 1000 images")
+    assert err.endswith("using the bundled sample (5000 training and 1000 test images)")
+    mnist("train", fallback_to_sample=True)  # the note is printed once, not once per split
+    assert capsys.readouterr().err == ""
 
 
 # --- download, with the network replaced by local bytes -------------------------------------

@@ -18,6 +18,7 @@ class FakeTrainer:
 
     def __init__(self, model=None, keys=("loss", "val_loss", "val_accuracy", "lr")):
         self.model = model
+        self.history = gn.train.History()
         self.optimizer = gn.optim.SGD(model, lr=0.1) if model is not None else None
         self.keys = list(keys)
         self.stop_training = False
@@ -68,7 +69,7 @@ def fake(mlp):
 def test_early_stopping_patience(fake):
     es = EarlyStopping(patience=2, restore_best=False)
     assert drive(fake, [es], [1.0, 0.8, 0.85, 0.9, 0.7, 0.6]) == 4
-    assert (es.best, es.best_epoch, es.stopped_epoch) == (0.8, 1, 3)
+    assert (es.best, es.best_epoch, es.stopped_epoch) == (0.8, 2, 4)  # 1-based epoch numbers
     assert float(fake.model.arena.params[0]) == 3  # not restored
 
 
@@ -79,7 +80,7 @@ def test_early_stopping_patience_zero_and_counter_reset(fake):
     es = EarlyStopping(patience=2)
     # bad, improve (resets the count), bad, bad -> stop after epoch 4
     assert drive(fake, [es], [1.0, 1.1, 0.5, 0.6, 0.6, 0.1]) == 5
-    assert es.best_epoch == 2 and es.stopped_epoch == 4
+    assert es.best_epoch == 3 and es.stopped_epoch == 5
 
 
 def test_early_stopping_min_delta(fake):
@@ -88,13 +89,13 @@ def test_early_stopping_min_delta(fake):
     fake.stop_training = False
     es = EarlyStopping(patience=1, min_delta=0.1)
     assert drive(fake, [es], [1.0, 0.85, 0.8, 0.1]) == 3
-    assert es.best == 0.85 and es.best_epoch == 1
+    assert es.best == 0.85 and es.best_epoch == 2
 
 
 def test_early_stopping_restores_best_weights(fake):
     es = EarlyStopping(patience=2, restore_best=True)
     drive(fake, [es], [1.0, 0.7, 0.75, 0.8, 0.1])
-    assert es.best_epoch == 1 and es.stopped_epoch == 3
+    assert es.best_epoch == 2 and es.stopped_epoch == 4
     for name, p in fake.model.parameters():
         assert np.all(p == 1), name  # the weights of epoch 1, not of epoch 3
 
@@ -103,7 +104,7 @@ def test_early_stopping_mode_auto_max_for_accuracy(fake):
     es = EarlyStopping(monitor="val_accuracy", patience=2)
     assert es.mode == "max"
     drive(fake, [es], [0.5, 0.6, 0.6, 0.55, 0.9], key="val_accuracy")
-    assert es.best == 0.6 and es.stopped_epoch == 3
+    assert es.best == 0.6 and es.stopped_epoch == 4
     assert all(np.all(p == 1) for _, p in fake.model.parameters())
     assert EarlyStopping(monitor="val_loss").mode == "min"
 
@@ -121,7 +122,7 @@ def test_early_stopping_state_round_trip(fake):
     drive(fake, [es], [1.0, 0.5, 0.6])
     es2 = EarlyStopping(patience=3)
     es2.load_state_dict(es.state_dict())
-    assert (es2.best, es2.best_epoch, es2.wait) == (0.5, 1, 1)
+    assert (es2.best, es2.best_epoch, es2.wait) == (0.5, 2, 1)
     np.testing.assert_array_equal(es2.best_weights["0.weight"], es.best_weights["0.weight"])
 
 
@@ -137,7 +138,7 @@ def test_early_stopping_in_a_real_run_restores_the_best_epoch(data, mlp):
     es = EarlyStopping(patience=1, min_delta=10.0)  # nothing beats the first epoch by 10
     t = Trainer(model, gn.losses.CrossEntropy(), gn.optim.SGD(model, lr=0.1), callbacks=[es, Snap()])
     h = t.fit(train, val=val, epochs=10, batch_size=32, verbose=0)
-    assert len(h["loss"]) == 2 and es.best_epoch == 0
+    assert len(h["loss"]) == 2 and es.best_epoch == 1
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, snaps[0][k])
 
@@ -228,7 +229,7 @@ def test_csv_logger(data, mlp, tmp_path):
     with open(path) as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"]
-    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert [float(r["val_loss"]) for r in rows] == h["val_loss"]  # written with full precision
 
 
@@ -242,7 +243,7 @@ def test_csv_logger_resume_drops_rows_after_the_checkpoint(fake, tmp_path):
     log.on_train_end()
     with open(path) as f:
         rows = list(csv.DictReader(f))
-    assert [(int(r["epoch"]), float(r["val_loss"])) for r in rows] == [(0, 1.0), (1, 0.9), (2, 0.5)]
+    assert [(int(r["epoch"]), float(r["val_loss"])) for r in rows] == [(1, 1.0), (2, 0.9), (3, 0.5)]
 
 
 # ---------------------------------------------------------------------- non-finite losses
@@ -320,7 +321,7 @@ def test_skip_policy_leaves_the_bad_batch_out(data, mlp):
     (x, y), _ = data
     model = mlp(extra=(Boom(at=3),))
     t = Trainer(model, gn.losses.CrossEntropy(), gn.optim.SGD(model, lr=0.1))  # nonfinite="skip" default
-    with pytest.warns(RuntimeWarning, match="1 batches of epoch 0 had a non-finite loss"):
+    with pytest.warns(RuntimeWarning, match="1 batches of epoch 1 had a non-finite loss"):
         h = t.fit((x, y), epochs=2, batch_size=20, verbose=0)
     assert h["skipped"][0] == 1 and math.isnan(h["skipped"][1])
     assert all(math.isfinite(v) for v in h["loss"])
@@ -331,7 +332,7 @@ def test_nan_without_terminate_warns_with_the_origin(data, mlp):
     (x, y), _ = data
     model = mlp(extra=(Boom(at=1),))
     t = Trainer(model, gn.losses.CrossEntropy(), gn.optim.SGD(model, lr=0.1, nonfinite="ignore"))
-    with pytest.warns(RuntimeWarning, match=r"training loss of epoch 0 is nan; origin: non-finite parameter"):
+    with pytest.warns(RuntimeWarning, match=r"training loss of epoch 1 is nan; origin: non-finite parameter"):
         t.fit((x, y), epochs=1, batch_size=20, verbose=0)
 
 

@@ -66,7 +66,7 @@ def test_resume_is_bitwise_exact(mlp, data, tmp_path, schedule):
     again = make_trainer(mlp, tmp_path / "again.ck", schedule)
     h = again.fit(train, val=val, epochs=4, batch_size=32, verbose=0, resume=tmp_path / "part.ck")
 
-    assert h.epochs == [0, 1, 2, 3] and again.global_step == full.global_step == 24
+    assert h.epochs == [1, 2, 3, 4] and again.global_step == full.global_step == 24
     for k in h_full:
         assert h[k] == h_full[k], k  # every logged value, exactly
     # the EMA callback leaves the averaged weights in the model at the end, so compare both

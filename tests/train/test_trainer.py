@@ -1,4 +1,10 @@
 """Trainer: fit/evaluate/predict, the exact training step, modes, shuffling, read-backs, bad input."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -23,7 +29,7 @@ def test_fit_learns_and_history_has_the_keys(data, mlp):
     t = Trainer(model, gn.losses.CrossEntropy(), gn.optim.SGD(model, lr=0.1))
     h = t.fit(train, val=val, epochs=8, batch_size=32, verbose=0)
     assert list(h) == ["loss", "accuracy", "val_loss", "val_accuracy", "lr"]
-    assert h.epochs == list(range(8)) and all(len(v) == 8 for v in h.values())
+    assert h.epochs == list(range(1, 9)) and h.num_epochs == 8 and all(len(v) == 8 for v in h.values())
     assert h["loss"][-1] < 0.5 * h["loss"][0]
     assert h["val_accuracy"][-1] > 0.9
     assert h["lr"] == [0.1] * 8
@@ -123,15 +129,15 @@ def test_reads_back_every_sync_every_batches_only(data, mlp, monkeypatch):
     (x, y), _ = data
     model = mlp()
     calls = []
-    from gpunet.train.trainer import _Tally
+    from gpunet.train.tally import Tally
 
-    orig = _Tally.read
+    orig = Tally.read
 
     def counting(self, *a):
         calls.append(1)
         return orig(self, *a)
 
-    monkeypatch.setattr(_Tally, "read", counting)
+    monkeypatch.setattr(Tally, "read", counting)
     seen = []
 
     class Reader(Callback):
@@ -151,18 +157,39 @@ def test_reads_back_every_sync_every_batches_only(data, mlp, monkeypatch):
     assert len(calls) == 2  # nothing asks in between: one read-back per epoch
 
 
-def test_verbose_levels(data, mlp, capsys):
+def test_verbose_levels(data, mlp, capsys, monkeypatch):
     train, val = data
     model = mlp()
     t = Trainer(model, gn.losses.CrossEntropy(), gn.optim.SGD(model, lr=0.1))
     t.fit(train, val=val, epochs=1, batch_size=32, verbose=0)
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
+    monkeypatch.setattr("gpunet.train.trainer._is_terminal", lambda stream: True)
     t.fit(train, val=val, epochs=2, batch_size=32, verbose=1)
     err = capsys.readouterr().err
     assert "epoch 2/2" in err and "val_loss" in err and "6/6" in err
     t.fit(train, val=val, epochs=1, batch_size=32, verbose=2)
-    assert "epoch 1/1  loss=" in capsys.readouterr().err
+    assert re.search(r"^epoch 1/1  \d+\.\ds  loss=", capsys.readouterr().err)
+
+
+def test_progress_into_a_file_is_one_line_per_epoch(tmp_path):
+    """Redirected (stderr not a terminal), verbose=1 prints one readable line per epoch instead of
+    a bar's carriage-return-joined states."""
+    script = (
+        "import numpy as np, gpunet as gn\n"
+        "m = gn.Sequential(gn.Linear(4, 8), gn.ReLU(), gn.Linear(8, 2))\n"
+        "x = np.random.default_rng(0).normal(size=(400, 4)).astype(np.float32); y = (x[:, 0] > 0).astype(int)\n"
+        "gn.Trainer(m, gn.losses.CrossEntropy(), gn.optim.SGD(m, lr=0.1)).fit((x, y), epochs=3, batch_size=8)\n"
+    )
+    log = tmp_path / "log.txt"
+    with open(log, "w") as f:
+        subprocess.run([sys.executable, "-c", script], stderr=f, check=True,
+                       env=dict(os.environ, GPUNET_BACKEND="cpu", PYTHONPATH=str(Path(__file__).resolve().parents[2])))
+    text = log.read_text()
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert len(lines) == 3 and all(re.match(rf"epoch {i}/3  \d+\.\ds  loss=\S+  accuracy=\S+  lr=0.1$", line)
+                                   for i, line in enumerate(lines, 1)), lines
 
 
 def test_labels_checked_once_then_per_batch_checks_off(data, mlp):
@@ -173,11 +200,11 @@ def test_labels_checked_once_then_per_batch_checks_off(data, mlp):
 
     class Flag(Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            flags.append((self.trainer.loss.check_labels, self.trainer.model.need_input_grad))
+            flags.append((self.trainer.loss._trusted, self.trainer.model.need_input_grad))
 
     Trainer(model, loss, gn.optim.SGD(model, lr=0.1), callbacks=[Flag()]).fit((x, y), epochs=1, verbose=0)
-    assert flags == [(False, False)]
-    assert loss.check_labels is True and model.need_input_grad is True  # restored
+    assert flags == [(True, False)]
+    assert loss._trusted is False and loss.check_labels is True and model.need_input_grad is True  # restored
 
 
 def test_datasets_and_regression(rng, mlp):

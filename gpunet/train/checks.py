@@ -1,0 +1,92 @@
+"""The Trainer's argument checks, made once at its boundary (construction and the start of
+``fit``): each error names the argument and says what was expected."""
+from __future__ import annotations
+
+import math
+import numbers
+
+__all__ = ["check_components", "check_verbose", "split_validation", "check_batch_norm_batches"]
+
+
+def _what(value) -> str:
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, type):
+        return f"the class {value.__name__} (pass an instance: {value.__name__}(...))"
+    return f"a {type(value).__name__}"
+
+
+def check_components(model, loss, optimizer, callbacks) -> None:
+    """``Trainer(model, loss, optimizer, callbacks=...)``: a gpunet model, a loss instance, an
+    optimizer built for this very model (or None: evaluate and predict only), Callback instances."""
+    from ..layers.base import Layer
+    from ..optim.base import Optimizer
+    from .callbacks import Callback
+
+    if not isinstance(model, Layer):
+        raise TypeError(f"Trainer(model): expected a gpunet model (a gpunet.Layer), got {_what(model)}")
+    if isinstance(loss, (str, type)) or not (callable(loss) and callable(getattr(loss, "backward", None))):
+        raise TypeError(f"Trainer(loss): expected a loss instance with a backward(), such as "
+                        f"gpunet.losses.CrossEntropy(), got {_what(loss)}")
+    if optimizer is not None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"Trainer(optimizer): expected a gpunet optimizer built for the model, such as "
+                            f"gpunet.optim.Adam(model, lr=1e-3), got {_what(optimizer)}")
+        if optimizer.arena is not model.arena:
+            raise ValueError(
+                f"Trainer(optimizer): this {type(optimizer).__name__} updates another model's parameters, so "
+                "the model would never train. Build it for this model, "
+                f"gpunet.optim.{type(optimizer).__name__}(model, ...), after any model.to(...) (moving a "
+                "model gives it new parameter buffers)")
+    for i, cb in enumerate(callbacks):
+        if not isinstance(cb, Callback):
+            raise TypeError(f"Trainer(callbacks): item {i} is {_what(cb)}, expected a gpunet Callback "
+                            "instance such as gpunet.callbacks.EarlyStopping()")
+
+
+def check_verbose(verbose, who: str) -> int:
+    """0 (silent), 1 (a progress bar, or one line per epoch when the output is not a terminal) or
+    2 (one line per epoch)."""
+    if isinstance(verbose, bool):
+        verbose = int(verbose)
+    if not isinstance(verbose, numbers.Integral) or verbose not in (0, 1, 2):
+        raise ValueError(f"{who}(verbose): expected 0 (silent), 1 (progress bar) or 2 (one line per "
+                         f"epoch), got {verbose!r}")
+    return int(verbose)
+
+
+def split_validation(x, y, validation_split, who: str):
+    """Keras's rule: the last ``validation_split`` fraction of the samples, taken before any
+    shuffling, is the validation set. Returns ((x_train, y_train), (x_val, y_val))."""
+    if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real) \
+            or not 0.0 < validation_split < 1.0:
+        raise ValueError(f"{who}(validation_split): expected a fraction strictly between 0 and 1, "
+                         f"got {validation_split!r}")
+    n = len(x)
+    cut = int(math.ceil(n * (1.0 - float(validation_split))))
+    if cut < 1 or cut >= n:
+        raise ValueError(f"{who}(validation_split): {validation_split!r} of {n} samples leaves "
+                         f"{cut} for training and {n - cut} for validation; both need at least one")
+    return (x[:cut], y[:cut]), (x[cut:], y[cut:])
+
+
+def check_batch_norm_batches(model, n: int, batch_size: int, drop_last: bool, who: str) -> None:
+    """A batch-norm layer cannot take a training batch of one sample when each sample holds one
+    value per channel; say so before the epoch's work rather than at its last batch."""
+    from ..layers.normalization import _BatchNorm
+
+    sizes = set()
+    if n >= batch_size:
+        sizes.add(batch_size)
+    if n % batch_size and not drop_last:
+        sizes.add(n % batch_size)
+    if 1 not in sizes:
+        return
+    for name, layer in model.named_layers():
+        if isinstance(layer, _BatchNorm) and layer.sample_values_per_channel() == 1:
+            where = f"layer {name!r} ({type(layer).__name__})" if name else type(layer).__name__
+            what = (f"batch_size=1" if batch_size == 1 else
+                    f"{n} samples in batches of {batch_size} leave a last batch of 1 sample")
+            raise ValueError(
+                f"{who}: {what}, and {where} cannot compute batch statistics from one sample. Pass "
+                "drop_last=True or choose another batch_size")

@@ -1,0 +1,51 @@
+"""``Tally``: the per-batch loss and metric values of one pass, kept on the device and read back
+to the host all at once."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import backend
+
+
+class Tally:
+    """Per-batch loss and metric values of one pass. Each step appends its 0-d loss array and what
+    each metric keeps (``Metric.keep``) to ``pending`` (no copy, no synchronization); ``read()``
+    stacks the losses and totals the metrics on the device, copies the lot to the host at once
+    (the one synchronization), adds it to float64 totals there and returns the means so far. The loss averages over examples (each
+    batch's mean weighted by its size); with ``skip``, batches whose loss is not finite are left
+    out of it and counted."""
+
+    def __init__(self, metrics, loss, skip: bool = False):
+        self.metrics, self.skip = metrics, skip
+        self.mean_loss = getattr(loss, "reduction", "mean") == "mean"
+        self.pending = [[] for _ in range(1 + len(metrics))]
+        self.sizes = []
+        self.loss_sum = self.counted = self.nonfinite = self.n = 0.0
+        self.metric_sums = np.zeros(len(metrics))
+
+    def read(self) -> dict:
+        if self.sizes:
+            xp = backend.get_array_module(self.pending[0][0])
+            k = len(self.sizes)
+            parts = [xp.stack(self.pending[0]).astype(np.float64)]
+            parts += [xp.asarray(m.total(p), dtype=np.float64).reshape(1) for m, p in zip(self.metrics, self.pending[1:])]
+            host = backend.to_numpy(xp.concatenate(parts))
+            sizes = np.asarray(self.sizes, dtype=np.float64)
+            loss = host[:k] * sizes if self.mean_loss else host[:k]
+            ok = np.isfinite(loss) if self.skip else np.ones(len(sizes), bool)
+            self.loss_sum += float(loss[ok].sum())
+            self.counted += float(sizes[ok].sum())
+            self.nonfinite += float((~ok).sum())
+            self.metric_sums += host[k:]
+            self.n += float(sizes.sum())
+            for p in self.pending:
+                p.clear()
+            self.sizes.clear()
+        logs = {"loss": self.loss_sum / self.counted if self.counted else math.nan}
+        for m, v in zip(self.metrics, self.metric_sums):
+            logs[m.name] = float(v / self.n) if self.n else math.nan
+        if self.skip:
+            logs["skipped"] = self.nonfinite
+        return logs

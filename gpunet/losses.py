@@ -103,6 +103,8 @@ class CrossEntropy(Loss):
 class MSE(Loss):
     """L = (1/M) Σ (output − target)² over all M elements;  ∂L/∂output = 2(output − target)/M."""
 
+    _diff = None  # output − target, kept for backward
+
     def __init__(self, reduction: str = "mean"):
         if reduction not in ("mean", "sum"):
             raise ValueError(f"MSE: reduction must be 'mean' or 'sum', got {reduction!r}")
@@ -116,8 +118,6 @@ class MSE(Loss):
         self._diff = output - target.astype(output.dtype, copy=False)
         total = (self._diff * self._diff).sum()
         return total / self._diff.size if self.reduction == "mean" else total
-
-    _diff = None
 
     def backward(self):
         d = self._saved("_diff")

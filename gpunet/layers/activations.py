@@ -17,13 +17,13 @@ class ReLU(Layer):
     non-finite guard then reports instead of a select hiding it.
     """
 
+    _y = None  # the forward's output, which backward reads
+
     def forward(self, x):
         x = check_input(self, x)
         xp = backend.get_array_module(x)
         self._y = xp.maximum(x, 0)
         return self._y
-
-    _y = None
 
     def backward(self, dy):
         check_dy(self, dy, None if self._y is None else self._y.shape)
@@ -32,6 +32,8 @@ class ReLU(Layer):
 
 class LeakyReLU(Layer):
     """y = x if x > 0 else αx (α = negative_slope, PyTorch's default 0.01);  dx = dy · (1 or α)."""
+
+    _pos = None  # the forward's mask x > 0
 
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
@@ -47,8 +49,6 @@ class LeakyReLU(Layer):
         # pattern is about 10× slower on a CPU)
         return xp.maximum(x, 0) + x.dtype.type(self.negative_slope) * xp.minimum(x, 0)
 
-    _pos = None
-
     def backward(self, dy):
         check_dy(self, dy, None if self._pos is None else self._pos.shape)
         a = dy.dtype.type(self.negative_slope)
@@ -61,12 +61,12 @@ class LeakyReLU(Layer):
 class Tanh(Layer):
     """y = tanh(x);  dx = dy · (1 − y²)."""
 
+    _y = None  # the forward's output, which backward reads
+
     def forward(self, x):
         x = check_input(self, x)
         self._y = backend.get_array_module(x).tanh(x)
         return self._y
-
-    _y = None
 
     def backward(self, dy):
         check_dy(self, dy, None if self._y is None else self._y.shape)
@@ -76,14 +76,14 @@ class Tanh(Layer):
 class Sigmoid(Layer):
     """y = 1 / (1 + e^(−x)), computed without overflow;  dx = dy · y(1 − y)."""
 
+    _y = None  # the forward's output, which backward reads
+
     def forward(self, x):
         x = check_input(self, x)
         xp = backend.get_array_module(x)
         e = xp.exp(-xp.abs(x))
         self._y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
         return self._y
-
-    _y = None
 
     def backward(self, dy):
         check_dy(self, dy, None if self._y is None else self._y.shape)
@@ -97,6 +97,8 @@ class Softmax(Layer):
     and is more stable.
     """
 
+    _y = None  # the forward's output, which backward reads
+
     def __init__(self, dim: int = -1):
         super().__init__()
         self.dim = int(dim)
@@ -107,8 +109,6 @@ class Softmax(Layer):
         z = xp.exp(x - x.max(axis=self.dim, keepdims=True))
         self._y = z / z.sum(axis=self.dim, keepdims=True)
         return self._y
-
-    _y = None
 
     def backward(self, dy):
         check_dy(self, dy, None if self._y is None else self._y.shape)
@@ -122,6 +122,8 @@ class Softmax(Layer):
 class Flatten(Layer):
     """Reshape (N, d1, d2, ...) to (N, d1·d2·...) from ``start_dim`` on; backward restores the shape."""
 
+    _shape = None  # the forward's input shape
+
     def __init__(self, start_dim: int = 1):
         super().__init__()
         if start_dim < 1:
@@ -132,8 +134,6 @@ class Flatten(Layer):
         x = check_input(self, x, min_ndim=self.start_dim)
         self._shape = x.shape
         return x.reshape(x.shape[: self.start_dim] + (-1,))
-
-    _shape = None
 
     def backward(self, dy):
         s = self._shape

@@ -17,7 +17,8 @@ from .. import backend
 
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
-IncompatibleKeys.__doc__ = "What ``load_state_dict`` left out: the model's keys the state lacked, and the state's keys the model lacks."
+IncompatibleKeys.__doc__ = ("What ``load_state_dict`` skipped: the model's keys the state lacked, and the "
+                            "state's keys the model lacks.")
 
 
 class Layer:

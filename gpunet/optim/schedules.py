@@ -1,7 +1,8 @@
 """Learning-rate schedules: each one a pure function of the epoch (or step) number.
 
 A schedule maps t = 0, 1, 2, ... (epochs, or optimizer steps when ``unit == "step"``) to a
-learning rate. Nothing is stepped or mutated, so ``schedule(t)`` can be evaluated anywhere —
+learning rate; t is the 0-based index, as in PyTorch: t = 0 is the first epoch, which the progress
+line calls "epoch 1", so ``Step(step_size=10)`` first decays the rate at epoch 11 as printed. Nothing is stepped or mutated, so ``schedule(t)`` can be evaluated anywhere —
 for a plot (``schedule.values(n)``, ``schedule.plot(path, n)``) or after resuming from a
 checkpoint (``state_dict`` holds the base rate; ``ReduceOnPlateau`` also holds the metric values
 it has seen, and replays them). Attach one with ``gpunet.callbacks.LRScheduler(schedule)``; the

@@ -51,7 +51,7 @@ def temporaries(folder):
 
 
 @pytest.mark.slow
-def test_sigkill_soak_every_newest_checkpoint_loads_and_resumes(tmp_path):
+def test_sigkill_soak_every_newest_checkpoint_loads_and_resumes(tmp_path, capsys):
     rng = np.random.default_rng(2026)
     env = dict(os.environ, GPUNET_BACKEND="cpu", PYTHONPATH=str(ROOT))  # this checkout's gpunet
     newest_epoch, mid_save, resumed, t0 = 0, 0, 0, time.monotonic()
@@ -84,6 +84,7 @@ def test_sigkill_soak_every_newest_checkpoint_loads_and_resumes(tmp_path):
                 os.remove(tmp_path / name)
     report = (f"{KILLS} SIGKILLs in {time.monotonic() - t0:.1f} s: {mid_save} inside a save (left a "
               f"temporary), {resumed} runs resumed, last complete checkpoint: epoch {newest_epoch}")
-    print(report)
+    with capsys.disabled():  # the count, in the test log even when output is captured
+        print(f"\nsoak: {report}")
     assert resumed >= KILLS - 2, report
     assert mid_save >= 1, report  # the kills did land inside saves

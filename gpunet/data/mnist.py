@@ -195,8 +195,9 @@ def mnist(split: str = "train", root=None, download: bool = False, cache_dir=Non
             searched = ", ".join(map(str, dirs))
             if searched not in _FALLBACK_NOTED:  # once per process, not once per split
                 _FALLBACK_NOTED.add(searched)
+                sizes = {k: len(v) for k, v in _load_sample().items() if k.endswith("_labels")}
                 print(f"gpunet: full MNIST not found (searched {searched}); using the bundled sample "
-                      f"({len(mnist_sample('train'))} training and {len(mnist_sample('test'))} test images)",
+                      f"({sizes['train_labels']} training and {sizes['test_labels']} test images)",
                       file=sys.stderr)
             return sample
         raise FileNotFoundError(_missing_message(split, dirs, names, dirs[0]))

@@ -19,7 +19,7 @@ import re
 import socket
 import tempfile
 
-__all__ = ["atomic_write", "remove_stale_temporaries", "temporary_prefix"]
+__all__ = ["atomic_write", "stale_temporaries", "remove_stale_temporaries", "temporary_prefix"]
 
 _MARK = "gntmp"
 _PATTERN = re.compile(r"^\.(?P<target>.+)\.gntmp\.(?P<host>[A-Za-z0-9._-]+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")

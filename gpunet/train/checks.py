@@ -5,6 +5,11 @@ from __future__ import annotations
 import math
 import numbers
 
+from ..layers.base import Layer
+from ..layers.normalization import _BatchNorm
+from ..optim.base import Optimizer
+from .callbacks import Callback
+
 __all__ = ["check_components", "check_verbose", "split_validation", "check_batch_norm_batches"]
 
 
@@ -19,10 +24,6 @@ def _what(value) -> str:
 def check_components(model, loss, optimizer, callbacks) -> None:
     """``Trainer(model, loss, optimizer, callbacks=...)``: a gpunet model, a loss instance, an
     optimizer built for this very model (or None: evaluate and predict only), Callback instances."""
-    from ..layers.base import Layer
-    from ..optim.base import Optimizer
-    from .callbacks import Callback
-
     if not isinstance(model, Layer):
         raise TypeError(f"Trainer(model): expected a gpunet model (a gpunet.Layer), got {_what(model)}")
     if isinstance(loss, (str, type)) or not (callable(loss) and callable(getattr(loss, "backward", None))):
@@ -73,8 +74,6 @@ def split_validation(x, y, validation_split, who: str):
 def check_batch_norm_batches(model, n: int, batch_size: int, drop_last: bool, who: str) -> None:
     """A batch-norm layer cannot take a training batch of one sample when each sample holds one
     value per channel; say so before the epoch's work rather than at its last batch."""
-    from ..layers.normalization import _BatchNorm
-
     sizes = set()
     if n >= batch_size:
         sizes.add(batch_size)

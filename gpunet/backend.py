@@ -1,6 +1,7 @@
 """The array layer: NumPy on the CPU, CuPy on the GPU, one switch between them.
 
-``use("cpu" | "gpu" | "auto")`` picks the backend ("numpy" and "cupy" are aliases); the
+``use("cpu" | "gpu" | "auto")`` picks the backend ("numpy" and "cupy" are aliases) and reads
+``GPUNET_KERNELS`` again (gpunet/ops/registry.py); the
 ``GPUNET_BACKEND`` environment variable sets it at import. "auto" (the default) takes CuPy when a
 GPU is really usable — ``import cupy`` succeeds on machines without one, so usability is decided
 by a real allocation, probed once per process.
@@ -12,6 +13,7 @@ model on the CPU and on the GPU.
 from __future__ import annotations
 
 import os
+import sys
 import types
 
 import numpy as np
@@ -70,6 +72,9 @@ def use(name: str = "auto") -> str:
     else:
         _xp = np
     _active = key
+    registry = sys.modules.get("gpunet.ops.registry")
+    if registry is not None:  # GPUNET_KERNELS is read again when a backend is chosen
+        registry.reset()
     return key
 
 

@@ -20,7 +20,8 @@ def test_wheel_contains_kernel_sources(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     wheel = next(tmp_path.glob("gpunet-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    cu_sources = sorted(p.relative_to(ROOT / "kernels").as_posix() for p in (ROOT / "kernels").rglob("*.cu"))
+    cu_sources = sorted(p.relative_to(ROOT / "kernels").as_posix() for pattern in ("*.cu", "*.cuh")
+                        for p in (ROOT / "kernels").rglob(pattern))
     assert "gpunet/kernels/__init__.py" in names
     for rel in cu_sources:
         assert f"gpunet/kernels/{rel}" in names, f"{rel} missing from the wheel"

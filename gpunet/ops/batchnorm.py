@@ -1,4 +1,4 @@
-"""Batch-normalization op: validates arguments, picks a kernel tier (see dispatch.py), allocates
+"""Batch-normalization op: validates arguments, picks a kernel tier (see registry.py), allocates
 outputs. Inputs (N, C) or (N, C, d1, d2, ...) are viewed as (N, C, S), S = d1·d2·…; statistics
 are per channel over N·S values. Formulas: kernels/batchnorm/reference.py.
 
@@ -11,21 +11,15 @@ are per channel over N·S values. Formulas: kernels/batchnorm/reference.py.
 """
 from __future__ import annotations
 
-import importlib
 import math
 import numbers
 
 import numpy as np
 
 from .. import backend
-from .dispatch import select_tier
+from .registry import register
 
-_MODULES = {"reference": "reference", "numba_cpu": "numba_cpu", "numba_cuda": "numba_cuda", "cupy": "cupy_tier"}
-
-
-def tier_module(tier: str):
-    """The kernel module of ``tier`` (imported on first use)."""
-    return importlib.import_module(f"gpunet.kernels.batchnorm.{_MODULES[tier]}")
+OP = register("batchnorm")
 
 
 def _as_ncs(x, who: str):
@@ -79,11 +73,11 @@ def batch_norm_train(x, weight, bias, running_mean=None, running_var=None, eps: 
     else:  # the kernels take arrays; these are left alone
         running_mean = xp.zeros(C, dtype=x3.dtype)
         running_var = xp.ones(C, dtype=x3.dtype)
-    t = select_tier(x3, weight, bias, running_mean, running_var, tier=tier)
+    k = OP.select(x3, weight, bias, running_mean, running_var, tier=tier)
     y = xp.empty_like(x3)
     mean = xp.empty(C, dtype=np.float64)
     invstd = xp.empty(C, dtype=np.float64)
-    tier_module(t).forward_train(x3, weight, bias, running_mean, running_var, y, mean, invstd,
+    k.forward_train(x3, weight, bias, running_mean, running_var, y, mean, invstd,
                                  float(eps), float(momentum), bool(update_running))
     return y.reshape(x.shape), mean, invstd
 
@@ -96,9 +90,9 @@ def batch_norm_eval(x, weight, bias, running_mean, running_var, eps: float = 1e-
     _check_eps(eps, who)
     for name, v in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
         _check_channel(v, name, C, x3.dtype, who)
-    t = select_tier(x3, weight, bias, running_mean, running_var, tier=tier)
+    k = OP.select(x3, weight, bias, running_mean, running_var, tier=tier)
     y = backend.get_array_module(x3).empty_like(x3)
-    tier_module(t).forward_eval(x3, weight, bias, running_mean, running_var, y, float(eps))
+    k.forward_eval(x3, weight, bias, running_mean, running_var, y, float(eps))
     return y.reshape(x.shape)
 
 
@@ -122,7 +116,7 @@ def batch_norm_backward(dy, x, weight, mean, invstd, batch_stats: bool = True, d
     dbias = xp.empty(C, dtype=x3.dtype) if dbias is None else dbias
     _check_channel(dweight, "dweight", C, x3.dtype, who)
     _check_channel(dbias, "dbias", C, x3.dtype, who)
-    t = select_tier(dy3, x3, weight, mean, invstd, dweight, dbias, tier=tier)
+    k = OP.select(dy3, x3, weight, mean, invstd, dweight, dbias, tier=tier)
     dx = xp.empty_like(x3)
-    tier_module(t).backward(dy3, x3, weight, mean, invstd, dx, dweight, dbias, bool(batch_stats))
+    k.backward(dy3, x3, weight, mean, invstd, dx, dweight, dbias, bool(batch_stats))
     return dx.reshape(x.shape), dweight, dbias

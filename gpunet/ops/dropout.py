@@ -1,4 +1,4 @@
-"""Dropout op: validates arguments, picks a kernel tier (see dispatch.py), allocates outputs.
+"""Dropout op: validates arguments, picks a kernel tier (see registry.py), allocates outputs.
 
 Inverted dropout with probability p: y = x·m/(1 − p), m_i ~ Bernoulli(1 − p), and
 dx = dy·m/(1 − p). The bits m come from Philox4x32-10 keyed by (seed, layer_id, step, element
@@ -8,20 +8,14 @@ back instead of drawing again.
 """
 from __future__ import annotations
 
-import importlib
 import numbers
 
 import numpy as np
 
 from .. import backend
-from .dispatch import select_tier
+from .registry import register
 
-_MODULES = {"reference": "reference", "numba_cpu": "numba_cpu", "numba_cuda": "numba_cuda", "cupy": "cupy_tier"}
-
-
-def tier_module(tier: str):
-    """The kernel module of ``tier`` (imported on first use)."""
-    return importlib.import_module(f"gpunet.kernels.dropout.{_MODULES[tier]}")
+OP = register("dropout")
 
 
 def check_p(p, who: str = "dropout") -> float:
@@ -52,10 +46,10 @@ def dropout_forward(x, p: float, seed: int, layer_id: int, step: int, tier: str 
             raise ValueError(f"dropout: {name} must be a non-negative integer, got {v!r}")
     xp = backend.get_array_module(x)
     x = xp.ascontiguousarray(x)
-    t = select_tier(x, tier=tier)
+    k = OP.select(x, tier=tier)
     y = xp.empty_like(x)
     mask = xp.empty(mask_bytes(x.size), dtype=xp.uint8)
-    tier_module(t).forward(x, y, mask, int(seed), int(layer_id), int(step), keep_threshold(p), 1.0 / (1.0 - p))
+    k.forward(x, y, mask, int(seed), int(layer_id), int(step), keep_threshold(p), 1.0 / (1.0 - p))
     return y, mask
 
 
@@ -71,7 +65,7 @@ def dropout_backward(dy, mask, p: float, tier: str | None = None):
         )
     xp = backend.get_array_module(dy)
     dy = xp.ascontiguousarray(dy)
-    t = select_tier(dy, mask, tier=tier)
+    k = OP.select(dy, mask, tier=tier)
     dx = xp.empty_like(dy)
-    tier_module(t).backward(dy, mask, dx, 1.0 / (1.0 - p))
+    k.backward(dy, mask, dx, 1.0 / (1.0 - p))
     return dx

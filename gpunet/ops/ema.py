@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
-from .dispatch import select_tier
-from .global_norm import check_flat, tier_module
+from .global_norm import check_flat
+from .registry import register
+
+OP = register("ema")
 
 
 def ema_update(ema, params, decay: float, *, tier: str | None = None):
@@ -18,5 +20,5 @@ def ema_update(ema, params, decay: float, *, tier: str | None = None):
     if not (0.0 <= decay <= 1.0) or math.isnan(decay):
         raise ValueError(f"ema_update: decay must lie in [0, 1], got {decay}")
     check_flat("ema_update", {"ema": ema, "params": params})
-    tier_module("ema", select_tier(ema, params, tier=tier)).ema_update(ema, params, decay)
+    OP.select(ema, params, tier=tier).ema_update(ema, params, decay)
     return ema

@@ -6,25 +6,17 @@ step counters (see kernels/global_norm/reference.py). ``global_norm(x)`` returns
 float64 array on x's device; ``scale_by_norm(x, stats, θ)`` does x ← x·θ/‖x‖ when ‖x‖ > θ, with
 the norm read from device memory. None of them synchronizes with the host.
 
-Also home of the helpers the other flat-buffer ops share: ``check_flat`` (one clear error for a
-wrong dtype, device, shape or layout) and ``tier_module`` (import a kernel tier by name).
+Also home of ``check_flat``, the check the other flat-buffer ops share (one clear error for a
+wrong dtype, device, shape or layout).
 """
 from __future__ import annotations
-
-import importlib
 
 import numpy as np
 
 from .. import backend
-from .dispatch import select_tier
+from .registry import register
 
-_TIER_MODULES = {"reference": "reference", "numba_cpu": "numba_cpu", "numba_cuda": "numba_cuda",
-                 "cupy": "cupy_tier"}
-
-
-def tier_module(op: str, tier: str):
-    """The module ``gpunet.kernels.<op>.<tier>`` (CuPy and numba.cuda are imported only here)."""
-    return importlib.import_module(f"gpunet.kernels.{op}.{_TIER_MODULES[tier]}")
+OP = register("global_norm")
 
 
 def check_flat(who: str, arrays: dict, size: int | None = None, dtype=None):
@@ -77,7 +69,7 @@ def grad_stats(x, stats=None, count: bool = False, *, tier: str | None = None):
     if stats is None:
         stats = new_stats(x)
     check_stats("grad_stats", stats, dev)
-    tier_module("global_norm", select_tier(x, stats, tier=tier)).grad_stats(x, stats, bool(count))
+    OP.select(x, stats, tier=tier).grad_stats(x, stats, bool(count))
     return stats
 
 
@@ -95,5 +87,5 @@ def scale_by_norm(x, stats, max_norm: float, *, tier: str | None = None):
     max_norm = float(max_norm)
     if not (max_norm > 0 and np.isfinite(max_norm)):
         raise ValueError(f"scale_by_norm: max_norm must be a finite number > 0, got {max_norm}")
-    tier_module("global_norm", select_tier(x, stats, tier=tier)).scale_by_norm(x, stats, max_norm)
+    OP.select(x, stats, tier=tier).scale_by_norm(x, stats, max_norm)
     return x

@@ -7,19 +7,16 @@ See kernels/im2col/reference.py for the formulas. With K = C·kh·kw, M = N·OH�
     cnhw_to_nchw(yc, b)  yc (OC, M)      -> y (N, OC, OH, OW),     y[n, c] = yc[c, n·P:(n+1)·P] + b[c]
     nchw_to_cnhw(dy)     dy (N, OC, P..) -> dyc (OC, M) and db[c] = Σ_{n,p} dy[n, c, p]
 
-Each function validates its arguments, picks a kernel tier (``gpunet.ops.select_tier``),
+Each function validates its arguments, picks a kernel tier (gpunet/ops/registry.py),
 allocates the output unless ``out=`` is given (a C-contiguous array of the right shape and
-dtype), and calls the tier. ``TIERS`` maps each kernel to its four tier functions.
+dtype), and calls the tier (``OP``, the registry's im2col op).
 """
 from __future__ import annotations
-
-import importlib
-from functools import lru_cache
 
 import numpy as np
 
 from .. import backend
-from .dispatch import select_tier
+from .registry import register
 
 
 _NAMES = ("im2col", "col2im", "cnhw_to_nchw", "nchw_to_cnhw")
@@ -30,27 +27,7 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-# ----------------------------------------------------------------------------- tiers
-_MODULES = {"reference": "reference", "numba_cpu": "numba_cpu", "numba_cuda": "numba_cuda", "cupy": "cupy_tier"}
-
-
-@lru_cache(maxsize=None)
-def tier_module(tier: str, op: str = "im2col"):
-    """The kernel module of ``tier`` for kernels/<op> (imported on first use)."""
-    return importlib.import_module(f"gpunet.kernels.{op}.{_MODULES[tier]}")
-
-
-@lru_cache(maxsize=None)
-def kernel(name: str, tier: str):
-    """The kernel-style function ``name`` of ``tier`` (writes into the arrays it is given)."""
-    if name not in _NAMES:
-        raise ValueError(f"im2col ops: unknown kernel {name!r}; expected one of {_NAMES}")
-    return getattr(tier_module(tier), name)
-
-
-def tier_functions(name: str, tiers=("reference", "numba_cpu", "numba_cuda", "cupy")) -> dict:
-    """{tier: function} for ``compare_tiers``."""
-    return {t: kernel(name, t) for t in tiers}
+OP = register("im2col")
 
 
 # ----------------------------------------------------------------------------- checks
@@ -93,7 +70,7 @@ def im2col(x, kh, kw, stride=(1, 1), padding=(0, 0), out=None, tier=None):
     x = _contig(x, "im2col", "x")
     n, c = x.shape[:2]
     cols = _check_out(out, (c * kh * kw, n * oh * ow), x, "im2col")
-    kernel("im2col", select_tier(x, cols, tier=tier))(x, cols, kh, kw, sh, sw, ph, pw)
+    OP.select(x, cols, tier=tier).im2col(x, cols, kh, kw, sh, sw, ph, pw)
     return cols
 
 
@@ -108,7 +85,7 @@ def col2im(cols, x_shape, kh, kw, stride=(1, 1), padding=(0, 0), out=None, tier=
                          f"{x_shape}, got {tuple(cols.shape)}")
     cols = _contig(cols, "col2im", "cols")
     dx = _check_out(out, x_shape, cols, "col2im")
-    kernel("col2im", select_tier(cols, dx, tier=tier))(cols, dx, kh, kw, sh, sw, ph, pw)
+    OP.select(cols, dx, tier=tier).col2im(cols, dx, kh, kw, sh, sw, ph, pw)
     return dx
 
 
@@ -122,7 +99,7 @@ def cnhw_to_nchw(yc, bias, shape, out=None, tier=None):
                          f"got {tuple(yc.shape)} and {tuple(bias.shape)}")
     yc, bias = _contig(yc, "cnhw_to_nchw", "yc"), _contig(bias, "cnhw_to_nchw", "bias")
     y = _check_out(out, shape, yc, "cnhw_to_nchw")
-    kernel("cnhw_to_nchw", select_tier(yc, bias, y, tier=tier))(yc, bias, y)
+    OP.select(yc, bias, y, tier=tier).cnhw_to_nchw(yc, bias, y)
     return y
 
 
@@ -134,5 +111,5 @@ def nchw_to_cnhw(dy, out=None, dbias=None, tier=None):
     n, c = dy.shape[:2]
     dyc = _check_out(out, (c, dy.size // max(n * c, 1) * n), dy, "nchw_to_cnhw")
     dbias = _check_out(dbias, (c,), dy, "nchw_to_cnhw")
-    kernel("nchw_to_cnhw", select_tier(dy, dyc, dbias, tier=tier))(dy, dyc, dbias)
+    OP.select(dy, dyc, dbias, tier=tier).nchw_to_cnhw(dy, dyc, dbias)
     return dyc, dbias

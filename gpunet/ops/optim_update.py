@@ -21,8 +21,10 @@ flow into the parameters).
 """
 from __future__ import annotations
 
-from .dispatch import select_tier
-from .global_norm import check_flat, check_stats, tier_module
+from .global_norm import OP as GLOBAL_NORM, check_flat, check_stats
+from .registry import register
+
+OP = register("optim_update")
 
 RULES = {"sgd": 0, "momentum": 1, "adagrad": 1, "rmsprop": 3, "adam": 2}
 RULE_HYPER = {"sgd": (), "momentum": ("mu", "nesterov"), "adagrad": ("lr_decay", "eps"),
@@ -53,19 +55,19 @@ def fused_step(rule: str, params, grads, states, stats, *, n_decay: int, lr: flo
     if not 0 <= int(n_decay) <= n:
         raise ValueError(f"{rule} step: n_decay must lie in [0, {n}], got {n_decay}")
 
-    t = select_tier(params, grads, *states, stats, tier=tier)
+    update = OP.select(params, grads, *states, stats, tier=tier)
     guard = nonfinite != "ignore"
     clip_norm = 0.0 if clip_norm is None else float(clip_norm)
     norm_eps = float(norm_eps)
     if guard or clip_norm > 0 or norm_eps > 0:
-        tier_module("global_norm", t).grad_stats(grads, stats, guard)
+        GLOBAL_NORM.select(stats, tier=tier).grad_stats(grads, stats, guard)
     if not guard:
         stats[2] += 1.0  # every step is applied; a tiny device op, no sync
     if nonfinite == "raise" and float(stats[1]) != 0.0:  # host sync, by policy
         raise FloatingPointError(
             f"{rule} step: the gradient holds NaN or Inf; parameters left unchanged "
             "(nonfinite='skip' skips such steps on the device instead)")
-    getattr(tier_module("optim_update", t), rule)(
+    getattr(update, rule)(
         params, grads, *states, stats, n_decay=int(n_decay), lr=float(lr), weight_decay=float(weight_decay),
         l1=float(l1), decoupled_wd=float(decoupled_wd), clip_norm=clip_norm,
         clip_value=0.0 if clip_value is None else float(clip_value), norm_eps=norm_eps, guard=guard, **hyper)

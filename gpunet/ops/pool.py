@@ -6,27 +6,13 @@ count_include_pad=True). ``geometry`` is ((kh, kw), (sh, sw), (ph, pw)).
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
 from .. import backend
-from .dispatch import select_tier
-from .im2col import _check_out, _contig, conv_output_size, tier_module
+from .im2col import _check_out, _contig, conv_output_size
+from .registry import register
 
-_NAMES = ("maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward")
-
-
-@lru_cache(maxsize=None)
-def kernel(name: str, tier: str):
-    """The kernel-style function ``name`` of ``tier``."""
-    if name not in _NAMES:
-        raise ValueError(f"pool ops: unknown kernel {name!r}; expected one of {_NAMES}")
-    return getattr(tier_module(tier, "pool"), name)
-
-
-def tier_functions(name: str, tiers=("reference", "numba_cpu", "numba_cuda", "cupy")) -> dict:
-    return {t: kernel(name, t) for t in tiers}
+OP = register("pool")
 
 
 def pool_output_shape(who, x_shape, geometry):
@@ -51,7 +37,7 @@ def maxpool2d_forward(x, geometry, tier=None):
     xp = backend.get_array_module(x)
     y = xp.empty(shape, dtype=x.dtype)
     idx = xp.empty(shape, dtype=np.int32)
-    kernel("maxpool2d_forward", select_tier(x, tier=tier))(x, y, idx, *_flat(geometry))
+    OP.select(x, tier=tier).maxpool2d_forward(x, y, idx, *_flat(geometry))
     return y, idx
 
 
@@ -63,7 +49,7 @@ def maxpool2d_backward(dy, idx, x_shape, geometry, tier=None):
                          f"{tuple(dy.shape)} and {tuple(idx.shape)}")
     dy = _contig(dy, "maxpool2d_backward", "dy")
     dx = _check_out(None, tuple(x_shape), dy, "maxpool2d_backward")
-    kernel("maxpool2d_backward", select_tier(dy, tier=tier))(dy, idx, dx, *_flat(geometry))
+    OP.select(dy, tier=tier).maxpool2d_backward(dy, idx, dx, *_flat(geometry))
     return dx
 
 
@@ -72,7 +58,7 @@ def avgpool2d_forward(x, geometry, tier=None):
     shape = pool_output_shape("avgpool2d", x.shape, geometry)
     x = _contig(x, "avgpool2d", "x")
     y = backend.get_array_module(x).empty(shape, dtype=x.dtype)
-    kernel("avgpool2d_forward", select_tier(x, tier=tier))(x, y, *_flat(geometry), _scale(geometry))
+    OP.select(x, tier=tier).avgpool2d_forward(x, y, *_flat(geometry), _scale(geometry))
     return y
 
 
@@ -83,7 +69,7 @@ def avgpool2d_backward(dy, x_shape, geometry, tier=None):
         raise ValueError(f"avgpool2d_backward: expected dy of shape {shape}, got {tuple(dy.shape)}")
     dy = _contig(dy, "avgpool2d_backward", "dy")
     dx = _check_out(None, tuple(x_shape), dy, "avgpool2d_backward")
-    kernel("avgpool2d_backward", select_tier(dy, tier=tier))(dy, dx, *_flat(geometry), _scale(geometry))
+    OP.select(dy, tier=tier).avgpool2d_backward(dy, dx, *_flat(geometry), _scale(geometry))
     return dx
 
 

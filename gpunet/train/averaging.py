@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import backend
 from ..layers.base import Layer
-from .callbacks import Callback
+from .callback import Callback
 
 __all__ = ["Ensemble", "EMA", "SWA", "update_bn"]
 

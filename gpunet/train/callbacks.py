@@ -5,6 +5,10 @@ Every hook receives the epoch's logs under the keys of the History ("loss", "acc
 at the start of ``fit`` that lists the keys it will produce. Callbacks that carry state across
 epochs (early stopping's counters, the checkpoint files kept, a schedule) save it in the
 Trainer's checkpoints, so a resumed run continues exactly.
+
+This module is the callbacks' namespace (``gpunet.callbacks``): it defines the epoch-level ones
+(EarlyStopping, ModelCheckpoint, LRScheduler, CSVLogger) and imports the others from their own
+modules (the ``Callback`` base from callback.py, TerminateOnNaN, EMA/SWA, Diagnostics).
 """
 from __future__ import annotations
 
@@ -14,58 +18,13 @@ import os
 import sys
 
 from .atomic import remove_stale_temporaries
+from .averaging import EMA, SWA
+from .callback import Callback
+from .diagnostics import Diagnostics
+from .terminate import NonFiniteLossError, TerminateOnNaN
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LRScheduler", "CSVLogger",
            "TerminateOnNaN", "NonFiniteLossError", "EMA", "SWA", "Diagnostics"]
-
-
-class Callback:
-    """Base class. ``self.trainer`` is set by the Trainer; hooks are no-ops by default.
-
-    Hooks receive ``epoch`` as the 0-based index of the epoch (the first is 0) and ``step`` as
-    the 0-based optimizer step; whatever a person reads — messages, logs, file names — numbers
-    epochs from 1 (``epoch + 1``), as the progress lines do.
-
-    ``order``: callbacks run in increasing order (stable); checkpoints run last so that they
-    save the state every other callback has reached at the end of the epoch.
-    """
-
-    order = 0
-
-    def set_trainer(self, trainer) -> None:
-        self.trainer = trainer
-
-    def reset(self) -> None:
-        """Forget the state of a previous run (called at the start of a fresh ``fit``)."""
-
-    def on_train_begin(self, logs=None): pass
-    def on_epoch_begin(self, epoch, logs=None): pass
-    def on_batch_begin(self, step, logs=None): pass
-    def on_batch_end(self, step, logs=None): pass
-    def on_readback(self, step, logs): pass
-    def on_validation_begin(self, epoch): pass
-    def on_validation_end(self, epoch, logs): pass
-    def on_epoch_end(self, epoch, logs): pass
-    def on_train_end(self, logs=None): pass
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-    # helpers ------------------------------------------------------------------
-    def _check_key(self, key: str, logs=None) -> None:
-        keys = list(logs) if logs is not None else list(self.trainer.log_keys())
-        if key not in keys:
-            hint = ""
-            if key.startswith("val_") and not any(k.startswith("val_") for k in keys):
-                hint = " (val_* keys need fit(..., val=...))"
-            raise KeyError(f"{type(self).__name__}: monitor {key!r} is not among the logged keys "
-                           f"{keys}{hint}")
-
-    def __repr__(self):
-        return f"{type(self).__name__}()"
 
 
 def _resolve_mode(mode: str, monitor: str, who: str) -> str:
@@ -365,9 +324,3 @@ class CSVLogger(Callback):
         if getattr(self, "_file", None) is not None:
             self._file.close()
             self._file = None
-
-
-# callbacks defined elsewhere, importable from here too (they subclass Callback, defined above)
-from .terminate import NonFiniteLossError, TerminateOnNaN  # noqa: E402
-from .averaging import EMA, SWA  # noqa: E402
-from ..diagnostics import Diagnostics  # noqa: E402

@@ -8,7 +8,7 @@ import numbers
 from ..layers.base import Layer
 from ..layers.normalization import _BatchNorm
 from ..optim.base import Optimizer
-from .callbacks import Callback
+from .callback import Callback
 
 __all__ = ["check_components", "check_verbose", "split_validation", "check_batch_norm_batches"]
 

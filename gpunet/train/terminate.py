@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import warnings
 
-from .callbacks import Callback
+from .callback import Callback
 
 __all__ = ["TerminateOnNaN", "NonFiniteLossError"]
 

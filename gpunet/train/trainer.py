@@ -33,11 +33,12 @@ import numpy as np
 from .. import backend
 from .. import metrics as metrics_mod
 from . import checkpoint as ckpt
-from .callbacks import Callback, TerminateOnNaN
+from .callback import Callback
 from .checks import check_batch_norm_batches, check_components, check_verbose, split_validation
 from .data_checks import check_data, unpack
 from .history import History
 from .tally import Tally
+from .terminate import TerminateOnNaN
 
 __all__ = ["Trainer"]
 

@@ -17,6 +17,7 @@
 //      with one channel per block, both in 16-byte vectors; a flat grid-stride kernel (any
 //      shape, unaligned pointers, scalar tail) otherwise.
 // Shapes and launch geometry come from the host (cupy_tier.py); every loop is bounds-checked.
+#include "../common/vec.cuh"
 
 #define GPUNET_NC_TX 32
 #define GPUNET_NC_TY 8
@@ -56,29 +57,6 @@ __device__ __forceinline__ void welford_push(Welford& acc, const T v[4], int k) 
     }
     welford_merge(acc, (double)k, mb, q);
 }
-
-// 16-byte vectors: four floats or two doubles.
-template <typename T> struct Vec;
-template <> struct Vec<float> {
-    static const int n = 4;
-    __device__ static void load(const float* p, float v[4]) {
-        const float4 a = *reinterpret_cast<const float4*>(p);
-        v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
-    }
-    __device__ static void store(float* p, const float v[4]) {
-        *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
-    }
-};
-template <> struct Vec<double> {
-    static const int n = 2;
-    __device__ static void load(const double* p, double v[4]) {
-        const double2 a = *reinterpret_cast<const double2*>(p);
-        v[0] = a.x; v[1] = a.y;
-    }
-    __device__ static void store(double* p, const double v[4]) {
-        *reinterpret_cast<double2*>(p) = make_double2(v[0], v[1]);
-    }
-};
 
 // ------------------------------------------------------------------------------ statistics
 template <typename T>

@@ -2,18 +2,19 @@
 
 Host side of the kernels in batchnorm.cu: picks the kernel for the layout ((N, C) rows or
 (N, C, S) planes; 16-byte vector kernels when the sizes and pointers allow, else scalar ones) and
-the launch geometry (reduction chunks so that about ``BLOCKS_PER_SM`` blocks per SM are in flight), allocates the small float64 workspaces
-(chunk partials, per-channel coefficients) from CuPy's pool, and launches asynchronously (no
-host synchronization). CuPy is imported on first use; ``device`` is the seam through which tests
-run this same host code on a CPU emulation of the CUDA C (tests/kernels/cuda_host_emulator.py).
+the launch geometry (reduction chunks so that about ``BLOCKS_PER_SM`` blocks per SM are in
+flight), allocates the small float64 workspaces (chunk partials, per-channel coefficients) from
+CuPy's pool, and launches asynchronously (no host synchronization). Device plumbing and the
+``device`` test seam: kernels/common/cupy.py.
 """
 from __future__ import annotations
 
-import functools
 import math
 from pathlib import Path
 
 import numpy as np
+
+from ..common.cupy import aligned, compiled, read_source, suffix
 
 NC_TX, NC_TY = 32, 8      # (N, C) reductions: 32 channels x 8 row groups, 4 rows in flight each
 NCS_THREADS = 256         # (N, C, S) reductions: 8 warps, one plane each at a time
@@ -25,56 +26,18 @@ I32_LIMIT = 2**31         # element-wise kernels index with 32-bit unsigned ints
 
 
 def source() -> str:
-    return (Path(__file__).resolve().parent / "batchnorm.cu").read_text()
+    return read_source(Path(__file__).resolve().parent / "batchnorm.cu")
 
 
-class CupyDevice:
-    """Kernels, allocation, SM count and pointers from CuPy (the real GPU)."""
-
-    def __init__(self, source_text: str):
-        import cupy
-
-        self.xp = cupy
-        self._module = cupy.RawModule(code=source_text)
-        self._kernels = {}
-        self.sm_count = cupy.cuda.Device().attributes["MultiProcessorCount"]
-
-    def kernel(self, name: str):
-        if name not in self._kernels:
-            self._kernels[name] = self._module.get_function(name)
-        return self._kernels[name]
-
-    @staticmethod
-    def ptr(a) -> int:
-        return a.data.ptr
-
-
-device = None  # set to a CupyDevice on first use (or to an emulator by tests)
+device = None  # None: the current GPU; tests may put a CPU emulator here
 
 
 def _device():
-    global device
-    if device is None:
-        device = CupyDevice(source())
-    return device
-
-
-@functools.lru_cache(maxsize=None)
-def _suffix(dtype) -> str:
-    dtype = np.dtype(dtype)
-    if dtype == np.float32:
-        return "f32"
-    if dtype == np.float64:
-        return "f64"
-    raise TypeError(f"batch norm: the CUDA C kernels take float32 or float64, got {dtype}")
+    return device if device is not None else compiled(source)
 
 
 def _vec_width(dtype) -> int:
     return 16 // np.dtype(dtype).itemsize
-
-
-def _aligned(dev, *arrays) -> bool:
-    return all(dev.ptr(a) % 16 == 0 for a in arrays)
 
 
 def _chunks(dev, n_rows: int, units: int, min_rows: int) -> tuple[int, int]:
@@ -89,12 +52,12 @@ def _reduce(dev, kind: str, arrays, x, extra=()):
     """Launch the partial reduction ``kind`` ("stats" or "bwd_sums") for x's layout; returns
     (chunks, partial arrays of shape (chunks, C))."""
     N, C, S = x.shape
-    suf = _suffix(x.dtype)
+    suf = suffix(x.dtype)
     V = _vec_width(x.dtype)
     nout = 3 if kind == "stats" else 2
     i32, i64 = np.int32, np.int64
     if S == 1:
-        vec = C % V == 0 and _aligned(dev, *arrays)
+        vec = C % V == 0 and aligned(dev, *arrays)
         tiles = math.ceil(C / (NC_TX * (V if vec else 1)))
         chunks, rows = _chunks(dev, N, tiles, 4 * NC_TY)
         parts = [dev.xp.empty((chunks, C), dtype=np.float64) for _ in range(nout)]
@@ -102,7 +65,7 @@ def _reduce(dev, kind: str, arrays, x, extra=()):
         dev.kernel(name)((tiles, chunks), (NC_TX, NC_TY), (*arrays, *extra, i64(N), i32(C), i64(rows), *parts))
     else:
         chunks, planes = _chunks(dev, N, C, 1)
-        vec = S % V == 0 and _aligned(dev, *arrays)
+        vec = S % V == 0 and aligned(dev, *arrays)
         parts = [dev.xp.empty((chunks, C), dtype=np.float64) for _ in range(nout)]
         dev.kernel(f"bn_{kind}_ncs_{suf}")((C, chunks), (NCS_THREADS,),
                                            (*arrays, *extra, i64(N), i32(C), i64(S), i64(planes), i32(vec), *parts))
@@ -115,23 +78,23 @@ def _elementwise(dev, name: str, arrays, coefs, x):
     kernel (any shape, scalar tail)."""
     N, C, S = x.shape
     V = _vec_width(x.dtype)
-    suf = _suffix(x.dtype)
-    aligned = _aligned(dev, *arrays)
+    suf = suffix(x.dtype)
+    is_aligned = aligned(dev, *arrays)
     i32, i64 = np.int32, np.int64
-    if S == 1 and C % V == 0 and C // V >= NC_TX and aligned:
+    if S == 1 and C % V == 0 and C // V >= NC_TX and is_aligned:
         gx = math.ceil(C // V / NC_TX)
         gy = max(1, min(math.ceil(N / NC_TY), MAX_GRID_Y, math.ceil(32 * dev.sm_count / gx)))
         dev.kernel(f"{name}_nc_vec_{suf}")((gx, gy), (NC_TX, NC_TY), (*arrays, *coefs, i64(N), i32(C)))
         return
-    if S > 1 and S % V == 0 and S // V >= PLANE_THREADS // 4 and aligned:
+    if S > 1 and S % V == 0 and S // V >= PLANE_THREADS // 4 and is_aligned:
         grid = max(1, min(N * C, 64 * dev.sm_count))
         dev.kernel(f"{name}_planes_{suf}")((grid,), (PLANE_THREADS,), (*arrays, *coefs, i64(N * C), i32(C), i64(S)))
         return
     total = N * C * S
     idx, width = (np.uint32, "i32") if total < I32_LIMIT else (np.uint64, "i64")
-    work = math.ceil(total / V) if aligned else total
+    work = math.ceil(total / V) if is_aligned else total
     grid = max(1, min(32 * dev.sm_count, math.ceil(work / THREADS)))
-    dev.kernel(f"{name}_{suf}_{width}")((grid,), (THREADS,), (*arrays, *coefs, idx(total), idx(C), idx(S), i32(aligned)))
+    dev.kernel(f"{name}_{suf}_{width}")((grid,), (THREADS,), (*arrays, *coefs, idx(total), idx(C), idx(S), i32(is_aligned)))
 
 
 def _per_channel_grid(C: int) -> int:
@@ -148,7 +111,7 @@ def forward_train(x, weight, bias, running_mean, running_var, y, save_mean, save
     chunks, (pn, pmean, pm2) = _reduce(dev, "stats", (x,), x)
     a = dev.xp.empty(C, dtype=np.float64)
     f64 = np.float64
-    dev.kernel("bn_finalize_stats_" + _suffix(x.dtype))(
+    dev.kernel("bn_finalize_stats_" + suffix(x.dtype))(
         (_per_channel_grid(C),), (THREADS,),
         (pn, pmean, pm2, np.int32(chunks), np.int32(C), weight, running_mean, running_var, save_mean,
          save_invstd, a, f64(eps), f64(momentum), f64(unbias), np.int32(bool(update_running))))
@@ -161,7 +124,7 @@ def forward_eval(x, weight, bias, running_mean, running_var, y, eps):
     C = x.shape[1]
     mean = dev.xp.empty(C, dtype=np.float64)
     a = dev.xp.empty(C, dtype=np.float64)
-    dev.kernel("bn_eval_coef_" + _suffix(x.dtype))(
+    dev.kernel("bn_eval_coef_" + suffix(x.dtype))(
         (_per_channel_grid(C),), (THREADS,),
         (weight, running_mean, running_var, np.float64(eps), np.int32(C), mean, a))
     _elementwise(dev, "bn_normalize", (x, y), (mean, a, bias), x)
@@ -173,7 +136,7 @@ def backward(dy, x, weight, save_mean, save_invstd, dx, dweight, dbias, batch_st
     N, C, S = x.shape
     chunks, (psdy, psdx) = _reduce(dev, "bwd_sums", (dy, x), x, extra=(save_mean,))
     a, k, m = (dev.xp.empty(C, dtype=np.float64) for _ in range(3))
-    dev.kernel("bn_finalize_bwd_" + _suffix(x.dtype))(
+    dev.kernel("bn_finalize_bwd_" + suffix(x.dtype))(
         (_per_channel_grid(C),), (THREADS,),
         (psdy, psdx, np.int32(chunks), np.int32(C), weight, save_invstd, dweight, dbias, a, k, m,
          np.float64(N * S), np.int32(bool(batch_stats))))

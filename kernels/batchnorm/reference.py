@@ -17,11 +17,9 @@ from the forward to the backward pass. Every kernel writes into the arrays it is
 """
 from __future__ import annotations
 
+from ..common.xp import array_module as _xp
 
-def _xp(a):
-    from gpunet.backend import get_array_module
 
-    return get_array_module(a)
 
 
 def _col(v):

@@ -6,29 +6,7 @@
 // loads and stores when the caller says the pointers are 16-byte aligned (vec != 0), scalar
 // code for the last, partial byte. No atomics: every thread owns its byte.
 #include "../common/philox.cuh"
-
-__device__ __forceinline__ void load8(const float* p, float v[8]) {
-    const float4 a = reinterpret_cast<const float4*>(p)[0];
-    const float4 b = reinterpret_cast<const float4*>(p)[1];
-    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
-    v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
-}
-__device__ __forceinline__ void store8(float* p, const float v[8]) {
-    reinterpret_cast<float4*>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
-    reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
-}
-__device__ __forceinline__ void load8(const double* p, double v[8]) {
-#pragma unroll
-    for (int h = 0; h < 4; ++h) {
-        const double2 a = reinterpret_cast<const double2*>(p)[h];
-        v[2 * h] = a.x;
-        v[2 * h + 1] = a.y;
-    }
-}
-__device__ __forceinline__ void store8(double* p, const double v[8]) {
-#pragma unroll
-    for (int h = 0; h < 4; ++h) reinterpret_cast<double2*>(p)[h] = make_double2(v[2 * h], v[2 * h + 1]);
-}
+#include "../common/vec.cuh"
 
 template <typename T>
 __device__ void dropout_forward(const T* __restrict__ x, T* __restrict__ y, unsigned char* __restrict__ mask,

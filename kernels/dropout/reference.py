@@ -16,12 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..common.philox import dropout_words
+from ..common.xp import array_module as _xp, to_numpy as _to_numpy
 
-
-def _xp(a):
-    from gpunet.backend import get_array_module
-
-    return get_array_module(a)
 
 def keep_mask(n: int, seed: int, layer_id: int, step: int, threshold: int) -> np.ndarray:
     """m_i = [word(i) >= threshold] for i < n, as a NumPy bool array."""
@@ -43,9 +39,3 @@ def backward(dy, mask, dx, scale):
     keep = np.unpackbits(_to_numpy(mask), count=dy.size, bitorder="little").astype(bool)
     mult = np.where(keep, dy.dtype.type(scale), dy.dtype.type(0)).astype(dy.dtype)
     dx[...] = dy * xp.asarray(mult.reshape(dy.shape))
-
-
-def _to_numpy(a):
-    from gpunet.backend import to_numpy
-
-    return to_numpy(a)

@@ -5,18 +5,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..global_norm.cupy_tier import THREADS, aligned, gpu_device, grid, suffix
+from ..common.cupy import THREADS, aligned, compiled, grid, read_source, suffix
 
 device = None  # None: the current GPU; tests may put a CPU emulator here
-_per_gpu = {}
 
 
 def source() -> str:
-    return Path(__file__).with_name("ema.cu").read_text()
+    return read_source(Path(__file__).with_name("ema.cu"))
 
 
 def _dev():
-    return device if device is not None else gpu_device(_per_gpu, source)
+    return device if device is not None else compiled(source)
 
 
 def ema_update(ema, w, decay):

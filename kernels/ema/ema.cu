@@ -3,22 +3,7 @@
 // 16-byte aligned), then a scalar tail. omd = 1 - d is computed on the host in double and rounded
 // once to T; the arithmetic is in T (fp32 for a float32 arena).
 
-__device__ __forceinline__ void load4(const float* p, long long i, float v[4]) {
-    const float4 q = *reinterpret_cast<const float4*>(p + i);
-    v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w;
-}
-__device__ __forceinline__ void load4(const double* p, long long i, double v[4]) {
-    const double2 a = *reinterpret_cast<const double2*>(p + i);
-    const double2 b = *reinterpret_cast<const double2*>(p + i + 2);
-    v[0] = a.x; v[1] = a.y; v[2] = b.x; v[3] = b.y;
-}
-__device__ __forceinline__ void store4(float* p, long long i, const float v[4]) {
-    *reinterpret_cast<float4*>(p + i) = make_float4(v[0], v[1], v[2], v[3]);
-}
-__device__ __forceinline__ void store4(double* p, long long i, const double v[4]) {
-    *reinterpret_cast<double2*>(p + i) = make_double2(v[0], v[1]);
-    *reinterpret_cast<double2*>(p + i + 2) = make_double2(v[2], v[3]);
-}
+#include "../common/vec.cuh"
 
 template <typename T>
 __device__ void ema_impl(T* __restrict__ ema, const T* __restrict__ w, long long n, int vec, double omd_d) {

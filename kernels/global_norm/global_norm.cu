@@ -17,22 +17,7 @@
 #endif
 #define MAX_BLOCKS 2048
 
-__device__ __forceinline__ void load4(const float* p, long long i, float v[4]) {
-    const float4 q = *reinterpret_cast<const float4*>(p + i);
-    v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w;
-}
-__device__ __forceinline__ void load4(const double* p, long long i, double v[4]) {
-    const double2 a = *reinterpret_cast<const double2*>(p + i);
-    const double2 b = *reinterpret_cast<const double2*>(p + i + 2);
-    v[0] = a.x; v[1] = a.y; v[2] = b.x; v[3] = b.y;
-}
-__device__ __forceinline__ void store4(float* p, long long i, const float v[4]) {
-    *reinterpret_cast<float4*>(p + i) = make_float4(v[0], v[1], v[2], v[3]);
-}
-__device__ __forceinline__ void store4(double* p, long long i, const double v[4]) {
-    *reinterpret_cast<double2*>(p + i) = make_double2(v[0], v[1]);
-    *reinterpret_cast<double2*>(p + i + 2) = make_double2(v[2], v[3]);
-}
+#include "../common/vec.cuh"
 
 // Tree reduction over NORM_THREADS threads; the result lands in s_sum[0], s_bad[0].
 __device__ __forceinline__ void block_reduce(double* s_sum, unsigned int* s_bad) {

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpunet.backend import get_array_module
+from ..common.xp import array_module as get_array_module
 
 
 def grad_stats(x, stats, count=False):

@@ -1,8 +1,7 @@
 """im2col / col2im, CUDA C tier: im2col.cu through cupy.RawModule, compiled once per process.
 
-Launches are asynchronous (no host synchronization), on CuPy's current stream. ``device`` is the
-seam through which tests run the same host code on a CPU emulation of the CUDA C
-(tests/kernels/cuda_host_emulator.py). CuPy is imported on first use.
+Launches are asynchronous (no host synchronization), on CuPy's current stream. Device plumbing
+and the ``device`` test seam: kernels/common/cupy.py.
 """
 from __future__ import annotations
 
@@ -10,57 +9,27 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.cupy import compiled, grid, read_source, suffix
+
 THREADS = 256  # channel_sum's shared-memory tree assumes exactly this block size
 
 
 def source() -> str:
-    return (Path(__file__).resolve().parent / "im2col.cu").read_text()
+    return read_source(Path(__file__).resolve().parent / "im2col.cu")
 
 
-class CupyDevice:
-    """Kernels, SM count and pointers from CuPy (the real GPU)."""
-
-    def __init__(self, source_text: str):
-        import cupy
-
-        self._module = cupy.RawModule(code=source_text, options=("--std=c++14",))
-        self._kernels = {}
-        self.sm_count = cupy.cuda.Device().attributes["MultiProcessorCount"]
-
-    def kernel(self, name: str):
-        if name not in self._kernels:
-            self._kernels[name] = self._module.get_function(name)
-        return self._kernels[name]
-
-    @staticmethod
-    def ptr(a) -> int:
-        return a.data.ptr
-
-
-device = None  # a CupyDevice on first use (or an emulator, in tests)
+device = None  # None: the current GPU; tests may put a CPU emulator here
 
 
 def _device():
-    global device
-    if device is None:
-        device = CupyDevice(source())
-    return device
-
-
-def _suffix(dtype) -> str:
-    dtype = np.dtype(dtype)
-    if dtype == np.float32:
-        return "f32"
-    if dtype == np.float64:
-        return "f64"
-    raise TypeError(f"im2col: the CUDA C kernels take float32 or float64, got {dtype}")
+    return device if device is not None else compiled(source)
 
 
 def _run(name, dtype, work, args, blocks=None):
     dev = _device()
     if blocks is None:
-        blocks = max(1, min(32 * dev.sm_count, (work + THREADS - 1) // THREADS))
-    dev.kernel(f"{name}_{_suffix(dtype)}")((blocks,), (THREADS,), args)
+        blocks = grid(dev, work, THREADS, per_sm=32)
+    dev.kernel(f"{name}_{suffix(dtype)}")((blocks,), (THREADS,), args)
 
 
 def _geom(x_shape, kh, kw, sh, sw, ph, pw):

@@ -22,14 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _xp(a):
-    """numpy, or cupy for CuPy arrays (the reference also runs through CuPy's NumPy-like API)."""
-    if type(a).__module__.split(".")[0] == "cupy":
-        import cupy
-
-        return cupy
-    return np
+from ..common.xp import array_module as _xp
 
 
 def out_size(size: int, k: int, s: int, p: int) -> int:

@@ -9,19 +9,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..global_norm.cupy_tier import THREADS, aligned, gpu_device, grid, suffix
+from ..common.cupy import THREADS, aligned, compiled, grid, read_source, suffix
 
 _f = np.float64
 device = None  # None: the current GPU; tests may put a CPU emulator here
-_per_gpu = {}
 
 
 def source() -> str:
-    return Path(__file__).with_name("optim_update.cu").read_text()
+    return read_source(Path(__file__).with_name("optim_update.cu"))
 
 
 def _dev():
-    return device if device is not None else gpu_device(_per_gpu, source)
+    return device if device is not None else compiled(source)
 
 
 def _launch(rule, w, arrays, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps,

@@ -13,22 +13,7 @@
 // clip_value (<= 0: off), norm_eps (<= 0: off), guard, then the rule's own (1 - beta etc. are
 // computed on the host in double).
 
-__device__ __forceinline__ void load4(const float* p, long long i, float v[4]) {
-    const float4 q = *reinterpret_cast<const float4*>(p + i);
-    v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w;
-}
-__device__ __forceinline__ void load4(const double* p, long long i, double v[4]) {
-    const double2 a = *reinterpret_cast<const double2*>(p + i);
-    const double2 b = *reinterpret_cast<const double2*>(p + i + 2);
-    v[0] = a.x; v[1] = a.y; v[2] = b.x; v[3] = b.y;
-}
-__device__ __forceinline__ void store4(float* p, long long i, const float v[4]) {
-    *reinterpret_cast<float4*>(p + i) = make_float4(v[0], v[1], v[2], v[3]);
-}
-__device__ __forceinline__ void store4(double* p, long long i, const double v[4]) {
-    *reinterpret_cast<double2*>(p + i) = make_double2(v[0], v[1]);
-    *reinterpret_cast<double2*>(p + i + 2) = make_double2(v[2], v[3]);
-}
+#include "../common/vec.cuh"
 
 // The gradient transform shared by every rule.
 template <typename T>

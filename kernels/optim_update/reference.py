@@ -27,7 +27,7 @@ import functools
 
 import numpy as np
 
-from gpunet.backend import get_array_module
+from ..common.xp import array_module as get_array_module
 
 
 def _quiet(fn):

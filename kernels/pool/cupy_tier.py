@@ -1,7 +1,7 @@
 """2-D pooling, CUDA C tier: pool.cu through cupy.RawModule, compiled once per process.
 
-Asynchronous launches on CuPy's current stream; ``device`` is the seam for the CPU emulation of
-the CUDA C in tests (tests/kernels/cuda_host_emulator.py). CuPy is imported on first use.
+Asynchronous launches on CuPy's current stream. Device plumbing and the ``device`` test seam:
+kernels/common/cupy.py.
 """
 from __future__ import annotations
 
@@ -9,30 +9,27 @@ from pathlib import Path
 
 import numpy as np
 
-from ..im2col.cupy_tier import CupyDevice, _suffix
+from ..common.cupy import compiled, grid, read_source, suffix
 
 THREADS = 256
 
 
 def source() -> str:
-    return (Path(__file__).resolve().parent / "pool.cu").read_text()
+    return read_source(Path(__file__).resolve().parent / "pool.cu")
 
 
-device = None  # a CupyDevice on first use (or an emulator, in tests)
+device = None  # None: the current GPU; tests may put a CPU emulator here
 
 
 def _device():
-    global device
-    if device is None:
-        device = CupyDevice(source())
-    return device
+    return device if device is not None else compiled(source)
 
 
 def _run(name, dtype, work, args):
     dev = _device()
     if work:
-        blocks = max(1, min(32 * dev.sm_count, (work + THREADS - 1) // THREADS))
-        dev.kernel(f"{name}_{_suffix(dtype)}")((blocks,), (THREADS,), args)
+        blocks = grid(dev, work, THREADS, per_sm=32)
+        dev.kernel(f"{name}_{suffix(dtype)}")((blocks,), (THREADS,), args)
 
 
 def _dims(x_shape, y_shape, kh, kw, sh, sw, ph, pw):

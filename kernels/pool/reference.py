@@ -25,13 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _xp(a):
-    if type(a).__module__.split(".")[0] == "cupy":
-        import cupy
-
-        return cupy
-    return np
+from ..common.xp import array_module as _xp
 
 
 def _windows(h, w, kh, kw, sh, sw, ph, pw, oh, ow, xp):

@@ -15,7 +15,9 @@ import pytest
 
 from gpunet import backend
 from gpunet.ops import batchnorm as B
-from gpunet.ops.batchnorm import tier_module
+from gpunet.ops.registry import OPS
+
+tier_module = OPS["batchnorm"].module
 from gpunet.testing import Case, compare_tiers
 
 TOL = {np.float32: 1e-6, np.float64: 1e-9}

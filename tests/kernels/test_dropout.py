@@ -14,7 +14,10 @@ import pytest
 from gpunet import backend
 from gpunet.kernels.common.philox import keep_threshold
 from gpunet.ops import dropout as D
-from gpunet.ops.dropout import dropout_backward, dropout_forward, tier_module
+from gpunet.ops.dropout import dropout_backward, dropout_forward
+from gpunet.ops.registry import OPS
+
+tier_module = OPS["dropout"].module
 from gpunet.testing import Case, compare_tiers
 
 BIG = (1 << 20) + 5

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from gpunet.ops.ema import ema_update
-from gpunet.ops.global_norm import tier_module
+from gpunet.ops.registry import OPS
 from gpunet.testing import Case, compare_tiers
 
 SIZES = [1, 2, 3, 5, 17, 255, 1001, 65537]
 
 
 def _fns(tiers):
-    return {t: tier_module("ema", t).ema_update for t in ("reference", *tiers)}
+    return {t: OPS["ema"].module(t).ema_update for t in ("reference", *tiers)}
 
 
 def ema_case(sizes, big=None):

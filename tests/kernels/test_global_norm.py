@@ -11,7 +11,7 @@ import pytest
 import gpunet as gn
 from gpunet import backend
 from gpunet.ops import global_norm as G
-from gpunet.ops.global_norm import tier_module
+from gpunet.ops.registry import OPS
 from gpunet.testing import Case, compare_tiers
 
 BIG = (1 << 20) + 3
@@ -27,7 +27,7 @@ def _stats_fns(tiers, extra=None):
             sumsq[...] = stats[:1]
             counters[...] = stats[1:]
         return run
-    fns = {t: tier_module("global_norm", t).grad_stats for t in ("reference", *tiers)}
+    fns = {t: OPS["global_norm"].module(t).grad_stats for t in ("reference", *tiers)}
     return {t: wrap(f) for t, f in {**fns, **(extra or {})}.items()}
 
 
@@ -37,7 +37,7 @@ def _scale_fns(tiers, extra=None):
             xp = backend.get_array_module(x)
             scale_by_norm(x, xp.asarray(stats, dtype=np.float64), max_norm)
         return run
-    fns = {t: tier_module("global_norm", t).scale_by_norm for t in ("reference", *tiers)}
+    fns = {t: OPS["global_norm"].module(t).scale_by_norm for t in ("reference", *tiers)}
     return {t: wrap(f) for t, f in {**fns, **(extra or {})}.items()}
 
 

@@ -14,6 +14,7 @@ import pytest
 from gpunet import backend
 from gpunet.kernels.im2col import reference as R
 from gpunet.ops import im2col as ops
+from gpunet.ops import registry
 from gpunet.testing import Case, compare_tiers
 
 # float32 against the float64 reference. dbias is a sum over N·H·W values of both signs whose
@@ -137,7 +138,7 @@ def test_reference_layout_moves_match_the_formula(rng):
 @pytest.mark.parametrize("name", list(CASES))
 def test_numba_cpu_matches_reference(name):
     for dtype in (np.float32, np.float64):
-        report = compare_tiers(ops.tier_functions(name, ("reference", "numba_cpu")), CASES[name](),
+        report = compare_tiers(ops.OP.tier_functions(name, ("reference", "numba_cpu")), CASES[name](),
                                draws=25, seed=11, dtype=dtype)
         report.assert_below(TOL[dtype])
 
@@ -160,7 +161,7 @@ def test_numba_cpu_larger_shapes_match_reference(rng):
 @pytest.mark.cudasim
 @pytest.mark.parametrize("name", list(CASES))
 def test_numba_cuda_under_simulator_matches_reference(name):
-    report = compare_tiers(ops.tier_functions(name, ("reference", "numba_cuda")), CASES[name](small=True),
+    report = compare_tiers(ops.OP.tier_functions(name, ("reference", "numba_cuda")), CASES[name](small=True),
                            draws=2, seed=12, dtype=np.float32)
     report.assert_below(TOL[np.float32])
 
@@ -169,7 +170,7 @@ def test_numba_cuda_under_simulator_matches_reference(name):
 @pytest.mark.parametrize("name", list(CASES))
 def test_gpu_tiers_match_reference(name):
     for dtype in (np.float32, np.float64):
-        report = compare_tiers(ops.tier_functions(name, ("reference", "numba_cuda", "cupy")), CASES[name](),
+        report = compare_tiers(ops.OP.tier_functions(name, ("reference", "numba_cuda", "cupy")), CASES[name](),
                                draws=20, seed=13, dtype=dtype)
         report.assert_below(TOL[dtype])
 
@@ -241,5 +242,11 @@ def test_forced_tier_without_gpu_arrays_says_so(rng, monkeypatch):
     with pytest.raises(RuntimeError, match="needs GPU"):
         ops.im2col(x, 3, 3, (1, 1), (0, 0), tier="cupy")
     monkeypatch.setenv("GPUNET_KERNELS", "reference")
-    np.testing.assert_array_equal(ops.im2col(x, 3, 3, (1, 1), (0, 0)),
-                                  ops.im2col(x, 3, 3, (1, 1), (0, 0), tier="numba_cpu"))
+    registry.reset()  # GPUNET_KERNELS is read at gn.use and on an explicit reset, not per call
+    try:
+        assert registry.mode() == "reference"
+        np.testing.assert_array_equal(ops.im2col(x, 3, 3, (1, 1), (0, 0)),
+                                      ops.im2col(x, 3, 3, (1, 1), (0, 0), tier="numba_cpu"))
+    finally:
+        monkeypatch.delenv("GPUNET_KERNELS")
+        registry.reset()

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from gpunet import backend
-from gpunet.ops.global_norm import tier_module
+from gpunet.ops.registry import OPS
 from gpunet.ops.optim_update import RULES
 from gpunet.testing import Case, compare_tiers
 
@@ -35,7 +35,7 @@ def _with_stats(fn):
 
 
 def _tier_fns(rule, tiers):
-    return {t: _with_stats(getattr(tier_module("optim_update", t), rule)) for t in ("reference", *tiers)}
+    return {t: _with_stats(getattr(OPS["optim_update"].module(t), rule)) for t in ("reference", *tiers)}
 
 
 def _emulated_fns(rule):
@@ -125,7 +125,7 @@ def test_reference_tier_is_not_trivially_matched(rule):
     """The comparison can fail: a tier that forgets the decay range is caught."""
     def no_decay(stats, **kw):
         kw["n_decay"] = 0
-        tier_module("optim_update", "numba_cpu").__dict__[rule](stats=stats, **kw)
+        OPS["optim_update"].module("numba_cpu").__dict__[rule](stats=stats, **kw)
 
     fns = {"reference": _tier_fns(rule, [])["reference"], "numba_cpu": no_decay}
 
@@ -165,7 +165,7 @@ def test_cuda_c_tier_unaligned_views_on_the_cpu_emulator():
     kw = dict(n_decay=500, lr=1e-2, weight_decay=1e-2, l1=0.0, decoupled_wd=0.0, clip_norm=0.0, clip_value=0.0,
               norm_eps=0.0, guard=True, beta1=0.9, beta2=0.999, eps=1e-8)
     ref = {k: v[1:].copy() for k, v in base.items()}
-    tier_module("optim_update", "reference").adam(ref["w"], ref["g"], ref["m"], ref["v"], stats, **kw)
+    OPS["optim_update"].module("reference").adam(ref["w"], ref["g"], ref["m"], ref["v"], stats, **kw)
     dev = {k: v.astype(np.float32) for k, v in base.items()}
     assert dev["w"][1:].ctypes.data % 16 != 0
     with emulated(cupy_tier):
@@ -204,9 +204,9 @@ def test_cupy_tier_unaligned_views_take_the_scalar_path():
     kw = dict(n_decay=500, lr=1e-2, weight_decay=1e-2, l1=0.0, decoupled_wd=0.0, clip_norm=0.0, clip_value=0.0,
               norm_eps=0.0, guard=True, beta1=0.9, beta2=0.999, eps=1e-8)
     ref = {k: v[1:].copy() for k, v in base.items()}
-    tier_module("optim_update", "reference").adam(ref["w"], ref["g"], ref["m"], ref["v"], stats, **kw)
+    OPS["optim_update"].module("reference").adam(ref["w"], ref["g"], ref["m"], ref["v"], stats, **kw)
     dev = {k: cupy.asarray(v.astype(np.float32)) for k, v in base.items()}
-    tier_module("optim_update", "cupy").adam(dev["w"][1:], dev["g"][1:], dev["m"][1:], dev["v"][1:],
+    OPS["optim_update"].module("cupy").adam(dev["w"][1:], dev["g"][1:], dev["m"][1:], dev["v"][1:],
                                              cupy.asarray(stats), **kw)
     for k in ("w", "m", "v"):
         out = cupy.asnumpy(dev[k])

@@ -106,7 +106,7 @@ def test_reference_matches_the_formula(rng):
 @pytest.mark.parametrize("name", list(CASES))
 def test_numba_cpu_matches_reference(name):
     for dtype in (np.float32, np.float64):
-        report = compare_tiers(ops.tier_functions(name, ("reference", "numba_cpu")), CASES[name](),
+        report = compare_tiers(ops.OP.tier_functions(name, ("reference", "numba_cpu")), CASES[name](),
                                draws=25, seed=21, dtype=dtype)
         _check(report, dtype)
 
@@ -139,7 +139,7 @@ def test_max_2x2_fast_path_and_nan_rule(rng):
 @pytest.mark.cudasim
 @pytest.mark.parametrize("name", list(CASES))
 def test_numba_cuda_under_simulator_matches_reference(name):
-    report = compare_tiers(ops.tier_functions(name, ("reference", "numba_cuda")), CASES[name](small=True),
+    report = compare_tiers(ops.OP.tier_functions(name, ("reference", "numba_cuda")), CASES[name](small=True),
                            draws=2, seed=22, dtype=np.float32)
     _check(report, np.float32)
 
@@ -148,7 +148,7 @@ def test_numba_cuda_under_simulator_matches_reference(name):
 @pytest.mark.parametrize("name", list(CASES))
 def test_gpu_tiers_match_reference(name):
     for dtype in (np.float32, np.float64):
-        report = compare_tiers(ops.tier_functions(name, ("reference", "numba_cuda", "cupy")), CASES[name](),
+        report = compare_tiers(ops.OP.tier_functions(name, ("reference", "numba_cuda", "cupy")), CASES[name](),
                                draws=20, seed=23, dtype=dtype)
         _check(report, dtype)
 

@@ -1,0 +1,53 @@
+"""The ``Callback`` base class: the hooks the Trainer calls around a run, its epochs and batches."""
+from __future__ import annotations
+
+__all__ = ["Callback"]
+
+
+class Callback:
+    """Base class. ``self.trainer`` is set by the Trainer; hooks are no-ops by default.
+
+    Hooks receive ``epoch`` as the 0-based index of the epoch (the first is 0) and ``step`` as
+    the 0-based optimizer step; whatever a person reads — messages, logs, file names — numbers
+    epochs from 1 (``epoch + 1``), as the progress lines do.
+
+    ``order``: callbacks run in increasing order (stable); checkpoints run last so that they
+    save the state every other callback has reached at the end of the epoch.
+    """
+
+    order = 0
+
+    def set_trainer(self, trainer) -> None:
+        self.trainer = trainer
+
+    def reset(self) -> None:
+        """Forget the state of a previous run (called at the start of a fresh ``fit``)."""
+
+    def on_train_begin(self, logs=None): pass
+    def on_epoch_begin(self, epoch, logs=None): pass
+    def on_batch_begin(self, step, logs=None): pass
+    def on_batch_end(self, step, logs=None): pass
+    def on_readback(self, step, logs): pass
+    def on_validation_begin(self, epoch): pass
+    def on_validation_end(self, epoch, logs): pass
+    def on_epoch_end(self, epoch, logs): pass
+    def on_train_end(self, logs=None): pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    # helpers ------------------------------------------------------------------
+    def _check_key(self, key: str, logs=None) -> None:
+        keys = list(logs) if logs is not None else list(self.trainer.log_keys())
+        if key not in keys:
+            hint = ""
+            if key.startswith("val_") and not any(k.startswith("val_") for k in keys):
+                hint = " (val_* keys need fit(..., val=...))"
+            raise KeyError(f"{type(self).__name__}: monitor {key!r} is not among the logged keys "
+                           f"{keys}{hint}")
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"

@@ -149,6 +149,12 @@ def to_numpy(a) -> np.ndarray:
     return np.asarray(a)
 
 
+def read_back(a) -> np.ndarray:
+    """``a`` copied to the host (a host synchronization on the GPU): the helper through which the
+    Trainer reads device values, at its planned read-backs only."""
+    return to_numpy(a)
+
+
 def to_device(a, device: str | None = None, dtype=None):
     """``a`` as an array of the given device ("cpu"/"gpu"; default: the active backend)."""
     device = _active if device is None else _ALIASES.get(device, device)

@@ -1,5 +1,9 @@
 """Losses. ``loss(output, target)`` returns a 0-d array on the output's device; ``backward()``
-returns the gradient with respect to the output. Reduction is the mean, as in PyTorch."""
+returns the gradient with respect to the output. Reduction is the mean, as in PyTorch.
+
+``loss(output, target)`` checks its arguments; ``loss.forward_trusted(output, target)`` is the
+same computation for a caller that has checked them (the Trainer checks its data set once per
+``fit``/``evaluate``), with no host synchronization."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +13,10 @@ from . import backend
 
 class Loss:
     def __call__(self, output, target):
+        return self.forward(output, target)
+
+    def forward_trusted(self, output, target):
+        """``forward`` without the checks the caller has made (by default, ``forward`` itself)."""
         return self.forward(output, target)
 
     def _saved(self, name: str):
@@ -32,11 +40,11 @@ class CrossEntropy(Loss):
     the GPU that costs a host synchronization per call. With ``check_labels=False`` nothing is
     read on the host, and a label outside [0, C) makes its row's loss and gradient NaN (never a
     wrapped index into another class), which the optimizer's non-finite guard and the Trainer
-    report. The Trainer checks a data set's labels once, before training on it, and skips both.
+    report. The Trainer checks a data set's labels once, before training on it, and calls
+    ``forward_trusted``, which skips both.
     """
 
     _probs = None
-    _trusted = False  # set by the Trainer around a data set whose labels it has checked
 
     def __init__(self, reduction: str = "mean", check_labels: bool = True):
         if reduction not in ("mean", "sum"):
@@ -61,7 +69,7 @@ class CrossEntropy(Loss):
             raise ValueError(
                 f"CrossEntropy: labels are on the {backend.device_of(y)}, logits on the {backend.device_of(logits)}"
             )
-        if self.check_labels and not self._trusted and y.size:
+        if self.check_labels and y.size:
             lo, hi = int(y.min()), int(y.max())
             if lo < 0 or hi >= logits.shape[1]:
                 raise ValueError(
@@ -71,6 +79,13 @@ class CrossEntropy(Loss):
 
     def forward(self, logits, y):
         self._validate(logits, y)
+        return self._compute(logits, y, guard=not self.check_labels)
+
+    def forward_trusted(self, logits, y):
+        """The loss of logits and labels the caller has checked (labels in range)."""
+        return self._compute(logits, y, guard=False)
+
+    def _compute(self, logits, y, guard: bool):
         xp = backend.get_array_module(logits)
         n = logits.shape[0]
         shifted = logits - logits.max(axis=1, keepdims=True)
@@ -78,7 +93,7 @@ class CrossEntropy(Loss):
         s = e.sum(axis=1, keepdims=True)
         rows = xp.arange(n)
         bad = None
-        if not (self.check_labels or self._trusted):  # out-of-range labels: NaN, on the device
+        if guard:  # out-of-range labels: NaN, on the device
             bad = (y < 0) | (y >= logits.shape[1])
             y = xp.where(bad, 0, y)
         nll = xp.log(s[:, 0]) - shifted[rows, y]

@@ -179,6 +179,16 @@ class Layer:
     def _on_moved(self) -> None:
         """Hook for layers that cache device-specific state; called after ``to``."""
 
+    def _on_state_loaded(self) -> None:
+        """Hook for layers that cache a host copy of a buffer; called after ``load_state_dict``."""
+
+    def _own_array(self):
+        """This layer's first parameter or buffer (not its children's), or None."""
+        for store in (self._params, self._buffers):
+            for a in store.values():
+                return a
+        return None
+
     def flatten(self):
         """Place every parameter of this model in one flat buffer (and every gradient in
         another) and make the layers hold views. Returns the ``Arena``."""
@@ -236,6 +246,8 @@ class Layer:
             xp = backend.get_array_module(dst)
             dst[...] = backend.to_device(src, backend.device_of(dst), dtype=dst.dtype) if xp is not np \
                 else backend.to_numpy(src).astype(dst.dtype, copy=False)
+        for _, layer in self.named_layers():
+            layer._on_state_loaded()
         return IncompatibleKeys(missing, unexpected)
 
     # ----------------------------------------------------------------- random state hook

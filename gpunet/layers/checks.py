@@ -13,9 +13,10 @@ def check_input(layer, x, ndim=None, trailing=None, dtype=None, min_ndim=None):
     the last axes (None for any). A floating input of another precision than the layer's is cast;
     an integer or boolean input is an error (scale images to floats first).
     """
-    if not backend.is_array(x):
+    on_cpu = isinstance(x, np.ndarray)
+    if not on_cpu and not backend.is_gpu_array(x):
         raise TypeError(f"{layer.name}: expected a NumPy or CuPy array, got {backend.describe_non_array(x)}")
-    if not np.issubdtype(x.dtype, np.floating):
+    if x.dtype.kind != "f":
         raise TypeError(
             f"{layer.name}: expected a floating-point input, got dtype {x.dtype} "
             "(scale integer data first, e.g. gpunet.data.to_unit)"
@@ -25,15 +26,15 @@ def check_input(layer, x, ndim=None, trailing=None, dtype=None, min_ndim=None):
     if min_ndim is not None and x.ndim < min_ndim:
         raise ValueError(f"{layer.name}: expected at least {min_ndim} dimensions, got shape {tuple(x.shape)}")
     if trailing is not None:
-        got = tuple(x.shape[x.ndim - len(trailing):])
-        for g, want in zip(got, trailing):
+        for g, want in zip(x.shape[x.ndim - len(trailing):], trailing):
             if want is not None and g != want:
                 raise ValueError(
                     f"{layer.name}: expected input of shape (N, {', '.join('*' if t is None else str(t) for t in trailing)}), "
                     f"got {tuple(x.shape)}"
                 )
-    layer_device = layer.device if layer._params or layer._buffers else None
-    if layer_device is not None and backend.device_of(x) != layer_device:
+    own = layer._own_array()
+    if own is not None and isinstance(own, np.ndarray) != on_cpu:
+        layer_device = backend.device_of(own)
         raise ValueError(
             f"{layer.name}: input is on the {backend.device_of(x)}, the layer's parameters are on the "
             f"{layer_device}; move one with gpunet.to_device(x, {layer_device!r}) or model.to(...)"

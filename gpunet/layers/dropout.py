@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .. import backend
+from ..ops import registry
 from ..ops.dropout import check_p, dropout_backward, dropout_forward
 from .base import Layer
 from .checks import check_input
@@ -46,9 +47,10 @@ class Dropout(Layer):
         if not self.training or self.p == 0.0:
             self._identity, self._mask = True, None
             return x
-        y, self._mask = dropout_forward(x, self.p, backend.get_seed(), self.layer_id, self.step)
+        y, self._mask = dropout_forward(x, self.p, backend.get_seed(), self.layer_id, self.step,
+                                        check=registry.DEBUG)
         self._identity = False
-        self._shape = tuple(x.shape)
+        self._shape, self._dtype = tuple(x.shape), x.dtype
         self.step += 1
         return y
 
@@ -59,7 +61,9 @@ class Dropout(Layer):
             return dy
         if tuple(dy.shape) != self._shape:
             raise ValueError(f"{self.name}: dy has shape {tuple(dy.shape)}, the forward's output {self._shape}")
-        return dropout_backward(dy, self._mask, self.p)
+        if dy.dtype != self._dtype:
+            raise TypeError(f"{self.name}: dy has dtype {dy.dtype}, the forward's output {self._dtype}")
+        return dropout_backward(dy, self._mask, self.p, check=registry.DEBUG)
 
     def get_rng_state(self):
         return {"layer_id": self.layer_id, "step": self.step}

@@ -7,6 +7,7 @@ import numbers
 import numpy as np
 
 from .. import backend
+from ..ops import registry
 from ..ops.batchnorm import batch_norm_backward, batch_norm_eval, batch_norm_train
 from .base import Layer
 from .checks import check_input
@@ -58,12 +59,20 @@ class _BatchNorm(Layer):
             self.add_buffer("running_var", xp.ones(C, dtype=dtype))
             self.add_buffer("num_batches_tracked", xp.zeros((), dtype=np.int64))
         self._saved = None
+        self._tracked = None  # num_batches_tracked on the host (momentum=None reads it once)
 
     def _float_dtype(self):
-        for _, a in list(self._params.items()) + list(self._buffers.items()):
-            if np.issubdtype(a.dtype, np.floating):
-                return a.dtype
+        for store in (self._params, self._buffers):
+            for a in store.values():
+                if a.dtype.kind == "f":
+                    return a.dtype
         return None
+
+    def _on_moved(self):
+        self._tracked = None
+
+    def _on_state_loaded(self):
+        self._tracked = None
 
     def _affine(self, x):
         """(γ, β), or constant ones and zeros of x's dtype and device without affine."""
@@ -93,17 +102,20 @@ class _BatchNorm(Layer):
             update = self.training and self.track_running_stats
             factor = 0.0 if not update else self.momentum
             nbt = self._buffers["num_batches_tracked"] if update else None
-            if update and self.momentum is None:  # cumulative average: 1/count (reads the count to the host)
+            if update and self.momentum is None:  # cumulative average: 1/count, counted on the host too
+                if self._tracked is None:
+                    self._tracked = int(nbt)  # one read, after construction, a move or a load
                 nbt[...] += 1
-                factor = 1.0 / float(nbt)
+                self._tracked += 1
+                factor = 1.0 / self._tracked
             y, mean, invstd = batch_norm_train(
                 x, weight, bias, self.running_mean if update else None, self.running_var if update else None,
-                self.eps, factor, update_running=update)
+                self.eps, factor, update_running=update, check=registry.DEBUG)
             if update and self.momentum is not None:  # after the launches: no delay before the first kernel
                 nbt[...] += 1
             self._saved = (x, mean, invstd, True)
         else:
-            y = batch_norm_eval(x, weight, bias, self.running_mean, self.running_var, self.eps)
+            y = batch_norm_eval(x, weight, bias, self.running_mean, self.running_var, self.eps, check=registry.DEBUG)
             self._saved = (x, None, None, False)
         return y
 
@@ -118,7 +130,11 @@ class _BatchNorm(Layer):
         weight, _ = self._affine(x)
         dw = self._grads["weight"] if self.affine else None
         db = self._grads["bias"] if self.affine else None
-        dx, _, _ = batch_norm_backward(dy, x, weight, mean, invstd, batch_stats=batch_stats, dweight=dw, dbias=db)
+        if tuple(dy.shape) != tuple(x.shape):
+            raise ValueError(f"{self.name}.backward: dy has shape {tuple(dy.shape)}, expected {tuple(x.shape)} "
+                             "(the shape of the forward's output)")
+        dx, _, _ = batch_norm_backward(dy, x, weight, mean, invstd, batch_stats=batch_stats, dweight=dw, dbias=db,
+                                       check=registry.DEBUG)
         return dx
 
     def sample_values_per_channel(self):

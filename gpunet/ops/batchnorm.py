@@ -8,6 +8,9 @@ are per channel over N·S values. Formulas: kernels/batchnorm/reference.py.
 - ``batch_norm_eval``: running statistics.
 - ``batch_norm_backward``: (dx, dγ, dβ); ``batch_stats=False`` for a forward that used fixed
   (running) statistics, dx = γ·invstd·dy.
+
+``check=False`` skips the argument checks: for a caller that has made them (the BatchNorm layers,
+which check their input and own the other arrays; GPUNET_CHECKS=debug runs them anyway).
 """
 from __future__ import annotations
 
@@ -20,6 +23,12 @@ from .. import backend
 from .registry import register
 
 OP = register("batchnorm")
+
+
+def _ncs(x):
+    """x viewed as (N, C, S), contiguous."""
+    N, C = int(x.shape[0]), int(x.shape[1])
+    return backend.get_array_module(x).ascontiguousarray(x).reshape(N, C, x.size // max(N * C, 1))
 
 
 def _as_ncs(x, who: str):
@@ -51,29 +60,31 @@ def _check_eps(eps, who):
 
 
 def batch_norm_train(x, weight, bias, running_mean=None, running_var=None, eps: float = 1e-5,
-                     momentum: float = 0.1, update_running: bool = True, tier: str | None = None):
+                     momentum: float = 0.1, update_running: bool = True, tier: str | None = None,
+                     check: bool = True):
     """Training forward with batch statistics. Returns (y, mean, invstd)."""
     who = "batch_norm_train"
-    x3 = _as_ncs(x, who)
+    x3 = _as_ncs(x, who) if check else _ncs(x)
     N, C, S = x3.shape
-    if N * S < 2:
-        raise ValueError(
-            f"{who}: training needs more than one value per channel to estimate a variance, got input shape "
-            f"{tuple(x.shape)}"
-        )
-    _check_eps(eps, who)
-    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"{who}: momentum must be in [0, 1], got {momentum!r}")
     xp = backend.get_array_module(x3)
-    _check_channel(weight, "weight", C, x3.dtype, who)
-    _check_channel(bias, "bias", C, x3.dtype, who)
-    if update_running:
-        _check_channel(running_mean, "running_mean", C, x3.dtype, who)
-        _check_channel(running_var, "running_var", C, x3.dtype, who)
-    else:  # the kernels take arrays; these are left alone
+    if check:
+        if N * S < 2:
+            raise ValueError(
+                f"{who}: training needs more than one value per channel to estimate a variance, got input shape "
+                f"{tuple(x.shape)}"
+            )
+        _check_eps(eps, who)
+        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"{who}: momentum must be in [0, 1], got {momentum!r}")
+        _check_channel(weight, "weight", C, x3.dtype, who)
+        _check_channel(bias, "bias", C, x3.dtype, who)
+        if update_running:
+            _check_channel(running_mean, "running_mean", C, x3.dtype, who)
+            _check_channel(running_var, "running_var", C, x3.dtype, who)
+    if not update_running:  # the kernels take arrays; these are left alone
         running_mean = xp.zeros(C, dtype=x3.dtype)
         running_var = xp.ones(C, dtype=x3.dtype)
-    k = OP.select(x3, weight, bias, running_mean, running_var, tier=tier)
+    k = OP.select(x3, weight, bias, running_mean, running_var, tier=tier) if check else OP.select(x3, tier=tier)
     y = xp.empty_like(x3)
     mean = xp.empty(C, dtype=np.float64)
     invstd = xp.empty(C, dtype=np.float64)
@@ -82,41 +93,51 @@ def batch_norm_train(x, weight, bias, running_mean=None, running_var=None, eps: 
     return y.reshape(x.shape), mean, invstd
 
 
-def batch_norm_eval(x, weight, bias, running_mean, running_var, eps: float = 1e-5, tier: str | None = None):
+def batch_norm_eval(x, weight, bias, running_mean, running_var, eps: float = 1e-5, tier: str | None = None,
+                    check: bool = True):
     """Evaluation forward: y = γ·(x − running_mean)/√(running_var + ε) + β."""
     who = "batch_norm_eval"
-    x3 = _as_ncs(x, who)
-    C = x3.shape[1]
-    _check_eps(eps, who)
-    for name, v in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
-        _check_channel(v, name, C, x3.dtype, who)
-    k = OP.select(x3, weight, bias, running_mean, running_var, tier=tier)
+    if check:
+        x3 = _as_ncs(x, who)
+        C = x3.shape[1]
+        _check_eps(eps, who)
+        for name, v in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                        ("running_var", running_var)):
+            _check_channel(v, name, C, x3.dtype, who)
+        k = OP.select(x3, weight, bias, running_mean, running_var, tier=tier)
+    else:
+        x3 = _ncs(x)
+        k = OP.select(x3, tier=tier)
     y = backend.get_array_module(x3).empty_like(x3)
     k.forward_eval(x3, weight, bias, running_mean, running_var, y, float(eps))
     return y.reshape(x.shape)
 
 
 def batch_norm_backward(dy, x, weight, mean, invstd, batch_stats: bool = True, dweight=None, dbias=None,
-                        tier: str | None = None):
+                        tier: str | None = None, check: bool = True):
     """(dx, dγ, dβ) from the forward's input, mean and invstd (float64). ``dweight`` and ``dbias``
     may be given to receive the parameter gradients in place (arena views)."""
     who = "batch_norm_backward"
-    x3 = _as_ncs(x, who)
+    x3 = _as_ncs(x, who) if check else _ncs(x)
     N, C, S = x3.shape
-    if tuple(dy.shape) != tuple(x.shape):
-        raise ValueError(f"{who}: dy has shape {tuple(dy.shape)}, the forward's input {tuple(x.shape)}")
-    if dy.dtype != x3.dtype:
-        raise TypeError(f"{who}: dy has dtype {dy.dtype}, the forward's input {x3.dtype}")
     xp = backend.get_array_module(x3)
+    if check:
+        if tuple(dy.shape) != tuple(x.shape):
+            raise ValueError(f"{who}: dy has shape {tuple(dy.shape)}, the forward's input {tuple(x.shape)}")
+        if dy.dtype != x3.dtype:
+            raise TypeError(f"{who}: dy has dtype {dy.dtype}, the forward's input {x3.dtype}")
     dy3 = xp.ascontiguousarray(dy).reshape(N, C, S)
-    _check_channel(weight, "weight", C, x3.dtype, who)
-    _check_channel(mean, "mean", C, np.float64, who)
-    _check_channel(invstd, "invstd", C, np.float64, who)
     dweight = xp.empty(C, dtype=x3.dtype) if dweight is None else dweight
     dbias = xp.empty(C, dtype=x3.dtype) if dbias is None else dbias
-    _check_channel(dweight, "dweight", C, x3.dtype, who)
-    _check_channel(dbias, "dbias", C, x3.dtype, who)
-    k = OP.select(dy3, x3, weight, mean, invstd, dweight, dbias, tier=tier)
+    if check:
+        _check_channel(weight, "weight", C, x3.dtype, who)
+        _check_channel(mean, "mean", C, np.float64, who)
+        _check_channel(invstd, "invstd", C, np.float64, who)
+        _check_channel(dweight, "dweight", C, x3.dtype, who)
+        _check_channel(dbias, "dbias", C, x3.dtype, who)
+        k = OP.select(dy3, x3, weight, mean, invstd, dweight, dbias, tier=tier)
+    else:
+        k = OP.select(x3, tier=tier)
     dx = xp.empty_like(x3)
     k.backward(dy3, x3, weight, mean, invstd, dx, dweight, dbias, bool(batch_stats))
     return dx.reshape(x.shape), dweight, dbias

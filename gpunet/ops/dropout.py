@@ -4,7 +4,8 @@ Inverted dropout with probability p: y = x·m/(1 − p), m_i ~ Bernoulli(1 − p
 dx = dy·m/(1 − p). The bits m come from Philox4x32-10 keyed by (seed, layer_id, step, element
 index), identical in every tier (kernels/common/philox.py documents the mapping); the forward
 returns them packed one bit per element (uint8, ceil(n/8) bytes), and the backward reads them
-back instead of drawing again.
+back instead of drawing again. ``check=False`` skips the argument checks, for the Dropout layer,
+which has made them (GPUNET_CHECKS=debug runs them anyway).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numbers
 import numpy as np
 
 from .. import backend
+from ..kernels.common.philox import keep_threshold
 from .registry import register
 
 OP = register("dropout")
@@ -35,15 +37,15 @@ def mask_bytes(n: int) -> int:
     return (int(n) + 7) // 8
 
 
-def dropout_forward(x, p: float, seed: int, layer_id: int, step: int, tier: str | None = None):
+def dropout_forward(x, p: float, seed: int, layer_id: int, step: int, tier: str | None = None,
+                    check: bool = True):
     """(y, mask): y = x·m/(1 − p) with m from (seed, layer_id, step); mask packs m (uint8)."""
-    from gpunet.kernels.common.philox import keep_threshold
-
-    p = check_p(p)
-    _check_float(x, "x")
-    for name, v in (("seed", seed), ("layer_id", layer_id), ("step", step)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
-            raise ValueError(f"dropout: {name} must be a non-negative integer, got {v!r}")
+    if check:
+        p = check_p(p)
+        _check_float(x, "x")
+        for name, v in (("seed", seed), ("layer_id", layer_id), ("step", step)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+                raise ValueError(f"dropout: {name} must be a non-negative integer, got {v!r}")
     xp = backend.get_array_module(x)
     x = xp.ascontiguousarray(x)
     k = OP.select(x, tier=tier)
@@ -53,9 +55,20 @@ def dropout_forward(x, p: float, seed: int, layer_id: int, step: int, tier: str 
     return y, mask
 
 
-def dropout_backward(dy, mask, p: float, tier: str | None = None):
+def dropout_backward(dy, mask, p: float, tier: str | None = None, check: bool = True):
     """dx = dy·m/(1 − p), m unpacked from the forward's ``mask``."""
-    p = check_p(p)
+    if check:
+        _check_backward(dy, mask, p)
+    xp = backend.get_array_module(dy)
+    dy = xp.ascontiguousarray(dy)
+    k = OP.select(dy, mask, tier=tier) if check else OP.select(dy, tier=tier)
+    dx = xp.empty_like(dy)
+    k.backward(dy, mask, dx, 1.0 / (1.0 - p))
+    return dx
+
+
+def _check_backward(dy, mask, p):
+    check_p(p)
     _check_float(dy, "dy")
     if getattr(mask, "dtype", None) != np.uint8 or mask.ndim != 1 or mask.size != mask_bytes(dy.size):
         raise ValueError(
@@ -63,9 +76,3 @@ def dropout_backward(dy, mask, p: float, tier: str | None = None):
             f"{tuple(dy.shape)}, got {getattr(mask, 'dtype', type(mask).__name__)} of shape "
             f"{tuple(getattr(mask, 'shape', ()))}"
         )
-    xp = backend.get_array_module(dy)
-    dy = xp.ascontiguousarray(dy)
-    k = OP.select(dy, mask, tier=tier)
-    dx = xp.empty_like(dy)
-    k.backward(dy, mask, dx, 1.0 / (1.0 - p))
-    return dx

@@ -17,7 +17,13 @@ kernels/optim_update/reference.py.
 Non-finite policies: "skip" (the update kernel reads the flag and writes nothing; stats[3]
 counts skipped steps, stats[2] applied ones), "raise" (the flag is read on the host — a sync —
 and FloatingPointError is raised before anything is written), "ignore" (no guard: NaN and Inf
-flow into the parameters).
+flow into the parameters). ``seen`` (a float64 device array of one element) counts, under
+"ignore", the steps whose gradient was not finite (the statistics pass then runs for the flag).
+
+``KERNEL_ARGS`` is the one place where an optimizer's hyper-parameters (PyTorch's names) become
+the kernels' arguments; ``kernel_args(rule, hyper)`` applies it. ``check=False`` skips the
+argument checks (the optimizer classes made them when they were built; GPUNET_CHECKS=debug runs
+them anyway, see registry.py).
 """
 from __future__ import annotations
 
@@ -27,17 +33,50 @@ from .registry import register
 OP = register("optim_update")
 
 RULES = {"sgd": 0, "momentum": 1, "adagrad": 1, "rmsprop": 3, "adam": 2}
-RULE_HYPER = {"sgd": (), "momentum": ("mu", "nesterov"), "adagrad": ("lr_decay", "eps"),
-              "rmsprop": ("alpha", "eps", "mu", "centered"), "adam": ("beta1", "beta2", "eps")}
+# kernel argument <- hyper-parameter name (or (name, index) into a pair such as betas)
+KERNEL_ARGS = {"sgd": {}, "momentum": {"mu": "momentum", "nesterov": "nesterov"},
+               "adagrad": {"lr_decay": "lr_decay", "eps": "eps"},
+               "rmsprop": {"alpha": "alpha", "eps": "eps", "mu": "momentum", "centered": "centered"},
+               "adam": {"beta1": ("betas", 0), "beta2": ("betas", 1), "eps": "eps"}}
+RULE_HYPER = {rule: tuple(args) for rule, args in KERNEL_ARGS.items()}
 POLICIES = ("skip", "raise", "ignore")
+
+
+def kernel_args(rule: str, hyper: dict) -> dict:
+    """The kernel arguments of ``rule`` from an optimizer's hyper-parameters (PyTorch's names)."""
+    return {arg: hyper[src] if isinstance(src, str) else hyper[src[0]][src[1]]
+            for arg, src in KERNEL_ARGS[rule].items()}
 
 
 def fused_step(rule: str, params, grads, states, stats, *, n_decay: int, lr: float, weight_decay: float = 0.0,
                l1: float = 0.0, decoupled_wd: float = 0.0, clip_norm: float | None = None,
                clip_value: float | None = None, norm_eps: float = 0.0, nonfinite: str = "skip",
-               tier: str | None = None, **hyper) -> None:
+               seen=None, tier: str | None = None, check: bool = True, **hyper) -> None:
     """Update ``params`` (and ``states``) in place from ``grads``; see the module docstring.
     Hyper-parameters are checked by the optimizer classes; this checks the arrays."""
+    if check:
+        _check(rule, params, grads, states, stats, n_decay, nonfinite, hyper)
+    update = OP.select(params, tier=tier)
+    guard = nonfinite != "ignore"
+    clip_norm = 0.0 if clip_norm is None else float(clip_norm)
+    norm_eps = float(norm_eps)
+    if guard or clip_norm > 0 or norm_eps > 0 or seen is not None:
+        GLOBAL_NORM.select(stats, tier=tier).grad_stats(grads, stats, guard)
+    if not guard:
+        stats[2] += 1.0  # every step is applied; a tiny device op, no sync
+        if seen is not None:
+            seen += stats[1]
+    if nonfinite == "raise" and float(stats[1]) != 0.0:  # host sync, by policy
+        raise FloatingPointError(
+            f"{rule} step: the gradient holds NaN or Inf; parameters left unchanged "
+            "(nonfinite='skip' skips such steps on the device instead)")
+    getattr(update, rule)(
+        params, grads, *states, stats, n_decay=int(n_decay), lr=float(lr), weight_decay=float(weight_decay),
+        l1=float(l1), decoupled_wd=float(decoupled_wd), clip_norm=clip_norm,
+        clip_value=0.0 if clip_value is None else float(clip_value), norm_eps=norm_eps, guard=guard, **hyper)
+
+
+def _check(rule, params, grads, states, stats, n_decay, nonfinite, hyper):
     if rule not in RULES:
         raise ValueError(f"fused_step: unknown rule {rule!r}; expected one of {sorted(RULES)}")
     if nonfinite not in POLICIES:
@@ -54,20 +93,3 @@ def fused_step(rule: str, params, grads, states, stats, *, n_decay: int, lr: flo
     check_stats(f"{rule} step", stats, dev)
     if not 0 <= int(n_decay) <= n:
         raise ValueError(f"{rule} step: n_decay must lie in [0, {n}], got {n_decay}")
-
-    update = OP.select(params, grads, *states, stats, tier=tier)
-    guard = nonfinite != "ignore"
-    clip_norm = 0.0 if clip_norm is None else float(clip_norm)
-    norm_eps = float(norm_eps)
-    if guard or clip_norm > 0 or norm_eps > 0:
-        GLOBAL_NORM.select(stats, tier=tier).grad_stats(grads, stats, guard)
-    if not guard:
-        stats[2] += 1.0  # every step is applied; a tiny device op, no sync
-    if nonfinite == "raise" and float(stats[1]) != 0.0:  # host sync, by policy
-        raise FloatingPointError(
-            f"{rule} step: the gradient holds NaN or Inf; parameters left unchanged "
-            "(nonfinite='skip' skips such steps on the device instead)")
-    getattr(update, rule)(
-        params, grads, *states, stats, n_decay=int(n_decay), lr=float(lr), weight_decay=float(weight_decay),
-        l1=float(l1), decoupled_wd=float(decoupled_wd), clip_norm=clip_norm,
-        clip_value=0.0 if clip_value is None else float(clip_value), norm_eps=norm_eps, guard=guard, **hyper)

@@ -17,6 +17,12 @@ tier:
 ``GPUNET_KERNELS`` is read when gpunet is imported, when ``gpunet.use`` picks a backend, and on
 ``reset()`` — not on every call. ``tier=`` (one of ``TIERS``) overrides it for one call; the tests
 use it to run every tier.
+
+``GPUNET_CHECKS=debug`` (read at the same moments, into ``DEBUG``) also runs the argument checks
+that repeat one the caller has made: an op called by its layer (which checked its input and
+owns the other arrays), the fused step called by an optimizer (which built its buffers). Public
+entry points — layers, losses, ``gpunet.ops`` functions called directly, ``clip_grad_norm``,
+``gpunet.optim.ema`` — check their arguments always.
 """
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ _TABLE = {"auto": ("numba_cpu", "cupy"), "reference": ("reference", "reference")
           "numba": ("numba_cpu", "numba_cuda"), "cupy": (None, "cupy")}
 
 _mode = "auto"
+DEBUG = False  # GPUNET_CHECKS=debug
 
 
 def read_mode() -> str:
@@ -45,10 +52,19 @@ def read_mode() -> str:
     return v
 
 
+def read_checks() -> bool:
+    """``GPUNET_CHECKS`` checked: True for "debug", False when unset."""
+    v = os.environ.get("GPUNET_CHECKS", "").strip().lower()
+    if v not in ("", "debug"):
+        raise ValueError(f"GPUNET_CHECKS: expected 'debug' or unset, got {v!r}")
+    return v == "debug"
+
+
 def reset() -> str:
-    """Read ``GPUNET_KERNELS`` again and forget every op's resolved tier; returns the mode."""
-    global _mode
-    _mode = read_mode()
+    """Read ``GPUNET_KERNELS`` and ``GPUNET_CHECKS`` again and forget every op's resolved tier;
+    returns the mode."""
+    global _mode, DEBUG
+    _mode, DEBUG = read_mode(), read_checks()
     for op in OPS.values():
         op._chosen = [None, None]
     return _mode
@@ -145,4 +161,4 @@ def select_tier(*arrays, tier: str | None = None) -> str:
     return choose_tier(device_kind(*arrays), tier)
 
 
-_mode = read_mode()
+_mode, DEBUG = read_mode(), read_checks()

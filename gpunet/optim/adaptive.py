@@ -31,13 +31,11 @@ class Adagrad(Optimizer):
             eps=check_number(eps, "eps", who, lo=0.0, lo_open=True))
         self._add_state("sum", self.hyper["initial_accumulator_value"])
 
-    def _rule_args(self):
-        return {"lr_decay": self.hyper["lr_decay"], "eps": self.hyper["eps"]}
-
 
 class RMSprop(Optimizer):
     """q ← αq + (1 − α)g²; d = √q + ε (``centered``: ḡ ← αḡ + (1 − α)g, d = √(q − ḡ²) + ε);
-    w ← w − ηg/d, or with ``momentum`` μ > 0: b ← μb − ηg/d, w ← w + b (velocity form, as SGD)."""
+    w ← w − ηg/d, or with ``momentum`` μ > 0: v ← μv − ηg/d, w ← w + v (the velocity form of
+    SGD; the buffer is ``velocity``)."""
 
     rule = "rmsprop"
 
@@ -53,15 +51,11 @@ class RMSprop(Optimizer):
         if self.hyper["centered"]:
             self._add_state("grad_avg")
         if self.hyper["momentum"] > 0:
-            self._add_state("momentum_buffer")
+            self._add_state("velocity")
 
     def _states(self):
         sq = self.state["square_avg"]  # stands in for the buffers a variant does not use (never touched)
-        return sq, self.state.get("grad_avg", sq), self.state.get("momentum_buffer", sq)
-
-    def _rule_args(self):
-        h = self.hyper
-        return {"alpha": h["alpha"], "eps": h["eps"], "mu": h["momentum"], "centered": h["centered"]}
+        return sq, self.state.get("grad_avg", sq), self.state.get("velocity", sq)
 
 
 class Adam(Optimizer):
@@ -84,10 +78,6 @@ class Adam(Optimizer):
         if self.hyper["decoupled_weight_decay"]:
             return {"weight_decay": 0.0, "l1": self.l1, "decoupled_wd": self.weight_decay}
         return super()._decay_args()
-
-    def _rule_args(self):
-        b1, b2 = self.hyper["betas"]
-        return {"beta1": b1, "beta2": b2, "eps": self.hyper["eps"]}
 
 
 class AdamW(Adam):

@@ -16,9 +16,10 @@ Every optimizer takes, besides its own hyper-parameters (named and defaulted as 
   not clipping by norm).
 
 ``lr`` may be set between steps (schedules do); it is a kernel argument, so nothing recompiles.
-``steps`` (applied steps) and ``skipped_steps`` live on the device; reading them syncs.
-``iterations`` counts calls to ``step()`` on the host. Create the optimizer after moving the
-model (``model.to``): moving rebuilds the arena, and a stale optimizer refuses to step.
+The step's statistics live on the device, in ``stats`` (``StepStats``: named views into one
+buffer); ``steps`` and ``skipped_steps`` read them (a sync). ``iterations`` counts calls to
+``step()`` on the host. Create the optimizer after moving the model (``model.to``): moving
+rebuilds the arena, and a stale optimizer refuses to step.
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ import math
 import numpy as np
 
 from .. import backend
-from ..ops.global_norm import new_stats
-from ..ops.optim_update import POLICIES, fused_step
+from ..ops import registry
+from ..ops.optim_update import POLICIES, fused_step, kernel_args
 
 
 def check_lr(lr, who: str) -> float:
@@ -57,14 +58,40 @@ def check_optional_positive(value, name: str, who: str):
     return None if value is None else check_number(value, name, who, lo=0.0, lo_open=True)
 
 
-class Optimizer:
-    """Base class: holds the arena, the state buffers and the device step counters.
+class StepStats:
+    """An optimizer's step statistics on the device: one float64 buffer, named views of its slots.
 
-    Subclasses set ``rule`` (a kernel of gpunet.ops.optim_update), ``state_names`` (PyTorch's
-    names for the state buffers) and fill ``self.hyper``; ``_rule_args()`` maps them to the kernel.
+    ``grad_sq_norm`` Σg² of the last step's gradient, ``nonfinite`` 1.0 when it held NaN or ±Inf,
+    ``steps`` applied steps (Adam's t), ``skipped`` steps skipped for a non-finite gradient — the
+    four slots the kernels read and write (``kernel``, kernels/global_norm/reference.py) — and
+    ``nonfinite_seen``, the steps applied with a non-finite gradient (policy "ignore", counted while
+    ``Optimizer.count_nonfinite`` is on). Each view is a 1-element device array; nothing here
+    reads it to the host.
+    """
+
+    FIELDS = ("grad_sq_norm", "nonfinite", "steps", "skipped", "nonfinite_seen")
+
+    def __init__(self, like):
+        self.buffer = backend.get_array_module(like).zeros(len(self.FIELDS), dtype=np.float64)
+        self.kernel = self.buffer[:4]
+        for i, name in enumerate(self.FIELDS):
+            setattr(self, name, self.buffer[i:i + 1])
+
+
+# state buffers renamed since checkpoints were first written: old name -> new name
+RENAMED_STATE = {"momentum_buffer": "velocity"}
+
+
+class Optimizer:
+    """Base class: holds the arena, the state buffers and the device step statistics.
+
+    Subclasses set ``rule`` (a kernel of gpunet.ops.optim_update), fill ``self.hyper`` with their
+    hyper-parameters under PyTorch's names (``kernel_args`` translates them for the kernel) and
+    add their state buffers with ``_add_state``.
     """
 
     rule = "sgd"
+    count_nonfinite = False  # TerminateOnNaN turns it on: count non-finite gradients applied ("ignore")
 
     def __init__(self, model, lr, *, weight_decay=0.0, l1=0.0, clip_norm=None, clip_value=None,
                  decay_all=False, nonfinite="skip"):
@@ -84,7 +111,7 @@ class Optimizer:
             raise ValueError(f"{who}: nonfinite must be one of {POLICIES}, got {nonfinite!r}")
         self.nonfinite = nonfinite
         self.iterations = 0
-        self._stats = new_stats(self.arena.params)
+        self.stats = StepStats(self.arena.params)
         self.state = {}
 
     # ----------------------------------------------------------------- state buffers
@@ -110,9 +137,6 @@ class Optimizer:
         """weight_decay, l1 and decoupled_wd for the kernel (AdamW overrides)."""
         return {"weight_decay": self.weight_decay, "l1": self.l1, "decoupled_wd": 0.0}
 
-    def _rule_args(self) -> dict:
-        return {}
-
     def _norm_eps(self) -> float:
         """ε of normalized SGD (0: no normalization)."""
         return 0.0
@@ -129,12 +153,15 @@ class Optimizer:
             )
 
     def step(self) -> None:
-        """One fused update of every parameter from the gradients in ``arena.grads``."""
+        """One fused update of every parameter from the gradients in ``arena.grads`` (no host sync
+        unless nonfinite="raise")."""
         self._check_arena()
         self.iterations += 1
-        fused_step(self.rule, self.arena.params, self.arena.grads, self._states(), self._stats,
-                   n_decay=self.n_decay, lr=self.lr, clip_norm=self.clip_norm, clip_value=self.clip_value,
-                   norm_eps=self._norm_eps(), nonfinite=self.nonfinite, **self._decay_args(), **self._rule_args())
+        a = self.arena
+        fused_step(self.rule, a.params, a.grads, self._states(), self.stats.kernel, n_decay=self.n_decay,
+                   lr=self._lr, clip_norm=self.clip_norm, clip_value=self.clip_value, norm_eps=self._norm_eps(),
+                   nonfinite=self.nonfinite, seen=self.stats.nonfinite_seen if self.count_nonfinite else None,
+                   check=registry.DEBUG, **self._decay_args(), **kernel_args(self.rule, self.hyper))
 
     def zero_grad(self) -> None:
         """Not needed (backward overwrites the gradients); zeroes them for code that expects it."""
@@ -144,17 +171,37 @@ class Optimizer:
     @property
     def steps(self) -> int:
         """Applied steps (skipped ones excluded); reading it syncs with the device."""
-        return int(self._stats[2])
+        return int(self.stats.steps[0])
 
     @property
     def skipped_steps(self) -> int:
         """Steps skipped for a non-finite gradient; reading it syncs with the device."""
-        return int(self._stats[3])
+        return int(self.stats.skipped[0])
 
     def grad_norm(self):
         """‖g‖ of the last step's gradient (before clipping) as a 0-d device array; valid when the
         step ran the statistics pass (clipping by norm, or nonfinite "skip"/"raise")."""
-        return backend.get_array_module(self._stats).sqrt(self._stats[:1]).reshape(())
+        return backend.get_array_module(self.stats.buffer).sqrt(self.stats.grad_sq_norm).reshape(())
+
+    # ----------------------------------------------------------------- snapshots (device only)
+    def snapshot(self, into: dict | None = None) -> dict:
+        """Device copies of the state buffers and statistics plus the host counters, written into
+        ``into`` (a previous snapshot: no allocation) when given; no host sync."""
+        if into is None:
+            into = {"state": {k: v.copy() for k, v in self.state.items()}, "stats": self.stats.buffer.copy()}
+        else:
+            for k, v in self.state.items():
+                into["state"][k][...] = v
+            into["stats"][...] = self.stats.buffer
+        into["lr"], into["iterations"] = self._lr, self.iterations
+        return into
+
+    def restore(self, snap: dict) -> None:
+        """Put back what ``snapshot`` copied (same arena)."""
+        for k, v in snap["state"].items():
+            self.state[k][...] = v
+        self.stats.buffer[...] = snap["stats"]
+        self._lr, self.iterations = snap["lr"], snap["iterations"]
 
     # ----------------------------------------------------------------- state dicts
     def _all_hyper(self) -> dict:
@@ -177,17 +224,18 @@ class Optimizer:
         if state["hyper"] != self._all_hyper():
             fresh = type(self)(self.model, state["lr"], **state["hyper"])  # validates them, sizes the buffers
             self.__dict__.update(fresh.__dict__)
-        if set(state["state"]) != set(self.state):
+        buffers = {RENAMED_STATE.get(k, k): v for k, v in state["state"].items()}  # older checkpoints
+        if set(buffers) != set(self.state):
             raise KeyError(f"{who}: state buffers {sorted(state['state'])}, expected {sorted(self.state)}")
-        for k, src in state["state"].items():
+        for k, src in buffers.items():
             if tuple(np.shape(src)) != (self.arena.size,):
                 raise ValueError(f"{who}: state buffer {k!r} has shape {tuple(np.shape(src))}, the arena "
                                  f"holds {self.arena.size} values")
         self.lr = state["lr"]
-        for k, src in state["state"].items():
+        for k, src in buffers.items():
             self.state[k][...] = backend.to_device(src, self.arena.device, dtype=self.arena.dtype)
-        self._stats[2] = float(state["steps"])
-        self._stats[3] = float(state["skipped_steps"])
+        self.stats.steps[...] = float(state["steps"])
+        self.stats.skipped[...] = float(state["skipped_steps"])
         self.iterations = int(state["iterations"])
 
     def __repr__(self) -> str:

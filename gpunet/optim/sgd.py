@@ -1,9 +1,10 @@
 """Gradient descent over the arena: SGD with optional momentum or Nesterov, and normalized SGD.
 
 Momentum is kept as a velocity in parameter units, as in the classic formulation:
-v ← γv − η∇L, w ← w + v (Nesterov: w ← w + γv − η∇L). PyTorch keeps v ← γv + ∇L and steps
-w ← w − ηv; the two agree exactly while η is constant, and differ after η changes (here a new
-η scales only new gradients; in PyTorch it rescales the accumulated velocity too).
+v ← γv − η∇L, w ← w + v (Nesterov: w ← w + γv − η∇L); the state buffer is called ``velocity``.
+PyTorch's ``momentum_buffer`` holds another quantity, b ← γb + ∇L, and steps w ← w − ηb: the
+two agree (v = −ηb) while η is constant, and differ after η changes (here a new η scales only
+new gradients; in PyTorch it rescales the accumulated buffer too).
 """
 from __future__ import annotations
 
@@ -23,12 +24,7 @@ class SGD(Optimizer):
         self.hyper.update(momentum=momentum, nesterov=bool(nesterov))
         if momentum > 0:
             self.rule = "momentum"
-            self._add_state("momentum_buffer")
-
-    def _rule_args(self):
-        if self.rule == "momentum":
-            return {"mu": self.hyper["momentum"], "nesterov": self.hyper["nesterov"]}
-        return {}
+            self._add_state("velocity")
 
 
 class NormalizedSGD(SGD):

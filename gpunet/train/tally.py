@@ -10,12 +10,13 @@ from .. import backend
 
 
 class Tally:
-    """Per-batch loss and metric values of one pass. Each step appends its 0-d loss array and what
-    each metric keeps (``Metric.keep``) to ``pending`` (no copy, no synchronization); ``read()``
-    stacks the losses and totals the metrics on the device, copies the lot to the host at once
-    (the one synchronization), adds it to float64 totals there and returns the means so far. The loss averages over examples (each
-    batch's mean weighted by its size); with ``skip``, batches whose loss is not finite are left
-    out of it and counted."""
+    """Per-batch loss and metric values of one pass. ``add(loss, output, y)`` keeps the step's 0-d
+    loss array and what each metric keeps (``Metric.keep``) — no copy, no synchronization;
+    ``read(extra)`` stacks the losses and totals the metrics on the device, copies the lot (and
+    the float64 device array ``extra``, if given) to the host at once (the one synchronization,
+    ``backend.read_back``), adds it to float64 totals there and returns (the means so far, the
+    host copy of ``extra``). The loss averages over examples (each batch's mean weighted by its
+    size); with ``skip``, batches whose loss is not finite are left out of it and counted."""
 
     def __init__(self, metrics, loss, skip: bool = False):
         self.metrics, self.skip = metrics, skip
@@ -25,13 +26,24 @@ class Tally:
         self.loss_sum = self.counted = self.nonfinite = self.n = 0.0
         self.metric_sums = np.zeros(len(metrics))
 
-    def read(self) -> dict:
+    def add(self, loss, output, y) -> None:
+        self.pending[0].append(loss)
+        for m, pending in zip(self.metrics, self.pending[1:]):
+            pending.append(m.keep(output, y))
+        self.sizes.append(len(y))
+
+    def read(self, extra=None):
+        extra_host = None
         if self.sizes:
             xp = backend.get_array_module(self.pending[0][0])
             k = len(self.sizes)
             parts = [xp.stack(self.pending[0]).astype(np.float64)]
             parts += [xp.asarray(m.total(p), dtype=np.float64).reshape(1) for m, p in zip(self.metrics, self.pending[1:])]
-            host = backend.to_numpy(xp.concatenate(parts))
+            if extra is not None:
+                parts.append(extra)
+            host = backend.read_back(xp.concatenate(parts))
+            if extra is not None:
+                host, extra_host = host[:-extra.size], host[-extra.size:]
             sizes = np.asarray(self.sizes, dtype=np.float64)
             loss = host[:k] * sizes if self.mean_loss else host[:k]
             ok = np.isfinite(loss) if self.skip else np.ones(len(sizes), bool)
@@ -48,4 +60,6 @@ class Tally:
             logs[m.name] = float(v / self.n) if self.n else math.nan
         if self.skip:
             logs["skipped"] = self.nonfinite
-        return logs
+        if extra is not None and extra_host is None:  # nothing pending: read it alone
+            extra_host = backend.read_back(extra)
+        return logs, extra_host

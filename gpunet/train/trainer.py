@@ -1,14 +1,16 @@
-"""The Trainer: fit / evaluate / predict around the four-line training step.
+"""The Trainer: fit / evaluate / predict around the four-line training step (``train_step``).
 
-    model.train()
     logits = model(x)
     value = loss_fn(logits, y)
     model.backward(loss_fn.backward())
     opt.step()
 
-Per-batch loss and metric values stay on the device (the step keeps its 0-d result arrays); they
-are read back, all at once, every ``sync_every`` batches (for the progress bar and TerminateOnNaN)
-and at the end of an epoch, so there is no host synchronization per step.
+The data set is checked once per ``fit``/``evaluate`` (shapes, dtypes, finite values, labels in
+range), so the step calls the loss's ``forward_trusted`` and reads nothing back. Per-batch loss
+and metric values stay on the device (0-d arrays kept, not read); they are read back, all at once
+with the optimizer's step statistics, every ``sync_every`` batches when a callback or the
+progress bar asks for them, and at the end of an epoch: read-backs are decided by batch count,
+never by the clock, so every process of a data-parallel run reads back at the same batch.
 
 Non-finite losses, the policy: without ``TerminateOnNaN`` training goes on, and at the end of an
 epoch whose loss is not finite a warning says where non-finite values are now (usually the
@@ -32,6 +34,7 @@ import numpy as np
 
 from .. import backend
 from .. import metrics as metrics_mod
+from ..data.batching import batches, check_batch_size, num_batches
 from . import checkpoint as ckpt
 from .callback import Callback
 from .checks import check_batch_norm_batches, check_components, check_verbose, split_validation
@@ -41,24 +44,6 @@ from .tally import Tally
 from .terminate import TerminateOnNaN
 
 __all__ = ["Trainer"]
-
-
-def batches(*args, **kwargs):
-    from ..data.batching import batches as _batches  # imported on first use: keeps `import gpunet` light
-
-    return _batches(*args, **kwargs)
-
-
-def num_batches(*args, **kwargs):
-    from ..data.batching import num_batches as _num_batches
-
-    return _num_batches(*args, **kwargs)
-
-
-def check_batch_size(*args, **kwargs):
-    from ..data.batching import check_batch_size as _check
-
-    return _check(*args, **kwargs)
 
 
 def _is_terminal(stream) -> bool:
@@ -78,8 +63,9 @@ class Trainer:
     ``fit(train, val=None, epochs, batch_size)`` → ``History``; ``evaluate(data)`` → dict of
     floats; ``predict(x)`` → outputs on the device. ``train``/``val``/``data`` are ``(x, y)``
     pairs of arrays or ``gpunet.data`` datasets. ``sync_every``: batches between read-backs of
-    the running values for callbacks that ask for them (``on_readback``: TerminateOnNaN); the
-    progress bar alone reads back at such a batch at most twice a second.
+    the running values, for the progress bar and for callbacks that ask for them
+    (``on_readback``: TerminateOnNaN). ``step_stats``: the optimizer's step statistics (host
+    floats, ``StepStats.FIELDS``) as of the last read-back.
     """
 
     def __init__(self, model, loss, optimizer, metrics=("accuracy",), callbacks=(), sync_every: int = 25):
@@ -109,6 +95,7 @@ class Trainer:
         self.stop_training = False
         self.epoch_complete = True
         self.last_batch = (None, None)
+        self.step_stats = {}
         self.train_x = None
         self._has_val = False
         self._validated = {}
@@ -153,10 +140,11 @@ class Trainer:
             a = self.model.arena
             w = a.params[: getattr(self.optimizer, "n_decay", a.n_decay)]
             xp = backend.get_array_module(w)
+            sq, ab = backend.read_back(xp.stack([xp.dot(w, w), xp.abs(w).sum()]).astype(np.float64)).tolist()
             if wd:
-                out["l2_penalty"] = 0.5 * wd * float(xp.dot(w, w))
+                out["l2_penalty"] = 0.5 * wd * sq
             if l1:
-                out["l1_penalty"] = l1 * float(xp.abs(w).sum())
+                out["l1_penalty"] = l1 * ab
         return out
 
     # ------------------------------------------------------------------ fit
@@ -203,7 +191,6 @@ class Trainer:
             cb.reset()
         if resume is not None:
             self.load_checkpoint(resume)
-        saved_trust = self._trust_labels()
         saved_input_grad = self.model.need_input_grad
         self.model.need_input_grad = False  # the data is not trained: no gradient for the input
         try:
@@ -240,20 +227,7 @@ class Trainer:
         finally:
             self.train_x = None
             self.model.need_input_grad = saved_input_grad
-            self._restore_labels(saved_trust)
         return self.history
-
-    def _trust_labels(self):
-        """Mark the loss's labels as checked (``_prepare`` validated the data set once); returns
-        what to restore."""
-        saved = getattr(self.loss, "_trusted", None)
-        if saved is not None:
-            self.loss._trusted = True
-        return saved
-
-    def _restore_labels(self, saved) -> None:
-        if saved is not None:
-            self.loss._trusted = saved
 
     def _fire(self, hook, *args):
         for cb in self.callbacks:
@@ -268,44 +242,52 @@ class Trainer:
         return tqdm(total=num_batches(n, batch_size, drop_last), desc=f"epoch {epoch + 1}/{epochs}",
                     unit="batch", leave=True, file=sys.stderr, dynamic_ncols=True)
 
+    def train_step(self, x, y):
+        """One training step on a batch on the model's device, from a data set the Trainer has
+        checked: forward, loss (``forward_trusted``), backward, optimizer step. Returns the loss
+        and the model's output as device arrays; reads nothing back (no host synchronization)."""
+        out = self.model(x)
+        value = self.loss.forward_trusted(out, y)
+        self.model.backward(self.loss.backward())
+        self.optimizer.step()
+        return value, out
+
+    def _read(self, tally):
+        """The running logs and the optimizer's step statistics, in one read-back."""
+        stats = getattr(self.optimizer, "stats", None)
+        logs, host = tally.read(None if stats is None else stats.buffer)
+        if host is not None:
+            self.step_stats = dict(zip(stats.FIELDS, host.tolist()))
+        return logs
+
     def _train_epoch(self, x, y, batch_size, shuffle, drop_last, epoch, bar):
-        model, loss_fn, opt = self.model, self.loss, self.optimizer
+        model, opt = self.model, self.optimizer
         n_batches = num_batches(len(x), batch_size, drop_last)
         begin = [cb for cb in self.callbacks if _overrides(cb, "on_batch_begin")]
         end = [cb for cb in self.callbacks if _overrides(cb, "on_batch_end")]
         readers = [cb for cb in self.callbacks if _overrides(cb, "on_readback")]
+        read_every = self.sync_every if readers or bar is not None else 0
         tally = Tally(self.metrics, self.loss, skip=getattr(opt, "nonfinite", None) == "skip")
-        losses, sizes = tally.pending[0], tally.sizes
-        metrics = list(zip(self.metrics, tally.pending[1:]))
-        self._epoch_lr = float(opt.lr)
+        self._epoch_lr = None
         done = read_at = 0
-        bar_t = time.perf_counter()
         logs = {}
-        for i, (xb, yb) in enumerate(batches(x, y, batch_size, shuffle=shuffle, drop_last=drop_last,
-                                             device=model.device)):
+        model.train()
+        for xb, yb in batches(x, y, batch_size, shuffle=shuffle, drop_last=drop_last, device=model.device):
             step = self.global_step
             for cb in begin:
                 cb.on_batch_begin(step)
-            if i == 0:
+            if self._epoch_lr is None:  # the epoch's rate: the first batch's, after its hooks
                 self._epoch_lr = float(opt.lr)
-            model.train()
-            logits = model(xb)
-            value = loss_fn(logits, yb)
-            losses.append(value)  # a 0-d device array: kept, not copied nor read
-            for m, pending in metrics:
-                pending.append(m.keep(logits, yb))
-            sizes.append(len(xb))
-            model.backward(loss_fn.backward())
-            opt.step()
-            done = i + 1
+            value, logits = self.train_step(xb, yb)
+            tally.add(value, logits, yb)  # device arrays: kept, not copied nor read
+            done += 1
             self.global_step += 1
             self.last_batch = (xb, yb)
             for cb in end:
-                cb.on_batch_end(step)
-            # read back for callbacks every sync_every steps; for the bar alone, at most twice a second
-            if done % self.sync_every == 0 and (readers or (bar is not None and time.perf_counter() - bar_t > 0.5)):
-                logs = tally.read()
-                read_at, bar_t = done, time.perf_counter()
+                cb.on_batch_end(step, {"x": xb, "y": yb})
+            if read_every and done % read_every == 0:
+                logs = self._read(tally)
+                read_at = done
                 if bar is not None:
                     bar.update(done - bar.n)
                     bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "skipped"}, refresh=False)
@@ -313,9 +295,11 @@ class Trainer:
                     cb.on_readback(self.global_step, logs)
                 if self.stop_training:
                     break
+        if self._epoch_lr is None:
+            self._epoch_lr = float(opt.lr)
         self.epoch_complete = done == n_batches
         if read_at != done or not logs:
-            logs = tally.read()
+            logs = self._read(tally)
             for cb in readers:
                 cb.on_readback(self.global_step, logs)
         if bar is not None:
@@ -334,7 +318,7 @@ class Trainer:
             from ..diagnostics import locate_nonfinite
 
             warnings.warn(f"Trainer: the training loss of epoch {epoch + 1} is {logs['loss']}; origin: "
-                          f"{locate_nonfinite(model, loss_fn, *self.last_batch)}. Add "
+                          f"{locate_nonfinite(model, self.loss, *self.last_batch)}. Add "
                           "gpunet.callbacks.TerminateOnNaN() to stop at the first non-finite loss.",
                           RuntimeWarning, stacklevel=3)
         return logs
@@ -348,23 +332,16 @@ class Trainer:
         try:
             for xb, yb in batches(x, y, batch_size, shuffle=False, device=model.device):
                 out = model(xb)
-                tally.pending[0].append(self.loss(out, yb))
-                for m, pending in zip(self.metrics, tally.pending[1:]):
-                    pending.append(m.keep(out, yb))
-                tally.sizes.append(len(xb))
+                tally.add(self.loss.forward_trusted(out, yb), out, yb)
         finally:
             model.train(was_training)
-        return tally.read()
+        return tally.read()[0]
 
     def evaluate(self, data, batch_size: int = 256) -> dict:
         """Loss and metrics over ``data`` in eval mode, e.g. {"loss": 0.07, "accuracy": 0.981}."""
         batch_size = check_batch_size(batch_size, "Trainer.evaluate")
         x, y = self._prepare(data, "Trainer.evaluate(data)")
-        saved = self._trust_labels()
-        try:
-            return self._evaluate_arrays(x, y, batch_size)
-        finally:
-            self._restore_labels(saved)
+        return self._evaluate_arrays(x, y, batch_size)
 
     def predict(self, x, batch_size: int = 256):
         """The model's outputs for ``x`` (eval mode), concatenated on the model's device."""

@@ -79,7 +79,7 @@ def test_momentum_velocity_form_under_a_changing_lr(rng):
         w = w + v
         opt.step()
     np.testing.assert_allclose(a.params, w, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(opt.state["momentum_buffer"], v, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(opt.state["velocity"], v, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
@@ -287,3 +287,30 @@ def test_gpu_step_matches_cpu_and_state_moves_across_devices(name, rng):
             for k, v in opt.state.items():
                 np.testing.assert_array_equal(gn.to_numpy(v), saved["state"][k])
     assert np.linalg.norm(results[1] - results[0]) <= 1e-5 * np.linalg.norm(results[0])
+
+
+@pytest.mark.parametrize("name, make", [
+    ("sgd_momentum", lambda m: gn.optim.SGD(m, lr=0.1, momentum=0.9)),
+    ("rmsprop_momentum_centered", lambda m: gn.optim.RMSprop(m, lr=0.01, momentum=0.5, centered=True)),
+])
+def test_a_checkpoint_from_before_the_velocity_rename_still_loads(name, make):
+    """The momentum state was called momentum_buffer until 2026-12-01 (it holds a velocity, not
+    PyTorch's momentum buffer); checkpoints written then load into ``velocity``."""
+    from pathlib import Path
+
+    from gpunet.train import checkpoint
+
+    path = Path(__file__).parent / "fixtures" / f"{name}_2026-12-01.ckpt"
+    saved = checkpoint.load(path)["optimizer"]["state"]
+    assert "momentum_buffer" in saved["state"] and "velocity" not in saved["state"]
+    gn.seed(0)
+    model = gn.Sequential(gn.Linear(4, 5), gn.ReLU(), gn.Linear(5, 3))
+    opt = make(model)
+    t = gn.Trainer(model, gn.losses.CrossEntropy(), opt)
+    t.load_checkpoint(path)
+    assert "velocity" in opt.state and "momentum_buffer" not in opt.state
+    np.testing.assert_array_equal(opt.state["velocity"], saved["state"]["momentum_buffer"])
+    assert opt.steps == saved["steps"] == 8 and t.epoch == 2
+    data = (np.ones((8, 4), np.float32), np.zeros(8, np.int64))
+    t.fit(data, epochs=3, batch_size=4, verbose=0, resume=path)  # resumes at epoch 3 of 3
+    assert opt.steps == 10 and t.epoch == 3

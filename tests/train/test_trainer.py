@@ -192,19 +192,29 @@ def test_progress_into_a_file_is_one_line_per_epoch(tmp_path):
                                    for i, line in enumerate(lines, 1)), lines
 
 
-def test_labels_checked_once_then_per_batch_checks_off(data, mlp):
+def test_labels_checked_once_then_the_step_calls_the_trusted_forward(data, mlp):
     (x, y), _ = data
     model = mlp()
     loss = gn.losses.CrossEntropy()
+    calls = {"forward": 0, "forward_trusted": 0}
+    for name in calls:
+        def counted(*args, _name=name, _orig=getattr(loss, name)):
+            calls[_name] += 1
+            return _orig(*args)
+        setattr(loss, name, counted)
     flags = []
 
     class Flag(Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            flags.append((self.trainer.loss._trusted, self.trainer.model.need_input_grad))
+            flags.append((self.trainer.loss.check_labels, self.trainer.model.need_input_grad))
 
-    Trainer(model, loss, gn.optim.SGD(model, lr=0.1), callbacks=[Flag()]).fit((x, y), epochs=1, verbose=0)
-    assert flags == [(True, False)]
-    assert loss._trusted is False and loss.check_labels is True and model.need_input_grad is True  # restored
+    Trainer(model, loss, gn.optim.SGD(model, lr=0.1), callbacks=[Flag()]).fit((x, y), epochs=1, batch_size=30,
+                                                                              verbose=0)
+    assert calls == {"forward": 0, "forward_trusted": 6}  # 180 examples, 6 batches, no per-batch check
+    assert flags == [(True, False)]  # the loss is left as the user made it
+    assert loss.check_labels is True and model.need_input_grad is True  # restored
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):  # by hand, the loss still checks
+        loss(model(x[:4]), np.array([0, 1, 2, 3]))
 
 
 def test_datasets_and_regression(rng, mlp):

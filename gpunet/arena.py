@@ -80,7 +80,7 @@ class Arena:
             pv = self.params[entry.offset : entry.offset + entry.size].reshape(entry.shape)
             gv = self.grads[entry.offset : entry.offset + entry.size].reshape(entry.shape)
             pv[...] = layer._params[local]
-            layer._params[local] = pv
+            layer._put("_params", local, pv)
             layer._grads[local] = gv
 
     @property

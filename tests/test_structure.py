@@ -115,7 +115,15 @@ def test_the_cuda_tiers_share_one_device_plumbing():
         text = tier.read_text()
         assert "RawModule(" not in text and "class CupyDevice" not in text, tier
         assert "from ..common.cupy import" in text, tier
-        assert not re.search(r"from \.\.(?!common)\w+\.cupy_tier import", text), f"{tier} imports another op's tier"
+
+
+def test_no_op_imports_another_ops_helpers():
+    for path in sorted(KERNELS.glob("*/*.py")):
+        text = path.read_text()
+        assert not re.search(r"from \.\.(?!common\b)\w+\.", text), f"{path.relative_to(ROOT)} imports another op's module"
+    for path in sorted((ROOT / "gpunet" / "ops").glob("*.py")):
+        private = re.findall(r"from \.\w+ import [^\n]*\b_\w+", path.read_text())
+        assert not private, f"{path.relative_to(ROOT)} imports private helpers: {private}"
 
 
 def _module_imports(path: Path, package: str):

@@ -47,15 +47,30 @@ class Layer:
         """Register a trainable array. ``decay=False`` keeps it out of weight decay by default
         (biases and batch-norm scales and shifts)."""
         xp = backend.get_array_module(value)
-        self._params[name] = value
+        self._put("_params", name, value)
         self._grads[name] = xp.zeros_like(value)
         self._decay[name] = bool(decay)
         return value
 
     def add_buffer(self, name: str, value):
         """Register non-trained state that belongs in the state dict (running statistics)."""
-        self._buffers[name] = value
+        self._put("_buffers", name, value)
         return value
+
+    def _put(self, store: str, name: str, value) -> None:
+        """(Re)place a registered array: in its store and as a plain attribute, so that
+        ``layer.weight`` is an ordinary attribute read (assigning to it stays refused)."""
+        d = self.__dict__
+        if name not in d[store]:
+            what = "parameter" if store == "_params" else "buffer"
+            if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+                raise ValueError(f"{self.name}: a {what} name must be an identifier that does not start with "
+                                 f"'_', got {name!r}")
+            if name in d or hasattr(type(self), name):
+                raise KeyError(f"{self.name}: cannot register {what} {name!r}: the layer already has an "
+                               f"attribute of that name")
+        d[store][name] = value
+        object.__setattr__(self, name, value)
 
     def add_child(self, name: str, layer: "Layer") -> "Layer":
         if not isinstance(layer, Layer):
@@ -72,13 +87,14 @@ class Layer:
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
     def __setattr__(self, name, value):
-        for store in ("_params", "_buffers"):
-            d = self.__dict__.get(store)
-            if d is not None and name in d:
-                raise AttributeError(
-                    f"{self.name}.{name} is a registered array; assign into it (layer.{name}[...] = value) "
-                    "so that views into the parameter arena stay valid"
-                )
+        if name[0] != "_":  # registered arrays have public names
+            for store in ("_params", "_buffers"):
+                d = self.__dict__.get(store)
+                if d is not None and name in d:
+                    raise AttributeError(
+                        f"{self.name}.{name} is a registered array; assign into it (layer.{name}[...] = value) "
+                        "so that views into the parameter arena stay valid"
+                    )
         object.__setattr__(self, name, value)
 
     # ----------------------------------------------------------------- computation
@@ -165,9 +181,9 @@ class Layer:
             layer._arena = None
             for store in ("_params", "_buffers"):
                 d = getattr(layer, store)
-                for k, v in d.items():
+                for k, v in list(d.items()):
                     cast = dtype if (dtype is not None and np.issubdtype(v.dtype, np.floating)) else None
-                    d[k] = backend.to_device(v, device or layer.device, dtype=cast or v.dtype)
+                    layer._put(store, k, backend.to_device(v, device or layer.device, dtype=cast or v.dtype))
             for k, v in layer._params.items():
                 xp = backend.get_array_module(v)
                 layer._grads[k] = xp.zeros_like(v)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .global_norm import check_flat
+from .arrays import check_flat
 from .registry import register
 
 OP = register("ema")

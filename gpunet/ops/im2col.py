@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
+from .arrays import check_out, contiguous_float
 from .registry import register
 
 
@@ -31,24 +32,6 @@ OP = register("im2col")
 
 
 # ----------------------------------------------------------------------------- checks
-def _check_out(out, shape, like, who):
-    xp = backend.get_array_module(like)
-    if out is None:
-        return xp.empty(shape, dtype=like.dtype)
-    if tuple(out.shape) != tuple(shape) or out.dtype != like.dtype:
-        raise ValueError(f"{who}(out): expected shape {tuple(shape)} and dtype {like.dtype}, "
-                         f"got {tuple(out.shape)} {out.dtype}")
-    if not out.flags.c_contiguous or backend.device_of(out) != backend.device_of(like):
-        raise ValueError(f"{who}(out): must be C-contiguous and on the {backend.device_of(like)}")
-    return out
-
-
-def _contig(a, who, arg):
-    if not np.issubdtype(a.dtype, np.floating) or a.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{who}({arg}): expected float32 or float64, got {a.dtype}")
-    return backend.get_array_module(a).ascontiguousarray(a)
-
-
 def _check_geometry(who, x_shape, kh, kw, sh, sw, ph, pw):
     if len(x_shape) != 4:
         raise ValueError(f"{who}: expected an (N, C, H, W) shape, got {tuple(x_shape)}")
@@ -67,9 +50,9 @@ def im2col(x, kh, kw, stride=(1, 1), padding=(0, 0), out=None, tier=None):
     """cols (C·kh·kw, N·OH·OW) of x (N, C, H, W); see the module docstring."""
     (sh, sw), (ph, pw) = stride, padding
     oh, ow = _check_geometry("im2col", x.shape, kh, kw, sh, sw, ph, pw)
-    x = _contig(x, "im2col", "x")
+    x = contiguous_float(x, "im2col", "x")
     n, c = x.shape[:2]
-    cols = _check_out(out, (c * kh * kw, n * oh * ow), x, "im2col")
+    cols = check_out(out, (c * kh * kw, n * oh * ow), x, "im2col")
     OP.select(x, cols, tier=tier).im2col(x, cols, kh, kw, sh, sw, ph, pw)
     return cols
 
@@ -83,8 +66,8 @@ def col2im(cols, x_shape, kh, kw, stride=(1, 1), padding=(0, 0), out=None, tier=
     if tuple(cols.shape) != (c * kh * kw, n * oh * ow):
         raise ValueError(f"col2im(cols): expected shape {(c * kh * kw, n * oh * ow)} for input shape "
                          f"{x_shape}, got {tuple(cols.shape)}")
-    cols = _contig(cols, "col2im", "cols")
-    dx = _check_out(out, x_shape, cols, "col2im")
+    cols = contiguous_float(cols, "col2im", "cols")
+    dx = check_out(out, x_shape, cols, "col2im")
     OP.select(cols, dx, tier=tier).col2im(cols, dx, kh, kw, sh, sw, ph, pw)
     return dx
 
@@ -97,8 +80,8 @@ def cnhw_to_nchw(yc, bias, shape, out=None, tier=None):
     if tuple(yc.shape) != (c, n * p) or tuple(bias.shape) != (c,):
         raise ValueError(f"cnhw_to_nchw: expected yc {(c, n * p)} and bias {(c,)} for output {shape}, "
                          f"got {tuple(yc.shape)} and {tuple(bias.shape)}")
-    yc, bias = _contig(yc, "cnhw_to_nchw", "yc"), _contig(bias, "cnhw_to_nchw", "bias")
-    y = _check_out(out, shape, yc, "cnhw_to_nchw")
+    yc, bias = contiguous_float(yc, "cnhw_to_nchw", "yc"), contiguous_float(bias, "cnhw_to_nchw", "bias")
+    y = check_out(out, shape, yc, "cnhw_to_nchw")
     OP.select(yc, bias, y, tier=tier).cnhw_to_nchw(yc, bias, y)
     return y
 
@@ -107,9 +90,9 @@ def nchw_to_cnhw(dy, out=None, dbias=None, tier=None):
     """(dyc, dbias): dyc (C, N·P) with dyc[c, n·P + p] = dy[n, c, p], dbias[c] = Σ_{n,p} dy[n, c, p]."""
     if dy.ndim < 2:
         raise ValueError(f"nchw_to_cnhw: expected (N, C, ...), got shape {tuple(dy.shape)}")
-    dy = _contig(dy, "nchw_to_cnhw", "dy")
+    dy = contiguous_float(dy, "nchw_to_cnhw", "dy")
     n, c = dy.shape[:2]
-    dyc = _check_out(out, (c, dy.size // max(n * c, 1) * n), dy, "nchw_to_cnhw")
-    dbias = _check_out(dbias, (c,), dy, "nchw_to_cnhw")
+    dyc = check_out(out, (c, dy.size // max(n * c, 1) * n), dy, "nchw_to_cnhw")
+    dbias = check_out(dbias, (c,), dy, "nchw_to_cnhw")
     OP.select(dy, dyc, dbias, tier=tier).nchw_to_cnhw(dy, dyc, dbias)
     return dyc, dbias

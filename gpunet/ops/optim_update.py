@@ -27,7 +27,8 @@ them anyway, see registry.py).
 """
 from __future__ import annotations
 
-from .global_norm import OP as GLOBAL_NORM, check_flat, check_stats
+from .arrays import check_flat, check_stats
+from .global_norm import OP as GLOBAL_NORM
 from .registry import register
 
 OP = register("optim_update")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from .im2col import _check_out, _contig, conv_output_size
+from .arrays import check_out, contiguous_float
+from .im2col import conv_output_size
 from .registry import register
 
 OP = register("pool")
@@ -33,7 +34,7 @@ def pool_output_shape(who, x_shape, geometry):
 def maxpool2d_forward(x, geometry, tier=None):
     """(y, idx): the maximum of every window and its flat index ih·W + iw in the plane (int32)."""
     shape = pool_output_shape("maxpool2d", x.shape, geometry)
-    x = _contig(x, "maxpool2d", "x")
+    x = contiguous_float(x, "maxpool2d", "x")
     xp = backend.get_array_module(x)
     y = xp.empty(shape, dtype=x.dtype)
     idx = xp.empty(shape, dtype=np.int32)
@@ -47,8 +48,8 @@ def maxpool2d_backward(dy, idx, x_shape, geometry, tier=None):
     if tuple(dy.shape) != shape or tuple(idx.shape) != shape:
         raise ValueError(f"maxpool2d_backward: expected dy and idx of shape {shape}, got "
                          f"{tuple(dy.shape)} and {tuple(idx.shape)}")
-    dy = _contig(dy, "maxpool2d_backward", "dy")
-    dx = _check_out(None, tuple(x_shape), dy, "maxpool2d_backward")
+    dy = contiguous_float(dy, "maxpool2d_backward", "dy")
+    dx = check_out(None, tuple(x_shape), dy, "maxpool2d_backward")
     OP.select(dy, tier=tier).maxpool2d_backward(dy, idx, dx, *_flat(geometry))
     return dx
 
@@ -56,7 +57,7 @@ def maxpool2d_backward(dy, idx, x_shape, geometry, tier=None):
 def avgpool2d_forward(x, geometry, tier=None):
     """y: the sum of every (zero-padded) window divided by kh·kw."""
     shape = pool_output_shape("avgpool2d", x.shape, geometry)
-    x = _contig(x, "avgpool2d", "x")
+    x = contiguous_float(x, "avgpool2d", "x")
     y = backend.get_array_module(x).empty(shape, dtype=x.dtype)
     OP.select(x, tier=tier).avgpool2d_forward(x, y, *_flat(geometry), _scale(geometry))
     return y
@@ -67,8 +68,8 @@ def avgpool2d_backward(dy, x_shape, geometry, tier=None):
     shape = pool_output_shape("avgpool2d_backward", tuple(x_shape), geometry)
     if tuple(dy.shape) != shape:
         raise ValueError(f"avgpool2d_backward: expected dy of shape {shape}, got {tuple(dy.shape)}")
-    dy = _contig(dy, "avgpool2d_backward", "dy")
-    dx = _check_out(None, tuple(x_shape), dy, "avgpool2d_backward")
+    dy = contiguous_float(dy, "avgpool2d_backward", "dy")
+    dx = check_out(None, tuple(x_shape), dy, "avgpool2d_backward")
     OP.select(dy, tier=tier).avgpool2d_backward(dy, dx, *_flat(geometry), _scale(geometry))
     return dx
 

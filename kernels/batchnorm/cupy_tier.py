@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common.cupy import aligned, compiled, read_source, suffix
+from ..common.cupy import aligned, compiled, sourced, suffix
 
 NC_TX, NC_TY = 32, 8      # (N, C) reductions: 32 channels x 8 row groups, 4 rows in flight each
 NCS_THREADS = 256         # (N, C, S) reductions: 8 warps, one plane each at a time
@@ -25,10 +25,7 @@ MAX_GRID_Y = 65535
 I32_LIMIT = 2**31         # element-wise kernels index with 32-bit unsigned ints below this size
 
 
-def source() -> str:
-    return read_source(Path(__file__).resolve().parent / "batchnorm.cu")
-
-
+source = sourced(Path(__file__).with_name("batchnorm.cu"))  # the .cu file, shared headers pasted in
 device = None  # None: the current GPU; tests may put a CPU emulator here
 
 

@@ -27,6 +27,12 @@ def read_source(path) -> str:
     return _INCLUDE.sub(lambda m: (_COMMON / m.group(1)).read_text(), Path(path).read_text())
 
 
+def sourced(path):
+    """A CUDA C tier's ``source()``: ``read_source(path)``, one function object per tier (the key
+    under which ``compiled`` caches its kernels)."""
+    return functools.partial(read_source, Path(path))
+
+
 class CupyDevice:
     """The kernels of one CUDA C source on one GPU, its SM count and CuPy array pointers."""
 

@@ -13,4 +13,12 @@ if not hasattr(np, "row_stack"):
 
 from numba import cuda  # noqa: E402
 
-__all__ = ["cuda"]
+__all__ = ["cuda", "device_view"]
+
+
+def device_view(a):
+    """Device view of a CuPy array without Numba's stream synchronisation; NumPy arrays (the
+    simulator) pass through."""
+    if isinstance(a, np.ndarray):
+        return a
+    return cuda.as_cuda_array(a, sync=False)

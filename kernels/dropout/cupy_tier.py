@@ -10,17 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common.cupy import aligned, compiled, grid, read_source, suffix
+from ..common.cupy import aligned, compiled, grid, sourced, suffix
 from ..common.philox import dropout_counter_hi, dropout_key
 
 THREADS = 256
 
 
-def source() -> str:
-    """dropout.cu with philox.cuh and vec.cuh pasted in."""
-    return read_source(Path(__file__).resolve().parent / "dropout.cu")
-
-
+source = sourced(Path(__file__).with_name("dropout.cu"))  # the .cu file, shared headers pasted in
 device = None  # None: the current GPU; tests may put a CPU emulator here
 
 

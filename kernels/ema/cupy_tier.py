@@ -5,21 +5,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common.cupy import THREADS, aligned, compiled, grid, read_source, suffix
+from ..common.cupy import THREADS, aligned, compiled, grid, sourced, suffix
 
+source = sourced(Path(__file__).with_name("ema.cu"))  # the .cu file, shared headers pasted in
 device = None  # None: the current GPU; tests may put a CPU emulator here
 
 
-def source() -> str:
-    return read_source(Path(__file__).with_name("ema.cu"))
-
-
-def _dev():
+def _device():
     return device if device is not None else compiled(source)
 
 
 def ema_update(ema, w, decay):
-    dev = _dev()
+    dev = _device()
     n = ema.size
     vec = aligned(dev, ema, w)
     dev.kernel("ema_update_" + suffix(ema.dtype))(

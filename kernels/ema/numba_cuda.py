@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..common.numba_cuda import cuda
+from ..common.numba_cuda import cuda, device_view as _dev
 
-from ..global_norm.numba_cuda import _dev
 
 THREADS = 128
 MAX_BLOCKS = 1024

@@ -10,20 +10,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common.cupy import aligned, compiled, grid, read_source, suffix
+from ..common.cupy import aligned, compiled, grid, sourced, suffix
 
 THREADS = 256       # threads per block of the element-wise kernel
 NORM_THREADS = 256  # must match global_norm.cu
 MAX_BLOCKS = 2048   # must match global_norm.cu
 
+source = sourced(Path(__file__).with_name("global_norm.cu"))  # the .cu file, shared headers pasted in
 device = None  # None: the current GPU; tests may put a CPU emulator here
 
 
-def source() -> str:
-    return read_source(Path(__file__).with_name("global_norm.cu"))
-
-
-def _dev():
+def _device():
     return device if device is not None else compiled(source)
 
 
@@ -39,7 +36,7 @@ def _workspace(dev):
 
 
 def grad_stats(x, stats, count=False):
-    dev = _dev()
+    dev = _device()
     n = x.size
     vec = aligned(dev, x)
     blocks = grid(dev, n // 4 if vec else n, NORM_THREADS, cap=MAX_BLOCKS)
@@ -50,7 +47,7 @@ def grad_stats(x, stats, count=False):
 
 
 def scale_by_norm(x, stats, max_norm):
-    dev = _dev()
+    dev = _device()
     n = x.size
     vec = aligned(dev, x)
     dev.kernel("scale_by_norm_" + suffix(x.dtype))(

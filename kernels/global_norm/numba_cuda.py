@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import float64, int32
 
-from ..common.numba_cuda import cuda
+from ..common.numba_cuda import cuda, device_view as _dev
 
 THREADS = 128  # power of two (tree reduction)
 MAX_BLOCKS = 1024
@@ -83,14 +83,6 @@ def _scale(x, stats, max_norm):
         s = max_norm / norm
         for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
             x[i] = x[i] * s
-
-
-def _dev(a):
-    """Device view of a CuPy array without Numba's stream synchronisation; NumPy arrays
-    (the simulator) pass through."""
-    if isinstance(a, np.ndarray):
-        return a
-    return cuda.as_cuda_array(a, sync=False)
 
 
 def _blocks(n):

@@ -9,15 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common.cupy import compiled, grid, read_source, suffix
+from ..common.cupy import compiled, grid, sourced, suffix
 
 THREADS = 256  # channel_sum's shared-memory tree assumes exactly this block size
 
 
-def source() -> str:
-    return read_source(Path(__file__).resolve().parent / "im2col.cu")
-
-
+source = sourced(Path(__file__).with_name("im2col.cu"))  # the .cu file, shared headers pasted in
 device = None  # None: the current GPU; tests may put a CPU emulator here
 
 

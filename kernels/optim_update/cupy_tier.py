@@ -9,23 +9,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common.cupy import THREADS, aligned, compiled, grid, read_source, suffix
+from ..common.cupy import THREADS, aligned, compiled, grid, sourced, suffix
 
 _f = np.float64
+source = sourced(Path(__file__).with_name("optim_update.cu"))  # the .cu file, shared headers pasted in
 device = None  # None: the current GPU; tests may put a CPU emulator here
 
 
-def source() -> str:
-    return read_source(Path(__file__).with_name("optim_update.cu"))
-
-
-def _dev():
+def _device():
     return device if device is not None else compiled(source)
 
 
 def _launch(rule, w, arrays, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps,
             guard, extra):
-    dev = _dev()
+    dev = _device()
     n = w.size
     vec = aligned(dev, *arrays)
     blocks = grid(dev, n // 4 if vec else n)

@@ -197,11 +197,14 @@ def _common(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value,
 
 def _run(loop, arrays, n_decay, common, rule_args):
     """The loop over [0, n_decay) with decay terms, then over [n_decay, n) without."""
-    nd = min(int(n_decay), arrays[0].size)
+    n = arrays[0].size
+    nd = min(int(n_decay), n)
+    if nd == n:
+        loop(*arrays, True, *common, *rule_args)
+        return
     if nd > 0:
-        loop(*(a[:nd] for a in arrays), True, *common, *rule_args)
-    if nd < arrays[0].size:
-        loop(*(a[nd:] for a in arrays), False, *common, *rule_args)
+        loop(*[a[:nd] for a in arrays], True, *common, *rule_args)
+    loop(*[a[nd:] for a in arrays], False, *common, *rule_args)
 
 
 @serial_below(SERIAL_BELOW)

@@ -13,10 +13,9 @@ import math
 
 import numpy as np
 
-from ..common.numba_cuda import cuda
+from ..common.numba_cuda import cuda, device_view as _dev
 
 from . import numba_cpu as _cpu
-from ..global_norm.numba_cuda import _dev
 
 THREADS = 128
 MAX_BLOCKS = 1024

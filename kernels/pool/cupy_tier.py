@@ -9,15 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common.cupy import compiled, grid, read_source, suffix
+from ..common.cupy import compiled, grid, sourced, suffix
 
 THREADS = 256
 
 
-def source() -> str:
-    return read_source(Path(__file__).resolve().parent / "pool.cu")
-
-
+source = sourced(Path(__file__).with_name("pool.cu"))  # the .cu file, shared headers pasted in
 device = None  # None: the current GPU; tests may put a CPU emulator here
 
 

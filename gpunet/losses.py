@@ -83,6 +83,8 @@ class CrossEntropy(Loss):
 
     def forward_trusted(self, logits, y):
         """The loss of logits and labels the caller has checked (labels in range)."""
+        if type(self).forward is not CrossEntropy.forward:  # a subclass computes its own loss
+            return self.forward(logits, y)
         return self._compute(logits, y, guard=False)
 
     def _compute(self, logits, y, guard: bool):

@@ -24,6 +24,10 @@ def _run(tmp_path, script, *args):
     assert records
     for r in records:
         assert r["device"] == "cpu"
+        if "overhead_us" in r:  # a layer call against its bare kernel calls, gpunet only
+            assert r["layer_s"] > 0 and r["kernel_s"] > 0
+            assert r["overhead_us"] == pytest.approx((r["layer_s"] - r["kernel_s"]) * 1e6)
+            continue
         a, b = ("gpunet_s", "torch_s") if "torch_s" in r else ("trainer_s", "hand_s")
         assert r[a] > 0 and r[b] > 0
         assert r["ratio"] == pytest.approx(r[a] / r[b])
@@ -56,3 +60,17 @@ def test_kernels(tmp_path):
     assert {r["name"] for r in records} == {"adam_clip_10M_vs_torch_fused", "adam_clip_10M_vs_torch_default",
                                             "adam_clip_10M_vs_torch_forloop", "batchnorm1d_fwd_bwd",
                                             "dropout_fwd_bwd"}
+
+
+def test_step_overhead_and_the_before_after_table(tmp_path):
+    records, out = _run(tmp_path, "step_overhead.py", "--blocks", "1", "--steps", "5")
+    assert [r["name"] for r in records] == ["tiny_step", "tiny_bn_dropout_clip_step", "layer_overhead_batchnorm1d",
+                                            "layer_overhead_dropout", "layer_overhead_linear"]
+    assert "layer call over its bare kernel calls" in out
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import compare
+    finally:
+        sys.path.pop(0)
+    rows = compare.table(compare._load([tmp_path / "records.json"]), {}).splitlines()
+    assert rows[2].startswith("| tiny_step | ") and rows[2].endswith("| — | — |") and len(rows) == 7

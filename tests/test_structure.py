@@ -159,3 +159,31 @@ def test_no_import_cycle_among_diagnostics_and_the_callbacks():
 
     cyclic = [n for n in names if reach(n, n, set())]
     assert not cyclic, f"import cycle through {cyclic}: {graph}"
+
+
+def test_gpunet_checks_debug_runs_the_checks_a_layer_already_made(monkeypatch):
+    import gpunet as gn
+    from gpunet.ops import batchnorm as bn_ops
+
+    names = []
+    real = bn_ops._check_channel
+    monkeypatch.setattr(bn_ops, "_check_channel", lambda v, name, *a: names.append(name) or real(v, name, *a))
+    layer = gn.BatchNorm1d(4)
+    x = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
+    layer(x)
+    assert names == []  # the layer checked its input and owns the other arrays
+    monkeypatch.setenv("GPUNET_CHECKS", "debug")
+    registry.reset()
+    try:
+        assert registry.DEBUG
+        layer(x)
+        assert names == ["weight", "bias", "running_mean", "running_var"]
+        monkeypatch.setenv("GPUNET_CHECKS", "all")
+        with pytest.raises(ValueError, match="GPUNET_CHECKS: expected 'debug' or unset, got 'all'"):
+            registry.reset()
+    finally:
+        monkeypatch.delenv("GPUNET_CHECKS")
+        registry.reset()
+    assert not registry.DEBUG
+    with pytest.raises(ValueError, match=r"batch_norm_train: weight must be an array of shape \(4,\)"):
+        bn_ops.batch_norm_train(x, np.ones(3, np.float32), np.zeros(4, np.float32))  # called directly: checked

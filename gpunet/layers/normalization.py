@@ -60,6 +60,7 @@ class _BatchNorm(Layer):
             self.add_buffer("num_batches_tracked", xp.zeros((), dtype=np.int64))
         self._saved = None
         self._tracked = None  # num_batches_tracked on the host (momentum=None reads it once)
+        self._dtype = self._float_dtype()
 
     def _float_dtype(self):
         for store in (self._params, self._buffers):
@@ -70,6 +71,7 @@ class _BatchNorm(Layer):
 
     def _on_moved(self):
         self._tracked = None
+        self._dtype = self._float_dtype()
 
     def _on_state_loaded(self):
         self._tracked = None
@@ -85,7 +87,7 @@ class _BatchNorm(Layer):
         return self._unit[1], self._unit[2]
 
     def forward(self, x):
-        x = check_input(self, x, dtype=self._float_dtype())
+        x = check_input(self, x, dtype=self._dtype)
         if x.ndim not in self._ndims:
             raise ValueError(f"{self.name}: expected input of shape {self._shape_text}, got {tuple(x.shape)}")
         if x.shape[1] != self.num_features:

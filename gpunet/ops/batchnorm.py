@@ -26,9 +26,11 @@ OP = register("batchnorm")
 
 
 def _ncs(x):
-    """x viewed as (N, C, S), contiguous."""
-    N, C = int(x.shape[0]), int(x.shape[1])
-    return backend.get_array_module(x).ascontiguousarray(x).reshape(N, C, x.size // max(N * C, 1))
+    """x viewed as (N, C, S), contiguous (a copy only when x is not)."""
+    N, C = x.shape[0], x.shape[1]
+    if not x.flags.c_contiguous:
+        x = backend.get_array_module(x).ascontiguousarray(x)
+    return x.reshape(N, C, x.size // max(N * C, 1))
 
 
 def _as_ncs(x, who: str):
@@ -126,7 +128,7 @@ def batch_norm_backward(dy, x, weight, mean, invstd, batch_stats: bool = True, d
             raise ValueError(f"{who}: dy has shape {tuple(dy.shape)}, the forward's input {tuple(x.shape)}")
         if dy.dtype != x3.dtype:
             raise TypeError(f"{who}: dy has dtype {dy.dtype}, the forward's input {x3.dtype}")
-    dy3 = xp.ascontiguousarray(dy).reshape(N, C, S)
+    dy3 = _ncs(dy).reshape(N, C, S)
     dweight = xp.empty(C, dtype=x3.dtype) if dweight is None else dweight
     dbias = xp.empty(C, dtype=x3.dtype) if dbias is None else dbias
     if check:

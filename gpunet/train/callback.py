@@ -13,6 +13,11 @@ class Callback:
 
     ``order``: callbacks run in increasing order (stable); checkpoints run last so that they
     save the state every other callback has reached at the end of the epoch.
+
+    ``on_batch_end(step, logs)`` receives the batch just trained on, ``logs = {"x": xb, "y": yb}``
+    (device arrays); nothing of a batch is read back to the host. ``on_readback(step, logs)`` runs
+    at the Trainer's read-backs (every ``sync_every`` batches and at the end of an epoch) with the
+    running means so far; ``trainer.step_stats`` then holds the optimizer's step statistics.
     """
 
     order = 0

@@ -53,6 +53,11 @@ def _is_terminal(stream) -> bool:
         return False
 
 
+def _trusted_forward(loss):
+    """The loss's forward for checked data (``Loss.forward_trusted``), or the loss itself."""
+    return getattr(loss, "forward_trusted", loss)
+
+
 def _overrides(cb, hook: str) -> bool:
     return getattr(type(cb), hook) is not getattr(Callback, hook)
 
@@ -247,7 +252,7 @@ class Trainer:
         checked: forward, loss (``forward_trusted``), backward, optimizer step. Returns the loss
         and the model's output as device arrays; reads nothing back (no host synchronization)."""
         out = self.model(x)
-        value = self.loss.forward_trusted(out, y)
+        value = _trusted_forward(self.loss)(out, y)
         self.model.backward(self.loss.backward())
         self.optimizer.step()
         return value, out
@@ -332,7 +337,7 @@ class Trainer:
         try:
             for xb, yb in batches(x, y, batch_size, shuffle=False, device=model.device):
                 out = model(xb)
-                tally.add(self.loss.forward_trusted(out, yb), out, yb)
+                tally.add(_trusted_forward(self.loss)(out, yb), out, yb)
         finally:
             model.train(was_training)
         return tally.read()[0]

@@ -330,3 +330,33 @@ def test_batch_norm_and_dropout_follow_the_modes(data, mlp):
     assert a == b and model[3].step == steps  # evaluation: no dropout, running statistics untouched
     np.testing.assert_array_equal(model[2].running_mean, stats)
     np.testing.assert_array_equal(t.predict(val[0]), t.predict(val[0]))
+
+
+def test_losses_without_a_trusted_forward_and_subclasses_are_called_as_written(data, mlp):
+    (x, y), _ = data
+    calls = []
+
+    class Plain:  # any callable with a backward: no forward_trusted
+        check_labels = True  # class labels, as the Trainer's data check reads it
+
+        def __init__(self):
+            self.inner = gn.losses.CrossEntropy()
+
+        def __call__(self, out, target):
+            calls.append("plain")
+            return self.inner(out, target)
+
+        def backward(self):
+            return self.inner.backward()
+
+    class Smoothed(gn.losses.CrossEntropy):  # a subclass's own forward is not bypassed
+        def forward(self, logits, target):
+            calls.append("subclass")
+            return super().forward(logits, target)
+
+    for loss, tag in ((Plain(), "plain"), (Smoothed(), "subclass")):
+        model = mlp()
+        calls.clear()
+        Trainer(model, loss, gn.optim.SGD(model, lr=0.1), metrics=[]).fit((x, y), epochs=1, batch_size=60,
+                                                                          verbose=0)
+        assert calls == [tag] * 3

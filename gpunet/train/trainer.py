@@ -250,7 +250,9 @@ class Trainer:
     def train_step(self, x, y):
         """One training step on a batch on the model's device, from a data set the Trainer has
         checked: forward, loss (``forward_trusted``), backward, optimizer step. Returns the loss
-        and the model's output as device arrays; reads nothing back (no host synchronization)."""
+        and the model's output as device arrays; reads nothing back (no host synchronization).
+        ``fit`` sets ``model.need_input_grad = False`` for its duration (the data is not trained,
+        so the first layer skips dx); a step called by hand computes dx unless told the same."""
         out = self.model(x)
         value = _trusted_forward(self.loss)(out, y)
         self.model.backward(self.loss.backward())

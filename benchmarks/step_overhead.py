@@ -41,6 +41,13 @@ def _data():
     return xs, ys
 
 
+def _mlp(nn, bn_dropout: bool):
+    """The MLP in either library: ``nn`` is ``gpunet`` or ``torch.nn`` (same layer names)."""
+    extra = lambda layer: [layer] if bn_dropout else []  # noqa: E731
+    return nn.Sequential(nn.Linear(N_IN, HIDDEN), *extra(nn.BatchNorm1d(HIDDEN)), nn.ReLU(),
+                         *extra(nn.Dropout(0.2)), nn.Linear(HIDDEN, N_OUT))
+
+
 def _blocks(step, blocks, steps):
     """Median seconds per step over ``blocks`` timed blocks of ``steps`` steps (one warm-up block)."""
     times = []
@@ -59,13 +66,7 @@ def gpunet_step_time(bn_dropout: bool, blocks: int, steps: int) -> float:
     set_threads(1)
     gn.use("cpu")
     gn.seed(0)
-    layers = [gn.Linear(N_IN, HIDDEN)]
-    if bn_dropout:
-        layers.append(gn.BatchNorm1d(HIDDEN))
-    layers.append(gn.ReLU())
-    if bn_dropout:
-        layers.append(gn.Dropout(0.2))
-    model = gn.Sequential(*layers, gn.Linear(HIDDEN, N_OUT))
+    model = _mlp(gn, bn_dropout)
     opt = gn.optim.Adam(model, lr=1e-3, clip_norm=1.0 if bn_dropout else None)
     trainer = gn.Trainer(model, gn.losses.CrossEntropy(), opt, metrics=[])
     xs, ys = _data()
@@ -81,13 +82,7 @@ def torch_step_time(bn_dropout: bool, blocks: int, steps: int) -> float:
 
     set_threads(1)
     torch.manual_seed(0)
-    layers = [nn.Linear(N_IN, HIDDEN)]
-    if bn_dropout:
-        layers.append(nn.BatchNorm1d(HIDDEN))
-    layers.append(nn.ReLU())
-    if bn_dropout:
-        layers.append(nn.Dropout(0.2))
-    model = nn.Sequential(*layers, nn.Linear(HIDDEN, N_OUT))
+    model = _mlp(nn, bn_dropout)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     params = list(model.parameters())
     xs, ys = (torch.from_numpy(a) for a in _data())

@@ -14,13 +14,12 @@ which check their input and own the other arrays; GPUNET_CHECKS=debug runs them 
 """
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
 
 from .. import backend
-from .registry import register
+from .registry import device_kind, register
 
 OP = register("batchnorm")
 
@@ -33,17 +32,15 @@ def _ncs(x):
     return x.reshape(N, C, x.size // max(N * C, 1))
 
 
-def _as_ncs(x, who: str):
+def _check_x(x, who: str) -> int:
+    """x a non-empty float32/float64 array of shape (N, C, ...); returns C."""
     if not hasattr(x, "dtype") or x.dtype not in (np.float32, np.float64):
         raise TypeError(f"{who}: x must be a float32 or float64 array, got {getattr(x, 'dtype', type(x).__name__)}")
     if x.ndim < 2:
         raise ValueError(f"{who}: x must have shape (N, C) or (N, C, ...), got {tuple(x.shape)}")
-    N, C = int(x.shape[0]), int(x.shape[1])
-    S = int(math.prod(x.shape[2:]))
-    if N * C * S == 0:
+    if x.size == 0:
         raise ValueError(f"{who}: x must not be empty, got shape {tuple(x.shape)}")
-    xp = backend.get_array_module(x)
-    return xp.ascontiguousarray(x).reshape(N, C, S)
+    return int(x.shape[1])
 
 
 def _check_channel(v, name: str, C: int, dtype, who: str):
@@ -61,16 +58,24 @@ def _check_eps(eps, who):
         raise ValueError(f"{who}: eps must be a positive number, got {eps!r}")
 
 
+def _check_channels(who, x, channels: dict, dtype=None):
+    """Every per-channel array of ``channels`` (name -> array, or (array, dtype)) of shape (C,),
+    contiguous, of x's dtype unless told otherwise, and on x's device."""
+    C = int(x.shape[1])
+    for name, v in channels.items():
+        v, want = v if isinstance(v, tuple) else (v, x.dtype)
+        _check_channel(v, name, C, want, who)
+    device_kind(x, *(v[0] if isinstance(v, tuple) else v for v in channels.values()))
+
+
 def batch_norm_train(x, weight, bias, running_mean=None, running_var=None, eps: float = 1e-5,
                      momentum: float = 0.1, update_running: bool = True, tier: str | None = None,
                      check: bool = True):
     """Training forward with batch statistics. Returns (y, mean, invstd)."""
-    who = "batch_norm_train"
-    x3 = _as_ncs(x, who) if check else _ncs(x)
-    N, C, S = x3.shape
-    xp = backend.get_array_module(x3)
     if check:
-        if N * S < 2:
+        who = "batch_norm_train"
+        _check_x(x, who)
+        if x.size // x.shape[1] < 2:
             raise ValueError(
                 f"{who}: training needs more than one value per channel to estimate a variance, got input shape "
                 f"{tuple(x.shape)}"
@@ -78,40 +83,35 @@ def batch_norm_train(x, weight, bias, running_mean=None, running_var=None, eps: 
         _check_eps(eps, who)
         if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum <= 1.0:
             raise ValueError(f"{who}: momentum must be in [0, 1], got {momentum!r}")
-        _check_channel(weight, "weight", C, x3.dtype, who)
-        _check_channel(bias, "bias", C, x3.dtype, who)
-        if update_running:
-            _check_channel(running_mean, "running_mean", C, x3.dtype, who)
-            _check_channel(running_var, "running_var", C, x3.dtype, who)
+        running = {"running_mean": running_mean, "running_var": running_var} if update_running else {}
+        _check_channels(who, x, {"weight": weight, "bias": bias, **running})
+    x3 = _ncs(x)
+    C = x3.shape[1]
+    xp = backend.get_array_module(x3)
     if not update_running:  # the kernels take arrays; these are left alone
         running_mean = xp.zeros(C, dtype=x3.dtype)
         running_var = xp.ones(C, dtype=x3.dtype)
-    k = OP.select(x3, weight, bias, running_mean, running_var, tier=tier) if check else OP.select(x3, tier=tier)
+    k = OP.select(x3, tier=tier)
     y = xp.empty_like(x3)
     mean = xp.empty(C, dtype=np.float64)
     invstd = xp.empty(C, dtype=np.float64)
     k.forward_train(x3, weight, bias, running_mean, running_var, y, mean, invstd,
-                                 float(eps), float(momentum), bool(update_running))
+                    float(eps), float(momentum), bool(update_running))
     return y.reshape(x.shape), mean, invstd
 
 
 def batch_norm_eval(x, weight, bias, running_mean, running_var, eps: float = 1e-5, tier: str | None = None,
                     check: bool = True):
     """Evaluation forward: y = γ·(x − running_mean)/√(running_var + ε) + β."""
-    who = "batch_norm_eval"
     if check:
-        x3 = _as_ncs(x, who)
-        C = x3.shape[1]
+        who = "batch_norm_eval"
+        _check_x(x, who)
         _check_eps(eps, who)
-        for name, v in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
-                        ("running_var", running_var)):
-            _check_channel(v, name, C, x3.dtype, who)
-        k = OP.select(x3, weight, bias, running_mean, running_var, tier=tier)
-    else:
-        x3 = _ncs(x)
-        k = OP.select(x3, tier=tier)
+        _check_channels(who, x, {"weight": weight, "bias": bias, "running_mean": running_mean,
+                                 "running_var": running_var})
+    x3 = _ncs(x)
     y = backend.get_array_module(x3).empty_like(x3)
-    k.forward_eval(x3, weight, bias, running_mean, running_var, y, float(eps))
+    OP.select(x3, tier=tier).forward_eval(x3, weight, bias, running_mean, running_var, y, float(eps))
     return y.reshape(x.shape)
 
 
@@ -119,27 +119,22 @@ def batch_norm_backward(dy, x, weight, mean, invstd, batch_stats: bool = True, d
                         tier: str | None = None, check: bool = True):
     """(dx, dγ, dβ) from the forward's input, mean and invstd (float64). ``dweight`` and ``dbias``
     may be given to receive the parameter gradients in place (arena views)."""
-    who = "batch_norm_backward"
-    x3 = _as_ncs(x, who) if check else _ncs(x)
-    N, C, S = x3.shape
-    xp = backend.get_array_module(x3)
     if check:
+        who = "batch_norm_backward"
+        _check_x(x, who)
         if tuple(dy.shape) != tuple(x.shape):
             raise ValueError(f"{who}: dy has shape {tuple(dy.shape)}, the forward's input {tuple(x.shape)}")
-        if dy.dtype != x3.dtype:
-            raise TypeError(f"{who}: dy has dtype {dy.dtype}, the forward's input {x3.dtype}")
-    dy3 = _ncs(dy).reshape(N, C, S)
+        if dy.dtype != x.dtype:
+            raise TypeError(f"{who}: dy has dtype {dy.dtype}, the forward's input {x.dtype}")
+        given = {k: v for k, v in (("dweight", dweight), ("dbias", dbias)) if v is not None}
+        _check_channels(who, x, {"weight": weight, "mean": (mean, np.float64), "invstd": (invstd, np.float64),
+                                 **given})
+        device_kind(x, dy)
+    x3, dy3 = _ncs(x), _ncs(dy)
+    C = x3.shape[1]
+    xp = backend.get_array_module(x3)
     dweight = xp.empty(C, dtype=x3.dtype) if dweight is None else dweight
     dbias = xp.empty(C, dtype=x3.dtype) if dbias is None else dbias
-    if check:
-        _check_channel(weight, "weight", C, x3.dtype, who)
-        _check_channel(mean, "mean", C, np.float64, who)
-        _check_channel(invstd, "invstd", C, np.float64, who)
-        _check_channel(dweight, "dweight", C, x3.dtype, who)
-        _check_channel(dbias, "dbias", C, x3.dtype, who)
-        k = OP.select(dy3, x3, weight, mean, invstd, dweight, dbias, tier=tier)
-    else:
-        k = OP.select(x3, tier=tier)
     dx = xp.empty_like(x3)
-    k.backward(dy3, x3, weight, mean, invstd, dx, dweight, dbias, bool(batch_stats))
+    OP.select(x3, tier=tier).backward(dy3, x3, weight, mean, invstd, dx, dweight, dbias, bool(batch_stats))
     return dx.reshape(x.shape), dweight, dbias

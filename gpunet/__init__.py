@@ -38,7 +38,7 @@ from .backend import (  # noqa: E402
     get_array_module, gpu_available, seed, to_device, to_numpy, use,
 )
 from .layers import (  # noqa: E402
-    Flatten, Identity, Layer, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh,
+    Flatten, Identity, Layer, LayerDict, LayerList, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh,
 )
 from .layers import BatchNorm1d, BatchNorm2d, Dropout  # noqa: E402
 from .layers import AvgPool2d, Concat, Conv2d, GlobalAvgPool2d, MaxPool2d, Residual  # noqa: E402
@@ -46,7 +46,7 @@ from . import models  # noqa: E402
 from .testing import gradcheck  # noqa: E402
 from .optim import clip_grad_norm  # noqa: E402
 from .train import Trainer, callbacks  # noqa: E402
-from . import diagnostics, metrics, plot  # noqa: E402
+from . import diagnostics, functional, metrics, plot  # noqa: E402
 
 
 def __getattr__(name):

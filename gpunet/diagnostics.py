@@ -77,7 +77,7 @@ def hooks(model, forward=None, backward=None):
 @contextlib.contextmanager
 def _preserved(model):
     """Restore buffers (running statistics), layers' random state and the train/eval mode."""
-    buffers = {k: v.copy() for k, v in model.buffers()}
+    buffers = {k: v.copy() for k, v in model.named_buffers()}
     rng = {n: layer.get_rng_state() for n, layer in model.named_layers()}
     modes = {n: layer.training for n, layer in model.named_layers()}
     try:
@@ -245,7 +245,7 @@ def _bad_state(model):
     """(kind, array name, layer name, layer type, count, size) of the first non-finite parameter
     or buffer, or None."""
     owner = _owners(model)
-    for kind, items in (("parameter", model.parameters()), ("buffer", model.buffers())):
+    for kind, items in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
         for name, a in items:
             bad = _count_bad(a)
             if bad:

@@ -89,7 +89,7 @@ def test_dropout_cnn_matches_torch(rng):
     assert rel(y, yt.detach().numpy()) < 1e-5
     assert rel(dx, xt.grad.numpy()) < 1e-5
     tgrads = {k: v.grad.numpy() for k, v in theirs.named_parameters()}
-    for name, g in ours.gradients():
+    for name, g in ours.named_gradients():
         assert rel(g, tgrads[name]) < 1e-5, name
 
 

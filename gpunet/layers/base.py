@@ -1,9 +1,12 @@
-"""The Layer base class: explicit forward and backward, named parameters, state dicts.
+"""The Layer base class: forward and backward, named parameters, child layers, state dicts.
 
 A layer holds its parameters in ``_params`` and their gradients in ``_grads`` (name -> array),
 non-trained state such as batch-norm running statistics in ``_buffers``, and sub-layers in
-``_children``. ``backward(dy)`` returns dx and *overwrites* the gradients of the layer's
-parameters, so no zero_grad is needed. Once a model is flattened (see ``gpunet.arena``), the
+``_children``: a layer (or a non-empty list or dict of layers) assigned as an attribute is a
+child, named by the attribute as in PyTorch ("fc1.weight", "blocks.0.weight"). ``backward(dy)``
+returns dx and *overwrites* the gradients of the layer's parameters, so no zero_grad is needed.
+A subclass that defines only ``forward`` gets its backward derived from a record of its training
+forward (``gpunet.layers.record``). Once a model is flattened (see ``gpunet.arena``), the
 parameter and gradient arrays are views into one flat buffer each.
 """
 from __future__ import annotations
@@ -14,11 +17,26 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import backend
+from . import record
+from .record import Recorded
 
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 IncompatibleKeys.__doc__ = ("What ``load_state_dict`` skipped: the model's keys the state lacked, and the "
                             "state's keys the model lacks.")
+
+
+class ParameterList(list):
+    """The arrays of ``Layer.parameters()``; ``owner`` is the layer they came from (so that an
+    optimizer given ``model.parameters()`` finds the model's arena)."""
+
+    def __init__(self, owner, arrays):
+        super().__init__(arrays)
+        self.owner = owner
+
+
+def _owner(cls, attr):
+    return next(c for c in cls.__mro__ if attr in c.__dict__)
 
 
 class Layer:
@@ -31,6 +49,16 @@ class Layer:
     """
 
     need_input_grad = True
+    _records = False  # True for forward-only subclasses: backward replays the record of the forward
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        f, b = _owner(cls, "forward"), _owner(cls, "backward")
+        cls._records = b is Layer and f is not Layer
+        if b is not Layer and f is not b and issubclass(f, b):
+            raise TypeError(f"{cls.__name__} overrides forward but inherits {b.__name__}.backward, which was written "
+                            f"for {b.__name__}.forward; define backward as well, or subclass gpunet.Layer and write "
+                            "forward alone (its backward is then derived)")
 
     def __init__(self):
         object.__setattr__(self, "_params", OrderedDict())
@@ -75,7 +103,13 @@ class Layer:
     def add_child(self, name: str, layer: "Layer") -> "Layer":
         if not isinstance(layer, Layer):
             raise TypeError(f"{self.name}: child {name!r} must be a gpunet Layer, got {type(layer).__name__}")
-        self._children[str(name)] = layer
+        name = str(name)
+        if name not in self._children and (name in self.__dict__ or hasattr(type(self), name)):
+            raise KeyError(f"{self.name}: cannot add child {name!r}: the layer already has an attribute of that name")
+        self._children[name] = layer
+        object.__setattr__(self, name, layer)
+        if layer.name == type(layer).__name__ and name.isidentifier():
+            layer.name = f"{type(layer).__name__} ({name})"
         return layer
 
     def __getattr__(self, name):
@@ -87,14 +121,32 @@ class Layer:
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
     def __setattr__(self, name, value):
+        d = self.__dict__
+        layer = _as_layer(value)
+        if layer is not None:
+            if "_children" not in d:
+                raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning the layer "
+                                     f"{name!r}")
+            if name in d["_params"] or name in d["_buffers"]:
+                raise KeyError(f"{self.name}: {name!r} is a registered array; a child layer needs another name")
+            if name not in d["_children"]:
+                d.pop(name, None)  # a plain attribute of that name gives way to the child
+            self.add_child(name, layer)
+            return
         if name[0] != "_":  # registered arrays have public names
             for store in ("_params", "_buffers"):
-                d = self.__dict__.get(store)
-                if d is not None and name in d:
+                reg = d.get(store)
+                if reg is not None and name in reg:
                     raise AttributeError(
                         f"{self.name}.{name} is a registered array; assign into it (layer.{name}[...] = value) "
                         "so that views into the parameter arena stay valid"
                     )
+        kids = d.get("_children")
+        if kids is not None and name in kids:
+            if value is not None:
+                raise TypeError(f"{self.name}.{name} is a child layer; assign a gpunet Layer (or None to remove it), "
+                                f"got {type(value).__name__}")
+            del kids[name]
         object.__setattr__(self, name, value)
 
     # ----------------------------------------------------------------- computation
@@ -102,10 +154,36 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__}.forward")
 
     def backward(self, dy):
+        """dx from dy; for a forward-only subclass, the replay of its recorded forward."""
+        if self._records:
+            return record.backward(self, dy)
         raise NotImplementedError(f"{type(self).__name__}.backward")
 
     def __call__(self, x):
+        if type(x) is Recorded:  # called inside a recorded forward: a child's entry
+            return record.call(self, x)
+        if self._records and self.training:
+            return record.forward(self, x)
         return self.forward(x)
+
+    def _functional_dropout(self, index: int, p: float):
+        """The ``Dropout`` behind the index-th ``gpunet.functional.dropout`` call of this module's
+        forward (made on first use, not a child: no parameters, its random state is this module's)."""
+        from .dropout import Dropout
+
+        hidden = self.__dict__.setdefault("_dropouts", [])
+        while len(hidden) <= index:
+            hidden.append(Dropout(p))
+            pending = self.__dict__.get("_pending_rng") or []
+            if len(hidden) <= len(pending):
+                hidden[-1].set_rng_state(pending[len(hidden) - 1])
+            hidden[-1].name = f"{self.name}: functional dropout {len(hidden) - 1}"
+        layer = hidden[index]
+        if layer.p != p:
+            from ..ops.dropout import check_p
+
+            layer.p = check_p(p, "gpunet.functional.dropout")
+        return layer
 
     def output_shape(self, input_shape: tuple) -> tuple:
         """Shape of one sample's output given one sample's input shape (batch axis excluded)."""
@@ -141,15 +219,29 @@ class Layer:
         for cname, child in self._children.items():
             yield from child._named(store, f"{prefix}.{cname}" if prefix else cname)
 
-    def parameters(self):
+    def parameters(self) -> "ParameterList":
+        """Every parameter array, in layer order (PyTorch's ``parameters()``). The list knows its
+        model, so ``gn.optim.Adam(model.parameters())`` works as ``Adam(model)``."""
+        return ParameterList(self, (a for _, a in self._named("_params")))
+
+    def named_parameters(self):
         """(name, array) for every parameter, in layer order, named as PyTorch's state dict."""
         return list(self._named("_params"))
 
-    def gradients(self):
-        """(name, array) for every parameter's gradient, in the order of ``parameters()``."""
+    def gradients(self) -> list:
+        """Every parameter's gradient array, in the order of ``parameters()``."""
+        return [g for _, g in self._named("_grads")]
+
+    def named_gradients(self):
+        """(name, gradient) for every parameter, in the order of ``named_parameters()``."""
         return list(self._named("_grads"))
 
-    def buffers(self):
+    def buffers(self) -> list:
+        """Every buffer array (running statistics), in layer order."""
+        return [b for _, b in self._named("_buffers")]
+
+    def named_buffers(self):
+        """(name, array) for every buffer, named as in the state dict."""
         return list(self._named("_buffers"))
 
     def parameter_entries(self, prefix: str = ""):
@@ -160,18 +252,18 @@ class Layer:
             yield from child.parameter_entries(f"{prefix}.{cname}" if prefix else cname)
 
     def num_parameters(self) -> int:
-        return int(sum(int(np.prod(a.shape)) for _, a in self.parameters()))
+        return int(sum(int(np.prod(a.shape)) for a in self.parameters()))
 
     # ----------------------------------------------------------------- devices and dtypes
     @property
     def device(self) -> str:
-        arrays = [a for _, a in self.parameters()] + [a for _, a in self.buffers()]
+        arrays = self.parameters() + self.buffers()
         return backend.device_of(arrays[0]) if arrays else backend.active()
 
     @property
     def dtype(self):
         params = self.parameters()
-        return params[0][1].dtype if params else np.dtype(np.float32)
+        return params[0].dtype if params else np.dtype(np.float32)
 
     def to(self, device: str | None = None, dtype=None) -> "Layer":
         """Move every parameter and buffer to ``device`` ("cpu"/"gpu") and/or cast floating
@@ -268,11 +360,20 @@ class Layer:
 
     # ----------------------------------------------------------------- random state hook
     def get_rng_state(self):
-        """Randomness a layer draws per forward pass (dropout's step counter); None if none."""
-        return None
+        """Randomness a layer draws per forward pass (dropout's step counter; a forward-only
+        module's functional dropouts); None if none."""
+        hidden = self.__dict__.get("_dropouts")
+        if hidden:
+            return {"functional_dropout": [d.get_rng_state() for d in hidden]}
+        pending = self.__dict__.get("_pending_rng")
+        return {"functional_dropout": list(pending)} if pending else None
 
     def set_rng_state(self, state) -> None:
-        pass
+        if state and "functional_dropout" in state:
+            states = list(state["functional_dropout"])
+            self.__dict__["_pending_rng"] = states  # for functional dropouts not made yet
+            for d, s in zip(self.__dict__.get("_dropouts", []), states):
+                d.set_rng_state(s)
 
     # ----------------------------------------------------------------- printing
     def extra_repr(self) -> str:
@@ -282,3 +383,22 @@ class Layer:
         from .summary import summarize
 
         return summarize(self)
+
+
+def _as_layer(value):
+    """``value`` as a child layer: a Layer, or a LayerList/LayerDict for a non-empty list, tuple or
+    dict of layers; None when it holds no layer. A collection mixing layers and other values is an error."""
+    if isinstance(value, Layer):
+        return value
+    if isinstance(value, (list, tuple, dict)) and value:
+        items = list(value.values()) if isinstance(value, dict) else list(value)
+        n = sum(isinstance(v, Layer) for v in items)
+        if n == 0:
+            return None
+        if n != len(items):
+            raise TypeError("a list or dict assigned to a layer holds layers and other values; keep the layers in a "
+                            "collection of their own (it becomes a child layer)")
+        from .containers import LayerDict, LayerList
+
+        return LayerDict(value) if isinstance(value, dict) else LayerList(value)
+    return None

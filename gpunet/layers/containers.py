@@ -55,3 +55,71 @@ class Sequential(Layer):
         for layer in self._children.values():
             return layer.input_shape_hint()
         return None
+
+
+class LayerList(Layer):
+    """A list of child layers, named "0", "1", ... (PyTorch's ``nn.ModuleList``). Assigning a
+    non-empty list of layers to a layer's attribute makes one; it holds layers and is not called
+    itself: call its items."""
+
+    def __init__(self, layers=()):
+        super().__init__()
+        for layer in layers:
+            self.append(layer)
+
+    def append(self, layer: Layer) -> "LayerList":
+        self.add_child(str(len(self._children)), layer)
+        return self
+
+    def __len__(self):
+        return len(self._children)
+
+    def __getitem__(self, i: int) -> Layer:
+        return list(self._children.values())[i]
+
+    def __iter__(self):
+        return iter(self._children.values())
+
+    def forward(self, x):
+        raise TypeError(f"{self.name}: a LayerList holds layers; call its items (for layer in self.layers: "
+                        "x = layer(x)) or use a Sequential")
+
+    backward = Layer.backward
+
+
+class LayerDict(Layer):
+    """A dict of child layers named by their keys (PyTorch's ``nn.ModuleDict``); not called itself."""
+
+    def __init__(self, layers=None):
+        super().__init__()
+        for key, layer in dict(layers or {}).items():
+            self[key] = layer
+
+    def __setitem__(self, key: str, layer: Layer) -> None:
+        self.add_child(str(key), layer)
+
+    def __getitem__(self, key: str) -> Layer:
+        return self._children[key]
+
+    def __len__(self):
+        return len(self._children)
+
+    def __iter__(self):
+        return iter(self._children)
+
+    def __contains__(self, key):
+        return key in self._children
+
+    def keys(self):
+        return self._children.keys()
+
+    def values(self):
+        return self._children.values()
+
+    def items(self):
+        return self._children.items()
+
+    def forward(self, x):
+        raise TypeError(f"{self.name}: a LayerDict holds layers; call its items by key")
+
+    backward = Layer.backward

@@ -32,6 +32,21 @@ from ..ops import registry
 from ..ops.optim_update import POLICIES, fused_step, kernel_args
 
 
+def as_model(model, who: str):
+    """The gpunet model an optimizer (or ``clip_grad_norm``) works on: the model itself, or the
+    ``model.parameters()`` list, which knows its model. Anything else is a clear error."""
+    owner = getattr(model, "owner", None)
+    if owner is not None and hasattr(owner, "arena"):
+        return owner
+    if hasattr(model, "arena"):
+        return model
+    if isinstance(model, (list, tuple)) and model and isinstance(model[0], tuple):
+        raise TypeError(f"{who}: got (name, array) pairs, as named_parameters() gives; pass the model or "
+                        "model.parameters()")
+    raise TypeError(f"{who}: expected a gpunet model (a Layer) or its model.parameters(), got "
+                    f"{type(model).__name__}; gpunet optimizers update a whole model's parameter arena at once")
+
+
 def check_lr(lr, who: str) -> float:
     return check_number(lr, "lr", who, lo=0.0)
 
@@ -96,8 +111,7 @@ class Optimizer:
     def __init__(self, model, lr, *, weight_decay=0.0, l1=0.0, clip_norm=None, clip_value=None,
                  decay_all=False, nonfinite="skip"):
         who = type(self).__name__
-        if not hasattr(model, "arena"):
-            raise TypeError(f"{who}: expected a gpunet model (a Layer), got {type(model).__name__}")
+        model = as_model(model, who)
         self.model = model
         self.arena = model.arena
         self.lr = lr

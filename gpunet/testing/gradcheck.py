@@ -46,7 +46,7 @@ def gradcheck(layer, x, eps: float = 1e-6, rtol: float = 1e-5, atol: float = 1e-
 
     def run(inp):
         restore_rng_states(layer, rng_state)
-        return layer.forward(inp)
+        return layer(inp)
 
     y = run(x)
     r = xp.asarray(rng.standard_normal(y.shape))
@@ -57,10 +57,10 @@ def gradcheck(layer, x, eps: float = 1e-6, rtol: float = 1e-5, atol: float = 1e-
     run(x)
     dx = layer.backward(r)
     analytic = {"input": dx} if check_input else {}
-    for name, g in layer.gradients():
+    for name, g in layer.named_gradients():
         analytic[name] = g.copy()
     arrays = {"input": x} if check_input else {}
-    arrays.update(dict(layer.parameters()))
+    arrays.update(dict(layer.named_parameters()))
 
     report = {}
     for name, arr in arrays.items():

@@ -61,7 +61,7 @@ class TerminateOnNaN(Callback):
         m = t.model
         old = self._snap or {}
         if self._buffers is None:
-            self._buffers = [v for _, v in m.buffers()]
+            self._buffers = m.buffers()
         if not old:
             old = {"params": m.arena.params.copy(), "buffers": [v.copy() for v in self._buffers]}
         else:

@@ -12,12 +12,12 @@ def _mlp():
 
 def test_parameters_are_views_into_one_buffer(rng):
     model = _mlp()
-    before = {k: v.copy() for k, v in model.parameters()}
+    before = {k: v.copy() for k, v in model.named_parameters()}
     arena = model.arena
-    for name, view in model.parameters():
+    for name, view in model.named_parameters():
         assert view.base is arena.params or np.shares_memory(view, arena.params), name
         np.testing.assert_array_equal(view, before[name])  # values survive flattening
-    for name, g in model.gradients():
+    for name, g in model.named_gradients():
         assert np.shares_memory(g, arena.grads), name
     # a write through the flat buffer is seen by the layer
     arena.params[:] = 0.25
@@ -54,7 +54,7 @@ def test_state_dict_names_and_round_trip(rng):
     other = _mlp()
     other.arena  # loading must keep arena views valid
     other.load_state_dict(sd)
-    for (n, a), (_, b) in zip(model.parameters(), other.parameters()):
+    for (n, a), (_, b) in zip(model.named_parameters(), other.named_parameters()):
         np.testing.assert_array_equal(a, b)
     assert np.shares_memory(other[0].weight, other.arena.params)
     # state_dict returns copies

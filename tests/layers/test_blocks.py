@@ -28,9 +28,9 @@ def test_identity_residual_adds_input_and_routes_gradient_to_both_paths(rng):
     np.testing.assert_allclose(res(x), twin(x) + x, rtol=1e-6)
     dx = res.backward(dy)
     np.testing.assert_allclose(dx, twin.backward(dy) + dy, rtol=1e-6, atol=1e-7)
-    for (name, g), (_, g2) in zip(res.gradients(), twin.gradients()):
+    for (name, g), (_, g2) in zip(res.named_gradients(), twin.named_gradients()):
         np.testing.assert_allclose(g, g2, rtol=1e-6, atol=1e-7)
-    assert [n for n, _ in res.parameters()] == ["block.0.weight", "block.0.bias"]
+    assert [n for n, _ in res.named_parameters()] == ["block.0.weight", "block.0.bias"]
 
 
 def test_projection_shortcut_routes_gradient_to_its_parameters(rng):
@@ -44,7 +44,7 @@ def test_projection_shortcut_routes_gradient_to_its_parameters(rng):
     alone(x)
     alone.backward(dy)
     np.testing.assert_array_equal(res.shortcut._grads["weight"], alone._grads["weight"])
-    assert [n for n, _ in res.parameters()] == ["block.0.weight", "block.0.bias", "shortcut.weight"]
+    assert [n for n, _ in res.named_parameters()] == ["block.0.weight", "block.0.bias", "shortcut.weight"]
     assert res.output_shape((2, 7, 7)) == (4, 4, 4)
 
 
@@ -78,7 +78,7 @@ def test_concat_splits_gradient_by_branch(rng):
     np.testing.assert_allclose(dx, dxa + dxb, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(a._grads["weight"], a2._grads["weight"])
     np.testing.assert_array_equal(b._grads["bias"], b2._grads["bias"])
-    assert [n for n, _ in cat.parameters()] == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert [n for n, _ in cat.named_parameters()] == ["0.weight", "0.bias", "1.weight", "1.bias"]
 
 
 def test_concat_on_another_axis_and_gradcheck(rng):
@@ -113,12 +113,12 @@ def test_need_input_grad_false_reaches_the_paths(rng):
     x, dy = _x(rng, (2, 2, 4, 4)), _x(rng, (2, 3, 4, 4))
     net(x)
     net.backward(dy)
-    grads = {k: v.copy() for k, v in net.gradients()}
+    grads = {k: v.copy() for k, v in net.named_gradients()}
     net.need_input_grad = False
     net(x)
     assert net.backward(dy) is None
     assert net[0].block.need_input_grad is False and net[0].shortcut.need_input_grad is False
-    for k, v in net.gradients():
+    for k, v in net.named_gradients():
         np.testing.assert_array_equal(v, grads[k])
     net.need_input_grad = True
     net(x)
@@ -161,5 +161,5 @@ def test_residual_names_match_a_torch_module(rng):
     assert rel(ours(x), yt.detach().numpy()) < RTOL
     assert rel(ours.backward(dy), xt.grad.numpy()) < RTOL
     tgrads = {k: v.grad.numpy() for k, v in theirs.named_parameters()}
-    for name, g in ours.gradients():
+    for name, g in ours.named_gradients():
         assert rel(g, tgrads[name]) < RTOL, name

@@ -120,9 +120,9 @@ def test_he_normal_init_bias_zero_and_names():
     assert np.std(conv.weight) == pytest.approx(np.sqrt(2 / fan_in), rel=0.03)
     assert abs(np.mean(conv.weight)) < 0.01
     np.testing.assert_array_equal(conv.bias, 0)
-    assert [n for n, _ in conv.parameters()] == ["weight", "bias"]
+    assert [n for n, _ in conv.named_parameters()] == ["weight", "bias"]
     other = gn.Conv2d(16, 4, 3, init="zeros", bias=False)
-    assert not other.weight.any() and [n for n, _ in other.parameters()] == ["weight"]
+    assert not other.weight.any() and [n for n, _ in other.named_parameters()] == ["weight"]
 
 
 def test_arena_views_and_bias_without_decay(rng):
@@ -146,11 +146,11 @@ def test_need_input_grad_false_skips_dx_and_keeps_parameter_gradients(rng):
     dy = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
     conv(x)
     dx = conv.backward(dy)
-    g = {k: v.copy() for k, v in conv.gradients()}
+    g = {k: v.copy() for k, v in conv.named_gradients()}
     conv.need_input_grad = False
     conv(x)
     assert conv.backward(dy) is None
-    for k, v in conv.gradients():
+    for k, v in conv.named_gradients():
         np.testing.assert_array_equal(v, g[k])
     assert dx.shape == x.shape
 

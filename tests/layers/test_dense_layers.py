@@ -25,7 +25,7 @@ def test_backward_matches_finite_differences(make, n_in, rng):
     x = _x(rng, 4, n_in)
     x = np.where(np.abs(x) < 1e-3, 0.5, x)  # keep ReLU-type kinks away from the finite-difference step
     report = gn.gradcheck(layer, x)
-    expected = {"input"} | {name for name, _ in layer.parameters()}
+    expected = {"input"} | {name for name, _ in layer.named_parameters()}
     assert set(report) == expected
     assert all(v <= 1.0 for v in report.values())
 
@@ -57,8 +57,8 @@ def test_linear_matches_formula(rng):
     dy = rng.standard_normal((5, 4)).astype(np.float32)
     dx = lin.backward(dy)
     np.testing.assert_allclose(dx, dy @ lin.weight, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(lin.gradients()[0][1], dy.T @ x, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(lin.gradients()[1][1], dy.sum(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(lin.gradients()[0], dy.T @ x, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(lin.gradients()[1], dy.sum(0), rtol=1e-5, atol=1e-6)
 
 
 def test_sigmoid_is_stable_for_large_inputs():
@@ -119,12 +119,12 @@ def test_first_layer_skips_input_gradient_when_not_needed(rng):
     model(x)
     dy = rng.standard_normal((5, 2)).astype(np.float32)
     dx = model.backward(dy)
-    grads = {k: v.copy() for k, v in model.gradients()}
+    grads = {k: v.copy() for k, v in model.named_gradients()}
     assert dx.shape == x.shape
     model.need_input_grad = False
     model(x)
     assert model.backward(dy) is None
-    for k, v in model.gradients():
+    for k, v in model.named_gradients():
         np.testing.assert_array_equal(v, grads[k])  # parameter gradients unchanged
     assert model[2].need_input_grad  # only the first layer skips its dx
 

@@ -114,7 +114,7 @@ def test_state_dict_names_match_torch_and_load_from_torch(rng):
     model = gn.Sequential(gn.Linear(5, 4), gn.BatchNorm1d(4), gn.ReLU())
     tmodel = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.BatchNorm1d(4), torch.nn.ReLU())
     assert list(model.state_dict()) == list(tmodel.state_dict())
-    assert [n for n, _ in model.parameters()] == [n for n, _ in tmodel.named_parameters()]
+    assert [n for n, _ in model.named_parameters()] == [n for n, _ in tmodel.named_parameters()]
     tmodel.train()
     for _ in range(3):
         tmodel(torch.randn(8, 5))
@@ -208,6 +208,6 @@ def test_in_a_flattened_model_gradients_land_in_the_arena(rng):
     dy = rng.standard_normal((5, 3)).astype(np.float32)
     model(x)
     model.backward(dy)
-    grads = dict(model.gradients())
+    grads = dict(model.named_gradients())
     np.testing.assert_allclose(grads["1.bias"], dy.sum(0), rtol=1e-5)
     assert np.shares_memory(grads["1.weight"], arena.grads)

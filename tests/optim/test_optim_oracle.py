@@ -43,7 +43,7 @@ def _model():
 def _torch_params(model):
     import torch
 
-    return {name: torch.nn.Parameter(torch.tensor(np.array(p))) for name, p in model.parameters()}
+    return {name: torch.nn.Parameter(torch.tensor(np.array(p))) for name, p in model.named_parameters()}
 
 
 def _groups(tparams, weight_decay):
@@ -55,15 +55,15 @@ def _groups(tparams, weight_decay):
 def _set_grads(model, tparams, rng, scale):
     import torch
 
-    for name, g in model.gradients():
+    for name, g in model.named_gradients():
         value = (rng.standard_normal(g.shape) * scale).astype(np.float32)
         g[...] = value
         tparams[name].grad = torch.tensor(value)
 
 
 def _rel(model, tparams):
-    ours = np.concatenate([np.ravel(p) for _, p in model.parameters()]).astype(np.float64)
-    theirs = np.concatenate([tparams[n].detach().numpy().ravel() for n, _ in model.parameters()]).astype(np.float64)
+    ours = np.concatenate([np.ravel(p) for _, p in model.named_parameters()]).astype(np.float64)
+    theirs = np.concatenate([tparams[n].detach().numpy().ravel() for n, _ in model.named_parameters()]).astype(np.float64)
     return np.linalg.norm(ours - theirs) / np.linalg.norm(theirs)
 
 
@@ -149,5 +149,5 @@ def test_clip_grad_norm_matches_torch(rng):
     ours = float(gn.clip_grad_norm(model, 1.5))
     theirs = float(torch.nn.utils.clip_grad_norm_(list(tparams.values()), 1.5))
     assert abs(ours - theirs) <= 1e-6 * theirs
-    for name, g in model.gradients():
+    for name, g in model.named_gradients():
         np.testing.assert_allclose(g, tparams[name].grad.numpy(), rtol=2e-6, atol=1e-9)

@@ -96,7 +96,7 @@ def test_early_stopping_restores_best_weights(fake):
     es = EarlyStopping(patience=2, restore_best=True)
     drive(fake, [es], [1.0, 0.7, 0.75, 0.8, 0.1])
     assert es.best_epoch == 2 and es.stopped_epoch == 4
-    for name, p in fake.model.parameters():
+    for name, p in fake.model.named_parameters():
         assert np.all(p == 1), name  # the weights of epoch 1, not of epoch 3
 
 
@@ -105,7 +105,7 @@ def test_early_stopping_mode_auto_max_for_accuracy(fake):
     assert es.mode == "max"
     drive(fake, [es], [0.5, 0.6, 0.6, 0.55, 0.9], key="val_accuracy")
     assert es.best == 0.6 and es.stopped_epoch == 4
-    assert all(np.all(p == 1) for _, p in fake.model.parameters())
+    assert all(np.all(p == 1) for _, p in fake.model.named_parameters())
     assert EarlyStopping(monitor="val_loss").mode == "min"
 
 
@@ -291,7 +291,7 @@ def test_terminate_on_nan_names_the_step_and_layer(data, mlp, tmp_path):
     r = term.report
     assert r.step == 7 and r.kind == "activation" and r.layer == "2" and r.layer_type == "Boom"
     assert "at step 7: non-finite activation of layer '2' (Boom)" in str(r)
-    for name, p in model.parameters():  # left with the weights before the bad update
+    for name, p in model.named_parameters():  # left with the weights before the bad update
         assert np.isfinite(p).all(), name
 
 
@@ -325,7 +325,7 @@ def test_skip_policy_leaves_the_bad_batch_out(data, mlp):
         h = t.fit((x, y), epochs=2, batch_size=20, verbose=0)
     assert h["skipped"][0] == 1 and math.isnan(h["skipped"][1])
     assert all(math.isfinite(v) for v in h["loss"])
-    assert all(np.isfinite(p).all() for _, p in model.parameters())
+    assert all(np.isfinite(p).all() for _, p in model.named_parameters())
 
 
 def test_nan_without_terminate_warns_with_the_origin(data, mlp):

@@ -85,6 +85,6 @@ def test_weight_decay_penalties_are_read_with_the_epoch_end(data):
     model = _model()
     t = Trainer(model, gn.losses.CrossEntropy(), gn.optim.SGD(model, lr=0.1, weight_decay=1e-3, l1=1e-4))
     logs = t.fit((x, y), epochs=1, batch_size=30, verbose=0).last()
-    w = np.concatenate([a.ravel() for n, a in model.parameters() if n.endswith("weight") and a.ndim == 2])
+    w = np.concatenate([a.ravel() for n, a in model.named_parameters() if n.endswith("weight") and a.ndim == 2])
     assert logs["l2_penalty"] == pytest.approx(0.5e-3 * float(w @ w), rel=1e-5)
     assert logs["l1_penalty"] == pytest.approx(1e-4 * float(np.abs(w).sum()), rel=1e-5)

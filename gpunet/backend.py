@@ -18,7 +18,7 @@ import types
 
 import numpy as np
 
-_ALIASES = {"cpu": "cpu", "numpy": "cpu", "gpu": "gpu", "cupy": "gpu", "auto": "auto"}
+_ALIASES = {"cpu": "cpu", "numpy": "cpu", "gpu": "gpu", "cupy": "gpu", "cuda": "gpu", "auto": "auto"}
 
 _gpu_probe: tuple[bool, str] | None = None  # (usable, reason) once probed
 _active = "cpu"
@@ -50,12 +50,26 @@ def gpu_available() -> bool:
     return _probe_gpu()[0]
 
 
+def _parse_device(name) -> tuple[str | None, int | None]:
+    """("cpu" | "gpu" | "auto", GPU index or None) from "cpu", "gpu", "gpu:1", "cuda:0", ...; (None, None)
+    when it is not a device name."""
+    base, sep, index = str(name).lower().partition(":")
+    key = _ALIASES.get(base)
+    if not sep:
+        return key, None
+    if key != "gpu" or not index.isdigit():
+        return None, None
+    return key, int(index)
+
+
 def use(name: str = "auto") -> str:
-    """Select the backend: "cpu"/"numpy", "gpu"/"cupy" or "auto". Returns "cpu" or "gpu"."""
+    """Select the backend: "cpu"/"numpy", "gpu"/"cupy"/"cuda" or "auto"; "gpu:1" (or "cuda:1")
+    also makes GPU 1 the current device (CuPy's ``Device(1).use()``). Returns "cpu" or "gpu"."""
     global _active, _xp
-    key = _ALIASES.get(str(name).lower())
+    key, index = _parse_device(name)
     if key is None:
-        raise ValueError(f"use(name): expected one of {sorted(_ALIASES)}, got {name!r}")
+        raise ValueError(f"use(name): expected one of {sorted(_ALIASES)}, or 'gpu:N' / 'cuda:N' for GPU number N, "
+                         f"got {name!r}")
     if key == "auto":
         key = "gpu" if gpu_available() else "cpu"
     if key == "gpu":
@@ -68,6 +82,12 @@ def use(name: str = "auto") -> str:
             )
         import cupy
 
+        if index is not None:
+            count = cupy.cuda.runtime.getDeviceCount()
+            if index >= count:
+                raise ValueError(f"use({name!r}): this machine has {count} GPU{'s' if count != 1 else ''}, "
+                                 f"numbered 0 to {count - 1}")
+            cupy.cuda.Device(index).use()
         _xp = cupy
     else:
         _xp = np
@@ -204,7 +224,7 @@ def set_rng_state(state: dict) -> None:
 
 def _init_from_env() -> None:
     name = os.environ.get("GPUNET_BACKEND", "auto")
-    if _ALIASES.get(name.lower()) is None:
+    if _parse_device(name)[0] is None:
         raise ValueError(f"GPUNET_BACKEND: expected one of {sorted(_ALIASES)}, got {name!r}")
     use(name)
 

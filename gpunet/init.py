@@ -129,10 +129,11 @@ def get(spec, **kwargs):
     return functools.partial(fn, **kwargs) if kwargs else fn
 
 
-def initialize(spec, shape, dtype="float32", rng=None) -> np.ndarray:
-    """Draw a weight of ``shape`` with initializer ``spec``; returns a host array of ``dtype``."""
+def initialize(spec, shape, dtype="float32", rng=None, fan=None) -> np.ndarray:
+    """Draw a weight of ``shape`` with initializer ``spec``; returns a host array of ``dtype``.
+    ``fan``: (fan_in, fan_out) when they are not those of ``shape`` (a bias takes its layer's)."""
     fn = get(spec)
-    fan_in, fan_out = fans(shape)
+    fan_in, fan_out = fans(shape) if fan is None else fan
     out = np.asarray(fn(tuple(shape), fan_in, fan_out, backend.rng() if rng is None else rng))
     if out.shape != tuple(shape):
         raise ValueError(f"initializer {spec!r} returned shape {out.shape}, expected {tuple(shape)}")
@@ -145,3 +146,16 @@ def initialize(spec, shape, dtype="float32", rng=None) -> np.ndarray:
         raise ValueError(f"initializer {spec!r} returned {bad} non-finite values (NaN or inf in {dtype}) "
                          f"for a weight of shape {tuple(shape)}")
     return out
+
+
+def initialize_bias(spec, size: int, fan_in: int, dtype="float32", who: str = "layer") -> np.ndarray:
+    """A bias of ``size`` values: ``spec`` a number (every value), an initializer name or callable,
+    drawn with the layer's fan_in ("uniform" gives PyTorch's default U(−1/√fan_in, 1/√fan_in))."""
+    if isinstance(spec, (int, float, np.integer, np.floating)) and not isinstance(spec, bool):
+        if not np.isfinite(spec):
+            raise ValueError(f"{who}: bias_init must be finite, got {spec!r}")
+        return np.full(int(size), spec, dtype=dtype)
+    try:
+        return initialize(spec, (int(size),), dtype=dtype, fan=(int(fan_in), int(size)))
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{who}(bias_init): {exc}") from None

@@ -140,3 +140,28 @@ class MSE(Loss):
         d = self._saved("_diff")
         g = 2 * d
         return g / d.size if self.reduction == "mean" else g
+
+
+_NAMES = {"cross_entropy": CrossEntropy, "crossentropy": CrossEntropy, "sparse_categorical_crossentropy": CrossEntropy,
+          "mse": MSE, "mean_squared_error": MSE}
+
+
+def get(spec) -> Loss:
+    """A loss from a name ("cross_entropy", Keras's "sparse_categorical_crossentropy", "mse",
+    "mean_squared_error") or a loss instance (returned as it is). gpunet's cross-entropy takes
+    logits and integer labels: Keras's ``from_logits=True`` with class indices."""
+    if isinstance(spec, str):
+        key = spec.lower()
+        if key in _NAMES:
+            return _NAMES[key]()
+        if key in ("categorical_crossentropy", "binary_crossentropy"):
+            raise ValueError(f"loss {spec!r}: gpunet's cross-entropy takes integer class labels, not one-hot "
+                             "targets; pass 'sparse_categorical_crossentropy' (or 'cross_entropy') with y as class "
+                             "indices (y.argmax(axis=1) for one-hot rows)")
+        raise ValueError(f"unknown loss {spec!r}; expected a gpunet loss instance or one of {sorted(_NAMES)}")
+    if isinstance(spec, type):
+        raise TypeError(f"expected a loss instance, got the class {spec.__name__} (pass {spec.__name__}())")
+    if not (callable(spec) and callable(getattr(spec, "backward", None))):
+        raise TypeError(f"expected a loss instance with a backward(), such as gpunet.losses.CrossEntropy(), or a "
+                        f"loss name, got a {type(spec).__name__}")
+    return spec

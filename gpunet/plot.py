@@ -49,7 +49,7 @@ def plot_history(history, path, title: str | None = None):
         raise ValueError("plot_history: the history is empty (train for at least one epoch)")
     epochs = list(history.epochs)  # 1-based, as the progress lines number them
     restored = getattr(history, "restored_epoch", None)
-    skip = {"lr", "loss", "total_loss", "l2_penalty", "l1_penalty", "skipped"}
+    skip = {"lr", "time", "loss", "total_loss", "l2_penalty", "l1_penalty", "skipped"}
     metrics = [k for k in keys if not k.startswith("val_") and k not in skip]
     panels = ["loss"] + metrics + (["lr"] if "lr" in keys else [])
     fig, axes = _figure(len(panels))

@@ -28,6 +28,33 @@ def test_use_gpu_without_a_gpu_says_so(monkeypatch):
     assert backend.active() == "cpu"
 
 
+def test_gpu_by_index_names_and_errors(monkeypatch):
+    for bad in ("gpu:x", "cpu:1", "gpu:-1", "tpu:0", "cuda:"):
+        with pytest.raises(ValueError, match=r"'gpu:N' / 'cuda:N'"):
+            gn.use(bad)
+    monkeypatch.setattr(backend, "_gpu_probe", (False, "ImportError: No module named 'cupy'"))
+    for name in ("gpu:1", "cuda:0", "cuda"):
+        with pytest.raises(RuntimeError, match="no usable GPU"):
+            gn.use(name)
+    assert backend.active() == "cpu"
+
+
+@pytest.mark.gpu
+def test_use_gpu_by_index_makes_it_the_current_device():
+    import cupy
+
+    count = cupy.cuda.runtime.getDeviceCount()
+    try:
+        assert gn.use(f"cuda:{count - 1}") == "gpu"
+        assert cupy.cuda.Device().id == count - 1
+        assert gn.to_device(np.ones(2)).device.id == count - 1
+        with pytest.raises(ValueError, match=f"has {count} GPU"):
+            gn.use(f"gpu:{count}")
+    finally:
+        cupy.cuda.Device(0).use()
+        gn.use("cpu")
+
+
 def test_env_variable_selects_the_backend():
     code = "import gpunet; print(gpunet.backend.active())"
     out = subprocess.run([sys.executable, "-c", code], env={"GPUNET_BACKEND": "numpy", "PATH": ""},

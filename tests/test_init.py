@@ -86,3 +86,20 @@ def test_same_seed_same_weights():
     c = gn.Linear(10, 10).weight.copy()
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("make", [lambda **kw: gn.Linear(50, 8, **kw), lambda **kw: gn.Conv2d(2, 8, 5, **kw)])
+def test_bias_init_takes_a_number_a_name_or_a_callable_with_the_layers_fan_in(make):
+    assert not make().bias.any()  # zeros by default
+    assert np.all(make(bias_init=0.1).bias == np.float32(0.1))
+    gn.seed(0)
+    b = make(bias_init="uniform").bias
+    bound = 1 / np.sqrt(50)  # fan_in: 50 inputs, or 2 channels x 5 x 5
+    assert np.all(np.abs(b) <= bound) and b.std() > bound / 4 and len(np.unique(b)) == 8
+    seen = {}
+    make(bias_init=lambda shape, fan_in, fan_out, rng: seen.setdefault("args", (shape, fan_in)) and np.ones(shape))
+    assert seen["args"] == ((8,), 50)
+    with pytest.raises(ValueError, match=r"(Linear|Conv2d)\(bias_init\): unknown initializer 'zero'"):
+        make(bias_init="zero")
+    with pytest.raises(ValueError, match="bias_init must be finite"):
+        make(bias_init=float("nan"))

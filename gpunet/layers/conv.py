@@ -64,9 +64,10 @@ class Conv2d(Layer):
     """y[n, o] = b[o] + Σ_{c, i, j} W[o, c, i, j] · x_pad[n, c, oh·sh + i, ow·sw + j].
 
     ``Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
-    init="he_normal")``: kernel_size, stride and padding are ints or (h, w) pairs; the weight has
+    init="he_normal", bias_init="zeros")``: kernel_size, stride and padding are ints or (h, w) pairs; the weight has
     shape (out_channels, in_channels, kh, kw) as in PyTorch, He-normal by default (fan_in =
-    in_channels·kh·kw; see ``gpunet.init``), the bias starts at zero and takes no weight decay.
+    in_channels·kh·kw; see ``gpunet.init``), the bias starts at ``bias_init`` (zero by default; a
+    number, a name or a callable, drawn with that fan_in) and takes no weight decay.
     Inputs are (N, C, H, W); outputs (N, out_channels, OH, OW) with
     OH = (H + 2·ph − kh) // sh + 1 (likewise OW).
 
@@ -75,7 +76,7 @@ class Conv2d(Layer):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 bias: bool = True, init="he_normal", dtype="float32"):
+                 bias: bool = True, init="he_normal", bias_init="zeros", dtype="float32"):
         super().__init__()
         for arg, v in (("in_channels", in_channels), ("out_channels", out_channels)):
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
@@ -89,7 +90,8 @@ class Conv2d(Layer):
         self.add_parameter("weight", backend.to_device(w))
         self.has_bias = bool(bias)
         if bias:
-            self.add_parameter("bias", backend.xp.zeros(self.out_channels, dtype=dtype), decay=False)
+            b = initializers.initialize_bias(bias_init, self.out_channels, self.in_channels * kh * kw, dtype, "Conv2d")
+            self.add_parameter("bias", backend.to_device(b), decay=False)
         self._scratch = Scratch()
         self._cols = None
 

@@ -11,11 +11,12 @@ class Linear(Layer):
     """y = x Wᵀ + b.  Backward: dx = dy W, dW = dyᵀ x, db = Σ_batch dy.
 
     ``init`` names the weight initializer (default "he_normal"; see ``gpunet.init``) or is a
-    callable ``f(shape, fan_in, fan_out, rng) -> ndarray``; the bias starts at zero.
+    callable ``f(shape, fan_in, fan_out, rng) -> ndarray``; ``bias_init`` likewise for the bias, or
+    a number (default "zeros"; "uniform" is PyTorch's U(−1/√in_features, 1/√in_features)).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 init="he_normal", dtype="float32"):
+                 init="he_normal", bias_init="zeros", dtype="float32"):
         super().__init__()
         for arg, v in (("in_features", in_features), ("out_features", out_features)):
             if int(v) != v or v < 1:
@@ -25,7 +26,8 @@ class Linear(Layer):
         self.add_parameter("weight", backend.to_device(w))
         self.has_bias = bool(bias)
         if bias:
-            self.add_parameter("bias", backend.xp.zeros(self.out_features, dtype=dtype), decay=False)
+            b = initializers.initialize_bias(bias_init, self.out_features, self.in_features, dtype, "Linear")
+            self.add_parameter("bias", backend.to_device(b), decay=False)
         self._x = None
 
     def forward(self, x):

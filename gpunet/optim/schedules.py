@@ -10,6 +10,7 @@ base rate η₀ defaults to the optimizer's learning rate when the training star
 
 | schedule | η(t) |
 | --- | --- |
+| Lambda(f) | η₀ f(t)  (PyTorch's LambdaLR; ``LRScheduler(f)`` with a plain function makes one) |
 | Exponential(γ) | η₀ γᵗ  (the classic per-epoch decay η ← 0.98 η) |
 | Step(s, γ) | η₀ γ^⌊t/s⌋ |
 | MultiStep(m, γ) | η₀ γ^(number of milestones ≤ t) |
@@ -25,10 +26,11 @@ OneCycleLR without momentum cycling).
 from __future__ import annotations
 
 import bisect
+import inspect
 import math
 import operator
 
-__all__ = ["Schedule", "Constant", "Exponential", "Step", "MultiStep", "Cosine", "LinearWarmup",
+__all__ = ["Schedule", "Lambda", "Constant", "Exponential", "Step", "MultiStep", "Cosine", "LinearWarmup",
            "ReduceOnPlateau", "OneCycle"]
 
 
@@ -74,9 +76,18 @@ class Schedule:
         if self.base_lr is None and self._needs_base():
             raise RuntimeError(
                 f"{type(self).__name__}: base_lr is not set; pass base_lr=... or attach the schedule "
-                "to an optimizer with gpunet.callbacks.LRScheduler(schedule)"
+                "to an optimizer: schedule.apply(optimizer, t) by hand, or gpunet.callbacks.LRScheduler(schedule)"
             )
         return float(self._lr(t, self.base_lr))
+
+    def apply(self, optimizer, t: int) -> float:
+        """Set ``optimizer.lr`` to η(t) and return it; η₀, when not given, is the optimizer's rate
+        at the first call (what ``LRScheduler`` does at the start of training)."""
+        if not hasattr(optimizer, "lr"):
+            raise TypeError(f"{type(self).__name__}.apply: expected a gpunet optimizer, got {type(optimizer).__name__}")
+        self.bind(optimizer.lr)
+        optimizer.lr = self(t)
+        return optimizer.lr
 
     def _needs_base(self) -> bool:
         return True
@@ -110,6 +121,43 @@ class Schedule:
     def __repr__(self):
         base = "" if self.base_lr is None else f", base_lr={self.base_lr:g}"
         return f"{type(self).__name__}({self._config()}{base})"
+
+
+class Lambda(Schedule):
+    """η(t) = η₀ f(t) for a function f of the epoch (or step) index, as PyTorch's LambdaLR.
+
+    f must return a finite number >= 0. The function itself is not saved in checkpoints (the
+    base rate is); the script that resumes a run builds the schedule again."""
+
+    def __init__(self, fn, base_lr=None, unit="epoch"):
+        super().__init__(base_lr)
+        if not callable(fn) or isinstance(fn, Schedule):
+            raise TypeError(f"Lambda: expected a function of the epoch, got {type(fn).__name__}")
+        try:
+            params = [p for p in inspect.signature(fn).parameters.values()
+                      if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):  # a builtin without a signature
+            params = [None]
+        if len(params) != 1:
+            raise TypeError(f"Lambda: the function must take one argument, the epoch index t, and return the factor "
+                            f"f(t) of the base rate (PyTorch's LambdaLR); it takes {len(params)}. For Keras's "
+                            "schedule(epoch, lr), write the rate as a function of the epoch alone")
+        self.fn = fn
+        self.unit = _unit(unit, "Lambda")
+
+    def _lr(self, t, base):
+        f = self.fn(t)
+        try:
+            v = float(f)
+            ok = not isinstance(f, bool) and math.isfinite(v) and v >= 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"Lambda: the function returned {f!r} for t={t}; expected a finite number >= 0")
+        return base * v
+
+    def _config(self):
+        return getattr(self.fn, "__name__", "fn")
 
 
 class Constant(Schedule):

@@ -45,6 +45,16 @@ class Callback:
         pass
 
     # helpers ------------------------------------------------------------------
+    @staticmethod
+    def _check_every(every) -> int:
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive integer (epochs), got {every!r}")
+        return every
+
+    def _due(self, epoch: int) -> bool:
+        """True at the end of epochs every, 2·every, … (numbered from 1) for a callback with ``every``."""
+        return (epoch + 1) % getattr(self, "every", 1) == 0
+
     def _check_key(self, key: str, logs=None) -> None:
         keys = list(logs) if logs is not None else list(self.trainer.log_keys())
         if key not in keys:

@@ -151,12 +151,17 @@ class ModelCheckpoint(Callback):
     file more, never one fewer. Files are written atomically, so an interrupted save leaves the
     previous file intact; at the start of a run, the temporaries that interrupted saves on this
     host left in the folder are removed (see ``gpunet.train.atomic``) and their number printed.
+    ``every=N``: only at the end of epochs N, 2N, … (numbered from 1).
     """
 
     order = 100
 
     def __init__(self, path, monitor: str = "val_loss", mode: str = "auto", save_best_only: bool = False,
-                 keep: int | None = None, min_delta: float = 0.0, verbose: int = 0):
+                 keep: int | None = None, min_delta: float = 0.0, verbose: int = 0, every: int = 1):
+        try:
+            self.every = self._check_every(every)
+        except ValueError as exc:
+            raise ValueError(f"ModelCheckpoint: {exc}") from None
         if keep is not None and (isinstance(keep, bool) or int(keep) != keep or keep < 1):
             raise ValueError(f"ModelCheckpoint: keep must be a positive integer or None, got {keep!r}")
         self.path = os.fspath(path)
@@ -193,6 +198,8 @@ class ModelCheckpoint(Callback):
     def on_epoch_end(self, epoch, logs):
         if not getattr(self.trainer, "epoch_complete", True):
             return  # an epoch cut short is no state to resume from
+        if not self._due(epoch):
+            return
         if self.save_best_only:
             if self.monitor not in logs:
                 self._check_key(self.monitor, logs)
@@ -239,13 +246,20 @@ class LRScheduler(Callback):
     """Set the optimizer's learning rate from a schedule (``gpunet.optim.schedules``): at the
     start of each epoch for per-epoch schedules, before each step for per-step ones. η₀ is the
     optimizer's rate when training starts unless the schedule was given ``base_lr``.
-    ``ReduceOnPlateau`` is fed ``logs[schedule.monitor]`` at the end of each epoch."""
+    ``ReduceOnPlateau`` is fed ``logs[schedule.monitor]`` at the end of each epoch. A plain function
+    f of the epoch is ``schedules.Lambda(f)``: η = η₀ f(t), as PyTorch's LambdaLR."""
 
     def __init__(self, schedule, verbose: int = 0):
-        from ..optim.schedules import Schedule
+        from ..optim.schedules import Lambda, Schedule
 
+        if callable(schedule) and not isinstance(schedule, Schedule):
+            try:
+                schedule = Lambda(schedule)
+            except TypeError as exc:
+                raise TypeError(f"LRScheduler: {exc}") from None
         if not isinstance(schedule, Schedule):
-            raise TypeError(f"LRScheduler: expected a gpunet.optim.schedules schedule, got {type(schedule).__name__}")
+            raise TypeError(f"LRScheduler: expected a gpunet.optim.schedules schedule or a function of the epoch, "
+                            f"got {type(schedule).__name__}")
         self.schedule, self.verbose = schedule, verbose
 
     def reset(self):
@@ -293,10 +307,15 @@ class LRScheduler(Callback):
 class CSVLogger(Callback):
     """One CSV row per epoch ("epoch", numbered from 1, then the logged keys), flushed as it is
     written. A fresh run overwrites the file unless ``append``; a resumed run keeps the rows of
-    the epochs up to the checkpoint's and drops any written after it."""
+    the epochs up to the checkpoint's and drops any written after it. ``every=N``: a row for
+    epochs N, 2N, … only."""
 
-    def __init__(self, path, separator: str = ",", append: bool = False):
+    def __init__(self, path, separator: str = ",", append: bool = False, every: int = 1):
         self.path, self.separator, self.append = os.fspath(path), separator, bool(append)
+        try:
+            self.every = self._check_every(every)
+        except ValueError as exc:
+            raise ValueError(f"CSVLogger: {exc}") from None
 
     def on_train_begin(self, logs=None):
         self.keys = ["epoch"] + list(self.trainer.log_keys())
@@ -317,6 +336,8 @@ class CSVLogger(Callback):
         self._file.flush()
 
     def on_epoch_end(self, epoch, logs):
+        if not self._due(epoch):
+            return
         self._writer.writerow({"epoch": epoch + 1, **{k: repr(float(v)) for k, v in logs.items()}})
         self._file.flush()
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 import numbers
 
+from ..layers.activations import Softmax
 from ..layers.base import Layer
+from ..layers.containers import Sequential
 from ..layers.normalization import _BatchNorm
-from ..optim.base import Optimizer
 from .callback import Callback
 
-__all__ = ["check_components", "check_verbose", "split_validation", "check_batch_norm_batches"]
+__all__ = ["resolve_components", "check_verbose", "split_validation", "check_batch_norm_batches"]
 
 
 def _what(value) -> str:
@@ -21,18 +22,24 @@ def _what(value) -> str:
     return f"a {type(value).__name__}"
 
 
-def check_components(model, loss, optimizer, callbacks) -> None:
-    """``Trainer(model, loss, optimizer, callbacks=...)``: a gpunet model, a loss instance, an
-    optimizer built for this very model (or None: evaluate and predict only), Callback instances."""
+def _named(get, spec, *args, arg: str):
+    try:
+        return get(spec, *args)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"Trainer({arg}): {exc}") from None
+
+
+def resolve_components(model, loss, optimizer, callbacks):
+    """``Trainer(model, loss, optimizer, callbacks=...)``: a gpunet model; a loss instance or name;
+    an optimizer built for this very model, or a name (built here), or None (evaluate and predict
+    only); Callback instances. Returns the loss and the optimizer."""
+    from .. import losses, optim
+
     if not isinstance(model, Layer):
         raise TypeError(f"Trainer(model): expected a gpunet model (a gpunet.Layer), got {_what(model)}")
-    if isinstance(loss, (str, type)) or not (callable(loss) and callable(getattr(loss, "backward", None))):
-        raise TypeError(f"Trainer(loss): expected a loss instance with a backward(), such as "
-                        f"gpunet.losses.CrossEntropy(), got {_what(loss)}")
+    loss = _named(losses.get, loss, arg="loss")
     if optimizer is not None:
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"Trainer(optimizer): expected a gpunet optimizer built for the model, such as "
-                            f"gpunet.optim.Adam(model, lr=1e-3), got {_what(optimizer)}")
+        optimizer = _named(optim.get, optimizer, model, arg="optimizer")
         if optimizer.arena is not model.arena:
             raise ValueError(
                 f"Trainer(optimizer): this {type(optimizer).__name__} updates another model's parameters, so "
@@ -43,6 +50,13 @@ def check_components(model, loss, optimizer, callbacks) -> None:
         if not isinstance(cb, Callback):
             raise TypeError(f"Trainer(callbacks): item {i} is {_what(cb)}, expected a gpunet Callback "
                             "instance such as gpunet.callbacks.EarlyStopping()")
+    last = model
+    while isinstance(last, Sequential) and len(last):
+        last = last[-1]
+    if isinstance(loss, losses.CrossEntropy) and isinstance(last, Softmax):
+        raise ValueError("Trainer(loss): CrossEntropy takes logits and applies the softmax itself, but the model "
+                         "ends with a Softmax layer; remove it (Keras: from_logits=True)")
+    return loss, optimizer
 
 
 def check_verbose(verbose, who: str) -> int:

@@ -37,7 +37,7 @@ from .. import metrics as metrics_mod
 from ..data.batching import batches, check_batch_size, num_batches
 from . import checkpoint as ckpt
 from .callback import Callback
-from .checks import check_batch_norm_batches, check_components, check_verbose, split_validation
+from .checks import check_batch_norm_batches, check_verbose, resolve_components, split_validation
 from .data_checks import check_data, unpack
 from .history import History
 from .tally import Tally
@@ -58,6 +58,22 @@ def _trusted_forward(loss):
     return getattr(loss, "forward_trusted", loss)
 
 
+def _training_data(x, y, who):
+    """``fit(x, y)`` or ``fit((x, y))`` / ``fit(dataset)`` as one (x, y) pair or dataset."""
+    if y is None:
+        if backend.is_array(x):
+            raise TypeError(f"{who}: got x without y; pass fit(x, y), an (x, y) pair or a gpunet Dataset")
+        return x
+    if isinstance(y, (tuple, list)) or (hasattr(y, "x") and hasattr(y, "y")):
+        hint = ("; pass validation data as val=(x_val, y_val) or validation_data=(x_val, y_val)"
+                if who.endswith("fit") else "")
+        raise TypeError(f"{who}: the second positional argument is y, the targets of x, got "
+                        f"{type(y).__name__}{hint}")
+    if not backend.is_array(x):
+        raise TypeError(f"{who}: with y given, x must be an array of samples, got {backend.describe_non_array(x)}")
+    return x, y
+
+
 def _overrides(cb, hook: str) -> bool:
     return getattr(type(cb), hook) is not getattr(Callback, hook)
 
@@ -65,16 +81,18 @@ def _overrides(cb, hook: str) -> bool:
 class Trainer:
     """``Trainer(model, loss, optimizer, metrics=["accuracy"], callbacks=[...])``.
 
-    ``fit(train, val=None, epochs, batch_size)`` → ``History``; ``evaluate(data)`` → dict of
-    floats; ``predict(x)`` → outputs on the device. ``train``/``val``/``data`` are ``(x, y)``
-    pairs of arrays or ``gpunet.data`` datasets. ``sync_every``: batches between read-backs of
+    ``fit(x, y, epochs=, batch_size=, val=)`` → ``History``; ``evaluate(x, y)`` → dict of
+    floats; ``predict(x)`` → outputs on the device. Data is given as ``x, y`` arrays, an ``(x, y)``
+    pair or a ``gpunet.data`` dataset. ``loss`` and ``optimizer`` may be names ("cross_entropy",
+    "mse"; "adam", "sgd", …: see ``gpunet.losses.get`` and ``gpunet.optim.get``), resolved and
+    checked here, as are ``metrics`` ("accuracy", …). ``sync_every``: batches between read-backs of
     the running values, for the progress bar and for callbacks that ask for them
     (``on_readback``: TerminateOnNaN). ``step_stats``: the optimizer's step statistics (host
     floats, ``StepStats.FIELDS``) as of the last read-back.
     """
 
     def __init__(self, model, loss, optimizer, metrics=("accuracy",), callbacks=(), sync_every: int = 25):
-        check_components(model, loss, optimizer, callbacks)
+        loss, optimizer = resolve_components(model, loss, optimizer, callbacks)
         self.model, self.loss, self.optimizer = model, loss, optimizer
         if isinstance(metrics, str) or not hasattr(metrics or (), "__iter__"):
             metrics = [metrics]  # one metric given alone
@@ -135,7 +153,7 @@ class Trainer:
         keys += (["l2_penalty"] if wd else []) + (["l1_penalty"] if l1 else []) + (["total_loss"] if wd or l1 else [])
         if self._has_val:
             keys += ["val_loss"] + [f"val_{m.name}" for m in self.metrics]
-        return keys + ["lr"]
+        return keys + ["lr", "time"]
 
     def penalties(self) -> dict:
         """½λ‖w‖² and μ‖w‖₁ over the weights that take decay (arena range [0, n_decay))."""
@@ -153,19 +171,28 @@ class Trainer:
         return out
 
     # ------------------------------------------------------------------ fit
-    def fit(self, train, val=None, epochs: int = 1, batch_size: int = 32, resume=None, verbose: int = 1,
-            shuffle: bool = True, drop_last: bool = False, val_batch_size: int | None = None,
+    def fit(self, x, y=None, *, val=None, validation_data=None, epochs: int = 1, batch_size: int = 32, resume=None,
+            verbose: int = 1, shuffle: bool = True, drop_last: bool = False, val_batch_size: int | None = None,
             validation_split: float | None = None) -> History:
         """Train until ``epochs`` epochs are done in total (a resumed run continues from the
         checkpoint's epoch). Shuffling draws from ``gpunet.backend.rng()`` (``gpunet.seed``).
 
-        ``validation_split``: hold out the last fraction of ``train`` (before shuffling) as the
-        validation set, as Keras does; not with ``val``. ``verbose``: 0 silent, 1 a progress bar
-        (one line per epoch when stderr is not a terminal), 2 one line per epoch. Epochs are
-        numbered from 1 wherever a person reads them (progress, messages, ``History.epochs``,
-        logs, checkpoint names); callback hooks and schedules receive the 0-based index.
+        The training data: ``fit(x, y)``, or ``fit((x, y))`` / ``fit(dataset)``. Everything after
+        them is a keyword. ``val`` (alias ``validation_data``, Keras's name): an (x, y) pair or a
+        dataset evaluated after each epoch. ``validation_split``: hold out the last fraction of the
+        training data (before shuffling) as the validation set, as Keras does; not with ``val``.
+        ``verbose``: 0 silent, 1 a progress bar (one line per epoch when stderr is not a terminal),
+        2 one line per epoch. Each epoch's logs hold ``time``, its wall time in seconds (training
+        and validation). Epochs are numbered from 1 wherever a person reads them (progress,
+        messages, ``History.epochs``, logs, checkpoint names); callback hooks and schedules receive
+        the 0-based index.
         """
         who = "Trainer.fit"
+        train = _training_data(x, y, who)
+        if validation_data is not None:
+            if val is not None:
+                raise ValueError(f"{who}: pass val or validation_data (its alias), not both")
+            val = validation_data
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"{who}(epochs): expected a non-negative integer, got {epochs!r}")
         batch_size = check_batch_size(batch_size, who)
@@ -177,7 +204,7 @@ class Trainer:
                             "predict only); pass one, e.g. gpunet.optim.Adam(model, lr=1e-3)")
         if validation_split is not None:
             if val is not None:
-                raise ValueError(f"{who}: pass val or validation_split, not both")
+                raise ValueError(f"{who}: pass val (validation_data) or validation_split, not both")
             train, val = split_validation(*unpack(train, f"{who}(train)"), validation_split, who)
         x, y = self._prepare(train, f"{who}(train)")
         xv = yv = None
@@ -215,15 +242,15 @@ class Trainer:
                         logs.update({f"val_{k}": v for k, v in vlogs.items()})
                         self._fire("on_validation_end", epoch, logs)
                     logs["lr"] = self._epoch_lr
+                    logs["time"] = time.perf_counter() - t_epoch
                     if bar is not None:
-                        bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=True)
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "time"}, refresh=True)
                 finally:
                     if bar is not None:
                         bar.close()
                 if verbose == 2:
-                    items = "  ".join(f"{k}={v:.4g}" for k, v in logs.items())
-                    print(f"epoch {epoch + 1}/{epochs}  {time.perf_counter() - t_epoch:.1f}s  {items}",
-                          file=sys.stderr, flush=True)
+                    items = "  ".join(f"{k}={v:.4g}" for k, v in logs.items() if k != "time")
+                    print(f"epoch {epoch + 1}/{epochs}  {logs['time']:.1f}s  {items}", file=sys.stderr, flush=True)
                 self.history.append(epoch + 1, logs)
                 if self.epoch_complete:  # an epoch cut short (TerminateOnNaN) is not done
                     self.epoch = epoch + 1
@@ -344,10 +371,11 @@ class Trainer:
             model.train(was_training)
         return tally.read()[0]
 
-    def evaluate(self, data, batch_size: int = 256) -> dict:
-        """Loss and metrics over ``data`` in eval mode, e.g. {"loss": 0.07, "accuracy": 0.981}."""
+    def evaluate(self, x, y=None, *, batch_size: int = 256) -> dict:
+        """Loss and metrics over ``x, y`` (or an (x, y) pair or dataset) in eval mode, e.g.
+        {"loss": 0.07, "accuracy": 0.981}."""
         batch_size = check_batch_size(batch_size, "Trainer.evaluate")
-        x, y = self._prepare(data, "Trainer.evaluate(data)")
+        x, y = self._prepare(_training_data(x, y, "Trainer.evaluate"), "Trainer.evaluate(data)")
         return self._evaluate_arrays(x, y, batch_size)
 
     def predict(self, x, batch_size: int = 256):

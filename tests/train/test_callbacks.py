@@ -228,7 +228,7 @@ def test_csv_logger(data, mlp, tmp_path):
     h = t.fit(train, val=val, epochs=3, batch_size=32, verbose=0)
     with open(path) as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"]
+    assert list(rows[0]) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"]
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert [float(r["val_loss"]) for r in rows] == h["val_loss"]  # written with full precision
 

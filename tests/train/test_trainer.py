@@ -28,7 +28,8 @@ def test_fit_learns_and_history_has_the_keys(data, mlp):
     model = mlp()
     t = Trainer(model, gn.losses.CrossEntropy(), gn.optim.SGD(model, lr=0.1))
     h = t.fit(train, val=val, epochs=8, batch_size=32, verbose=0)
-    assert list(h) == ["loss", "accuracy", "val_loss", "val_accuracy", "lr"]
+    assert list(h) == ["loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"]
+    assert all(0 < t < 60 for t in h["time"])  # each epoch's wall time, in seconds
     assert h.epochs == list(range(1, 9)) and h.num_epochs == 8 and all(len(v) == 8 for v in h.values())
     assert h["loss"][-1] < 0.5 * h["loss"][0]
     assert h["val_accuracy"][-1] > 0.9
@@ -310,7 +311,7 @@ def test_unknown_monitor_key_lists_the_keys(trainer, data):
     trainer.callbacks = [gn.callbacks.EarlyStopping(monitor="val_los")]
     trainer.callbacks[0].set_trainer(trainer)
     with pytest.raises(KeyError, match=r"'val_los' is not among the logged keys \['loss', 'accuracy', "
-                                       r"'val_loss', 'val_accuracy', 'lr'\]"):
+                                       r"'val_loss', 'val_accuracy', 'lr', 'time'\]"):
         trainer.fit(train, val=val, verbose=0)
     trainer.callbacks = [gn.callbacks.EarlyStopping(monitor="val_loss")]
     trainer.callbacks[0].set_trainer(trainer)

@@ -11,8 +11,9 @@ scale and shift) after them, so a parameter group is a range: ``[0, n_decay)`` d
 in float32) so that every view is aligned for vector loads; the padding between views is zero in
 both buffers and stays zero.
 
-Building the arena copies each parameter's current values into it; gradients start at zero there
-(any gradient a layer held before is dropped), so build it before the first backward pass.
+Building the arena copies each parameter's current values and gradient into it, so it may be built
+after a backward pass (an optimizer made before a model's inferred sizes were known builds it at
+its first step).
 """
 from __future__ import annotations
 
@@ -80,6 +81,7 @@ class Arena:
             pv = self.params[entry.offset : entry.offset + entry.size].reshape(entry.shape)
             gv = self.grads[entry.offset : entry.offset + entry.size].reshape(entry.shape)
             pv[...] = layer._params[local]
+            gv[...] = layer._grads[local]
             layer._put("_params", local, pv)
             layer._grads[local] = gv
 

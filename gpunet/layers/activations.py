@@ -156,3 +156,20 @@ class Identity(Layer):
 
     def backward(self, dy):
         return dy
+
+
+ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid, "softmax": Softmax}
+
+
+def activation_layer(spec, who: str):
+    """The activation layer a ``Linear``/``Conv2d`` applies to its output for ``activation=spec``
+    (a name of ``ACTIVATIONS``, or None / "linear" for none)."""
+    if spec is None or spec == "linear":
+        return None
+    cls = ACTIVATIONS.get(spec) if isinstance(spec, str) else None
+    if cls is None:
+        raise ValueError(f"{who}: activation must be one of {sorted(ACTIVATIONS)} or None, got {spec!r}")
+    layer = cls()
+    layer.activation_name = spec
+    layer.name = f"{who} activation {spec!r}"
+    return layer

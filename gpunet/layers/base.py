@@ -35,6 +35,13 @@ class ParameterList(list):
         self.owner = owner
 
 
+def check_size(value, arg: str, who: str) -> int:
+    """A positive integer size (features, channels); a clear error naming ``who`` and ``arg``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{who}: {arg} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def _owner(cls, attr):
     return next(c for c in cls.__mro__ if attr in c.__dict__)
 
@@ -271,6 +278,8 @@ class Layer:
         had_arena = self._arena is not None
         for _, layer in self.named_layers():
             layer._arena = None
+            if dtype is not None and "_lazy_dtype" in layer.__dict__:
+                layer._lazy_dtype = np.dtype(dtype)  # for the weights an inferred size will draw
             for store in ("_params", "_buffers"):
                 d = getattr(layer, store)
                 for k, v in list(d.items()):
@@ -287,6 +296,10 @@ class Layer:
     def _on_moved(self) -> None:
         """Hook for layers that cache device-specific state; called after ``to``."""
 
+    def _detach_saved(self) -> None:
+        """Hook for layers that keep their forward's saved values in buffers reused from call to
+        call (Conv2d's scratch): take fresh ones, so that a saved snapshot of this call stays intact."""
+
     def _on_state_loaded(self) -> None:
         """Hook for layers that cache a host copy of a buffer; called after ``load_state_dict``."""
 
@@ -297,10 +310,49 @@ class Layer:
                 return a
         return None
 
+    # ----------------------------------------------------------------- sizes known later
+    def _built(self) -> bool:
+        """False for a layer whose input size is inferred on its first forward and not yet seen."""
+        return True
+
+    def unbuilt_layers(self) -> list:
+        """Names of the layers whose sizes are not known yet (``Linear(None, n)`` before a forward)."""
+        return [name or type(layer).__name__ for name, layer in self.named_layers() if not layer._built()]
+
+    @property
+    def built(self) -> bool:
+        return not self.unbuilt_layers()
+
+    def build(self, input_shape) -> "Layer":
+        """Infer every inferred size from one sample's ``input_shape`` (batch axis excluded): one
+        forward pass of a zero sample in eval mode. Returns the model, so
+        ``print(model.build((1, 28, 28)))`` shows each layer's output shape."""
+        shape = tuple(input_shape)
+        if not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape):
+            raise ValueError(f"{self.name}.build: input_shape must be positive integers (one sample, no batch "
+                             f"axis), got {input_shape!r}")
+        from .summary import zero_forward
+
+        zero_forward(self, shape)
+        self._last_input_shape = shape
+        return self
+
+    def summary(self, input_shape=None) -> str:
+        """The table ``print(model)`` shows: each layer's output shape (for ``input_shape``, one
+        sample's shape, or the last one seen) and parameter count."""
+        from .summary import summarize
+
+        return summarize(self, None if input_shape is None else tuple(input_shape))
+
     def flatten(self):
         """Place every parameter of this model in one flat buffer (and every gradient in
         another) and make the layers hold views. Returns the ``Arena``."""
         from ..arena import Arena
+
+        unbuilt = self.unbuilt_layers()
+        if unbuilt:
+            raise RuntimeError(f"{self.name}: the sizes of {', '.join(unbuilt)} are inferred from the first input "
+                               "and none has been seen; run a forward pass or model.build(input_shape) first")
 
         for _, layer in self.named_layers():
             layer._arena = None
@@ -339,8 +391,11 @@ class Layer:
         missing = [k for k in targets if k not in state]
         unexpected = [k for k in state if k not in targets]
         if strict and (missing or unexpected):
+            unbuilt = self.unbuilt_layers()
+            hint = (f" ({', '.join(unbuilt)} infer their sizes from the first input: model.build(input_shape) "
+                    "first)") if unbuilt else ""
             raise KeyError(
-                f"{self.name}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}"
+                f"{self.name}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}{hint}"
             )
         for k, dst in targets.items():
             if k not in state:

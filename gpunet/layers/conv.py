@@ -11,12 +11,15 @@ step allocates only its outputs.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from .. import backend
 from .. import init as initializers
 from ..ops import im2col as ops
-from .base import Layer
+from .activations import activation_layer
+from .base import Layer, check_size
 from .checks import check_input
 
 
@@ -72,28 +75,44 @@ class Conv2d(Layer):
     OH = (H + 2·ph − kh) // sh + 1 (likewise OW).
 
     With ``need_input_grad`` False (see ``Layer``) the backward skips dx (Wᵀ·dYc and col2im) and
-    returns None.
+    returns None. ``in_channels=None``: inferred from the first input (or ``model.build``);
+    ``activation``: "relu", "tanh", … applied to the output, as on ``Linear``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 bias: bool = True, init="he_normal", bias_init="zeros", dtype="float32"):
+    def __init__(self, in_channels: int | None, out_channels: int, kernel_size, stride=1, padding=0,
+                 bias: bool = True, init="he_normal", bias_init="zeros", activation=None, dtype="float32"):
         super().__init__()
-        for arg, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"Conv2d: {arg} must be a positive integer, got {v!r}")
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.out_channels = check_size(out_channels, "out_channels", "Conv2d")
+        self.in_channels = None if in_channels is None else check_size(in_channels, "in_channels", "Conv2d")
         self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d", 1)
         self.stride = pair(stride, "stride", "Conv2d", 1)
         self.padding = pair(padding, "padding", "Conv2d", 0)
-        kh, kw = self.kernel_size
-        w = initializers.initialize(init, (self.out_channels, self.in_channels, kh, kw), dtype=dtype)
-        self.add_parameter("weight", backend.to_device(w))
+        initializers.get(init)  # an unknown name fails here, not at the first forward
         self.has_bias = bool(bias)
-        if bias:
-            b = initializers.initialize_bias(bias_init, self.out_channels, self.in_channels * kh * kw, dtype, "Conv2d")
-            self.add_parameter("bias", backend.to_device(b), decay=False)
+        self._init, self._bias_init, self._lazy_dtype = init, bias_init, dtype
+        self.__dict__["_act"] = activation_layer(activation, "Conv2d")  # part of this layer, not a child
+        if self.in_channels is not None:
+            self._materialize(self.in_channels, backend.active())
         self._scratch = Scratch()
         self._cols = None
+
+    def _materialize(self, in_channels: int, device: str) -> None:
+        self.in_channels = in_channels
+        kh, kw = self.kernel_size
+        w = initializers.initialize(self._init, (self.out_channels, in_channels, kh, kw), dtype=self._lazy_dtype)
+        self.add_parameter("weight", backend.to_device(w, device))
+        if self.has_bias:
+            b = initializers.initialize_bias(self._bias_init, self.out_channels, in_channels * kh * kw,
+                                             self._lazy_dtype, "Conv2d")
+            self.add_parameter("bias", backend.to_device(b, device), decay=False)
+
+    def _built(self) -> bool:
+        return self.in_channels is not None
+
+    def _detach_saved(self):
+        self._scratch = Scratch()
+        if self._act is not None:
+            self.__dict__["_act"] = copy.copy(self._act)  # the snapshot keeps the old one and its state
 
     # ------------------------------------------------------------------ geometry
     def _out_hw(self, h, w, shape):
@@ -109,6 +128,8 @@ class Conv2d(Layer):
 
     # ------------------------------------------------------------------ computation
     def forward(self, x):
+        if self.in_channels is None:
+            self._materialize(int(check_image_input(self, x).shape[1]), backend.device_of(x))
         x = check_image_input(self, x, self.in_channels)
         n, _, h, w = x.shape
         oh, ow = self._out_hw(h, w, x.shape)
@@ -122,7 +143,8 @@ class Conv2d(Layer):
         if not self.has_bias:
             bias[...] = 0
         self._cols, self._x_shape = cols, tuple(x.shape)
-        return ops.cnhw_to_nchw(yc, bias, (n, self.out_channels, oh, ow))
+        y = ops.cnhw_to_nchw(yc, bias, (n, self.out_channels, oh, ow))
+        return y if self._act is None else self._act.forward(y)
 
     def backward(self, dy):
         if self._cols is None:
@@ -131,6 +153,8 @@ class Conv2d(Layer):
         expect = (n, self.out_channels) + self._out_hw(h, w, self._x_shape)
         if tuple(dy.shape) != expect:
             raise ValueError(f"{self.name}: backward expected dy of shape {expect}, got {tuple(dy.shape)}")
+        if self._act is not None:
+            dy = self._act.backward(dy)
         dy = dy.astype(self.weight.dtype, copy=False)
         xp = backend.get_array_module(dy)
         k, m = self._cols.shape
@@ -155,4 +179,6 @@ class Conv2d(Layer):
             s += f", padding={self.padding}"
         if not self.has_bias:
             s += ", bias=False"
+        if self._act is not None:
+            s += f", activation={self._act.activation_name!r}"
         return s

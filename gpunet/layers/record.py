@@ -266,8 +266,12 @@ def op(name: str, out, inputs, backward):
 
 
 def snapshot(layer):
-    """The instance state of ``layer`` and its descendants (shallow: arrays are not copied)."""
-    return [(l, dict(l.__dict__)) for _, l in layer.named_layers()]
+    """The instance state of ``layer`` and its descendants (shallow: arrays are not copied; the
+    layers then take fresh reusable buffers, so that their next forward leaves this state intact)."""
+    state = [(l, dict(l.__dict__)) for _, l in layer.named_layers()]
+    for l, _ in state:
+        l._detach_saved()
+    return state
 
 
 def restore(state) -> None:

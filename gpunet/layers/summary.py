@@ -1,5 +1,12 @@
-"""``print(model)``: one line per layer with its output size and parameter count."""
+"""``print(model)``: one line per layer with its output size and parameter count.
+
+The shapes come from a probe: one forward pass of a zero sample in eval mode, watching every
+layer's output, with each layer's state (what its backward would need) put back afterwards; a
+model whose sizes are not all known yet is not probed (``model.build(input_shape)`` does that).
+"""
 from __future__ import annotations
+
+from .. import backend
 
 
 def _own_count(layer) -> int:
@@ -16,9 +23,48 @@ def _fmt_shape(shape) -> str:
     return "?" if shape is None else "(" + ", ".join(str(s) for s in ("N",) + tuple(shape)) + ")"
 
 
-def _rows(layer, name, in_shape, depth, rows):
+def zero_forward(model, input_shape):
+    """One forward pass of a zero sample of ``input_shape`` in eval mode (the mode put back)."""
+    modes = [(layer, layer.training) for _, layer in model.named_layers()]
+    params = model.parameters()
+    xp = backend.get_array_module(params[0]) if params else backend.xp
     try:
-        out_shape = None if in_shape is None else tuple(layer.output_shape(tuple(in_shape)))
+        model.eval()
+        return model(xp.zeros((1,) + tuple(input_shape), dtype=model.dtype))
+    finally:
+        for layer, mode in modes:
+            layer.training = mode
+
+
+def probe(model, input_shape) -> dict:
+    """{id(layer): one sample's output shape} for every layer one eval forward of a zero sample
+    calls, on a model whose sizes are all known; the layers' state is put back afterwards (a
+    pending backward still works)."""
+    from .record import restore, snapshot
+
+    shapes = {}
+    state = snapshot(model)
+    try:
+        for _, layer in model.named_layers():
+            def watched(x, _forward=layer.forward, _id=id(layer)):
+                y = _forward(x)
+                shapes[_id] = tuple(y.shape[1:])
+                return y
+
+            layer.__dict__["forward"] = watched
+        zero_forward(model, input_shape)
+    finally:
+        for layer, saved in state:
+            layer.__dict__.clear()
+            layer.__dict__.update(saved)
+    return shapes
+
+
+def _rows(layer, name, in_shape, depth, rows, seen):
+    out_shape = seen.get(id(layer))
+    try:
+        if out_shape is None and in_shape is not None:
+            out_shape = tuple(layer.output_shape(tuple(in_shape)))
     except Exception:
         out_shape = None
     label = type(layer).__name__ + (f"({layer.extra_repr()})" if layer.extra_repr() else "")
@@ -27,10 +73,11 @@ def _rows(layer, name, in_shape, depth, rows):
     if layer._children and getattr(layer, "_sequential_shapes", False):
         shape = in_shape
         for cname, child in layer._children.items():
-            shape = _rows(child, cname, shape, depth + 1, rows)
+            shape = _rows(child, cname, shape, depth + 1, rows, seen)
     else:
         for cname, child in layer._children.items():
-            _rows(child, cname, in_shape if getattr(layer, "_branch_shapes", False) else None, depth + 1, rows)
+            _rows(child, cname, in_shape if getattr(layer, "_branch_shapes", False) else None, depth + 1, rows,
+                  seen)
     return out_shape
 
 
@@ -48,9 +95,16 @@ def input_shape_of(layer):
     return None
 
 
-def summarize(layer) -> str:
+def summarize(layer, input_shape=None) -> str:
     rows: list[tuple[str, str, int]] = []
-    _rows(layer, "", input_shape_of(layer), 0, rows)
+    shape = input_shape_of(layer) if input_shape is None else tuple(input_shape)
+    seen = {}
+    if shape is not None and layer.built:
+        try:
+            seen = probe(layer, shape)
+        except Exception:  # a shape the model cannot take: the rows say "?"
+            seen = {}
+    _rows(layer, "", shape, 0, rows, seen)
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows + [("", "output", 0)])
     lines = [f"{'layer':<{w0}}  {'output':<{w1}}  {'params':>10}"]

@@ -35,10 +35,12 @@ from ..ops.optim_update import POLICIES, fused_step, kernel_args
 def as_model(model, who: str):
     """The gpunet model an optimizer (or ``clip_grad_norm``) works on: the model itself, or the
     ``model.parameters()`` list, which knows its model. Anything else is a clear error."""
+    from ..layers.base import Layer
+
     owner = getattr(model, "owner", None)
-    if owner is not None and hasattr(owner, "arena"):
+    if isinstance(owner, Layer):
         return owner
-    if hasattr(model, "arena"):
+    if isinstance(model, Layer):
         return model
     if isinstance(model, (list, tuple)) and model and isinstance(model[0], tuple):
         raise TypeError(f"{who}: got (name, array) pairs, as named_parameters() gives; pass the model or "
@@ -113,7 +115,8 @@ class Optimizer:
         who = type(self).__name__
         model = as_model(model, who)
         self.model = model
-        self.arena = model.arena
+        self._arena = self._stats = None  # bound to the model's arena as soon as it can be built
+        self._state_specs = []
         self.lr = lr
         self.hyper = {}
         self.weight_decay = check_number(weight_decay, "weight_decay", who, lo=0.0)
@@ -125,13 +128,45 @@ class Optimizer:
             raise ValueError(f"{who}: nonfinite must be one of {POLICIES}, got {nonfinite!r}")
         self.nonfinite = nonfinite
         self.iterations = 0
-        self.stats = StepStats(self.arena.params)
         self.state = {}
+        if model.built:
+            self._bind()
+
+    # ----------------------------------------------------------------- the arena, bound once known
+    def _bind(self) -> None:
+        unbuilt = self.model.unbuilt_layers()
+        if unbuilt:
+            raise RuntimeError(f"{type(self).__name__}: the model's sizes are not known yet ({', '.join(unbuilt)} infer "
+                               "theirs from the first input); run a forward pass, or model.build(input_shape), "
+                               "before stepping")
+        self._arena = self.model.arena
+        self._stats = StepStats(self._arena.params)
+        for name, fill in self._state_specs:
+            self._allocate(name, fill)
+
+    @property
+    def arena(self):
+        """The model's parameter arena; an optimizer made before the model's sizes were known binds
+        to it on first use (after the first forward)."""
+        if self._arena is None:
+            self._bind()
+        return self._arena
+
+    @property
+    def stats(self) -> StepStats:
+        if self._stats is None:
+            self._bind()
+        return self._stats
 
     # ----------------------------------------------------------------- state buffers
     def _add_state(self, name: str, fill: float = 0.0):
-        xp = backend.get_array_module(self.arena.params)
-        self.state[name] = xp.full(self.arena.size, fill, dtype=self.arena.dtype)
+        self._state_specs.append((name, fill))
+        if self._arena is not None:
+            self._allocate(name, fill)
+
+    def _allocate(self, name: str, fill: float) -> None:
+        xp = backend.get_array_module(self._arena.params)
+        self.state[name] = xp.full(self._arena.size, fill, dtype=self._arena.dtype)
 
     # ----------------------------------------------------------------- hyper-parameters
     @property
@@ -160,7 +195,8 @@ class Optimizer:
 
     # ----------------------------------------------------------------- the step
     def _check_arena(self):
-        if self.model.arena is not self.arena:
+        arena = self.arena  # binds an optimizer made before the model's sizes were known
+        if self.model.arena is not arena:
             raise RuntimeError(
                 f"{type(self).__name__}: the model was moved or re-flattened after this optimizer was "
                 "created; create the optimizer after model.to(...)"
@@ -201,6 +237,7 @@ class Optimizer:
     def snapshot(self, into: dict | None = None) -> dict:
         """Device copies of the state buffers and statistics plus the host counters, written into
         ``into`` (a previous snapshot: no allocation) when given; no host sync."""
+        self._check_arena()
         if into is None:
             into = {"state": {k: v.copy() for k, v in self.state.items()}, "stats": self.stats.buffer.copy()}
         else:
@@ -225,6 +262,7 @@ class Optimizer:
 
     def state_dict(self) -> dict:
         """Hyper-parameters, counters and copies of the state buffers (on their device)."""
+        self._check_arena()
         return {"optimizer": type(self).__name__, "lr": self.lr, "hyper": self._all_hyper(),
                 "steps": self.steps, "skipped_steps": self.skipped_steps, "iterations": self.iterations,
                 "state": {k: v.copy() for k, v in self.state.items()}}

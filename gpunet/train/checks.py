@@ -8,6 +8,8 @@ import numbers
 from ..layers.activations import Softmax
 from ..layers.base import Layer
 from ..layers.containers import Sequential
+from ..layers.conv import Conv2d
+from ..layers.linear import Linear
 from ..layers.normalization import _BatchNorm
 from .callback import Callback
 
@@ -40,7 +42,8 @@ def resolve_components(model, loss, optimizer, callbacks):
     loss = _named(losses.get, loss, arg="loss")
     if optimizer is not None:
         optimizer = _named(optim.get, optimizer, model, arg="optimizer")
-        if optimizer.arena is not model.arena:
+        stale = optimizer.arena is not model.arena if model.built else optimizer.model is not model
+        if stale:
             raise ValueError(
                 f"Trainer(optimizer): this {type(optimizer).__name__} updates another model's parameters, so "
                 "the model would never train. Build it for this model, "
@@ -53,6 +56,8 @@ def resolve_components(model, loss, optimizer, callbacks):
     last = model
     while isinstance(last, Sequential) and len(last):
         last = last[-1]
+    if isinstance(last, (Linear, Conv2d)) and last._act is not None:
+        last = last._act
     if isinstance(loss, losses.CrossEntropy) and isinstance(last, Softmax):
         raise ValueError("Trainer(loss): CrossEntropy takes logits and applies the softmax itself, but the model "
                          "ends with a Softmax layer; remove it (Keras: from_logits=True)")

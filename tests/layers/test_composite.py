@@ -242,6 +242,20 @@ def test_gradcheck_of_a_module_with_branching_reuse_and_sharing():
     assert set(report) >= {"input", "fc1.weight", "fc2.weight", "scale"}
 
 
+def test_gradcheck_of_a_convolution_applied_twice():
+    class SharedConv(gn.Layer):  # the second call must not overwrite the first call's saved columns
+        def __init__(self):
+            super().__init__()
+            self.conv = gn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            h = self.conv(x)
+            return self.conv(F.tanh(h)) + h
+
+    gn.seed(6)
+    gn.gradcheck(SharedConv(), _x(2, 2, 5, 5), atol=1e-6)
+
+
 def test_gradients_add_up_for_a_reused_intermediate():
     class Twice(gn.Layer):
         def __init__(self):

@@ -4,16 +4,17 @@ from ..ops.ema import ema_update
 from .adaptive import Adagrad, Adam, AdamW, RMSprop
 from .base import Optimizer
 from .clip import clip_grad_norm
+from .rule import Adadelta, RuleOptimizer, update_rule
 from .sgd import SGD, NormalizedSGD
 from . import schedules  # noqa: E402
 
 _NAMES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
-          "normalized_sgd": NormalizedSGD}
+          "adadelta": Adadelta, "normalized_sgd": NormalizedSGD}
 
 
 def get(spec, model) -> Optimizer:
     """An optimizer for ``model``: ``spec`` a name ("sgd", "adam", "adamw", "rmsprop", "adagrad",
-    "normalized_sgd": that optimizer with its default hyper-parameters, PyTorch's) or an
+    "adadelta", "normalized_sgd": that optimizer with its default hyper-parameters, PyTorch's) or an
     optimizer instance (returned as it is)."""
     if isinstance(spec, str):
         cls = _NAMES.get(spec.lower())
@@ -31,5 +32,5 @@ def get(spec, model) -> Optimizer:
 
 ema = ema_update  # ema ← d·ema + (1 − d)·w over a flat buffer (gpunet.optim.ema(ema, params, decay))
 
-__all__ = ["get", "Optimizer", "SGD", "NormalizedSGD", "Adagrad", "RMSprop", "Adam", "AdamW", "clip_grad_norm",
+__all__ = ["get", "update_rule", "RuleOptimizer", "Adadelta", "Optimizer", "SGD", "NormalizedSGD", "Adagrad", "RMSprop", "Adam", "AdamW", "clip_grad_norm",
            "ema_update", "ema"]

@@ -254,3 +254,59 @@ def adam(w, g, m, v, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_no
         bc2 = 1.0 - beta2 ** t
         _run(_adam, (w, g, m, v), n_decay, c, (dt(beta1), dt(1.0 - beta1), dt(beta2), dt(1.0 - beta2),
                                              dt(lr / bc1), dt(math.sqrt(bc2)), dt(eps)))
+
+# ----------------------------------------------------------------- update rules defined by users
+# An update rule (gpunet.optim.update_rule) is an element function
+#     fn(w, g, *state, lr, [t,] *hyper) -> (w, *state)   (just w without state)
+# compiled here into the loop the built-in rules use: the same gradient preparation (scale, clamp,
+# decay terms, decoupled decay), the same guard, the same two ranges. The loop is generated from
+# the rule's names (its arity varies) and compiled once per rule and process.
+
+_RULE_LOOP = '''
+def loop(w, g, {states}decay, s, cv, do_clip, lam, l1, dfac, lr, t{hypers}):
+    for i in prange(w.size):
+        wi = w[i]
+        if decay:
+            gi = prep_decay_j(g[i], wi, s, cv, do_clip, lam, l1)
+            wi = wi * dfac
+        else:
+            gi = prep_plain_j(g[i], s, cv, do_clip)
+        r = elem(wi, gi, {loads}{call})
+{stores}
+'''
+
+
+def rule_source(spec, template: str, load: str) -> str:
+    """The loop (or kernel) source for ``spec``: its state arrays, its call (positional, in the
+    order of the rule's signature), its stores."""
+    n = len(spec.state)
+    states = "".join(f"{s}, " for s in spec.state)
+    loads = "".join(f"{s}[{load}], " for s in spec.state)
+    call = ", ".join(["lr"] + (["t"] if spec.uses_t else []) + list(spec.hyper))
+    pad = " " * 8
+    if n == 0:
+        stores = f"{pad}w[i] = r"
+    else:
+        stores = "\n".join([f"{pad}w[i] = r[0]"] + [f"{pad}{s}[i] = r[{k + 1}]" for k, s in enumerate(spec.state)])
+    return template.format(states=states, hypers="".join(f", {h}" for h in spec.hyper), loads=loads, call=call,
+                           stores=stores)
+
+
+def compile_rule(spec):
+    """The tier function of a user's update rule: (w, g, *state, stats, n_decay, lr, weight_decay,
+    l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard, **hyper)."""
+    scope = {"prange": prange, "prep_decay_j": prep_decay_j, "prep_plain_j": prep_plain_j,
+             "elem": njit(inline="always", fastmath=False)(spec.fn)}
+    exec(compile(rule_source(spec, _RULE_LOOP, "i"), f"<update rule {spec.name}>", "exec"), scope)
+    loop = njit(parallel=True, fastmath=False)(scope["loop"])
+
+    @serial_below(SERIAL_BELOW)
+    def run(w, g, *rest, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard,
+            **hyper):
+        *states, stats = rest
+        c = _common(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
+        if c is not None:
+            dt = w.dtype.type
+            _run(loop, (w, g, *states), n_decay, c, (dt(lr), float(stats[2]), *(dt(hyper[h]) for h in spec.hyper)))
+
+    return run

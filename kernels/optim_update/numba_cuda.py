@@ -172,3 +172,41 @@ def adam(w, g, m, v, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_no
                            *_common(w, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value,
                                     norm_eps, guard),
                            f(beta1), f(1.0 - beta1), f(beta2), f(1.0 - beta2), f(eps))
+
+# ----------------------------------------------------------------- update rules defined by users
+# The kernel generated from a rule's element function (numba_cpu.py explains the form): one
+# grid-stride kernel per rule, compiled on its first launch; it reads the skip flag, the norm and
+# the step count t from ``stats`` in device memory, like the built-in rules.
+
+_RULE_KERNEL = '''
+def kernel(w, g, {states}stats, nd, lr, lam, l1, dfac, clip_norm, cv, norm_eps, guard{hypers}):
+    if guard != 0 and stats[1] != 0.0:
+        return
+    s = _scale(stats, clip_norm, norm_eps)
+    t = stats[2]
+    for i in range(cuda.grid(1), w.size, cuda.gridsize(1)):
+        wi = w[i]
+        gi = _grad(g[i], wi, i, nd, s, cv, cv > 0.0, lam, l1)
+        wi = _decayed(wi, i, nd, dfac)
+        r = elem(wi, gi, {loads}{call})
+{stores}
+'''
+
+
+def compile_rule(spec):
+    """The tier function of a user's update rule (the signature of numba_cpu.compile_rule)."""
+    scope = {"cuda": cuda, "_scale": _scale, "_grad": _grad, "_decayed": _decayed,
+             "elem": cuda.jit(device=True)(spec.fn)}
+    source = _cpu.rule_source(spec, _RULE_KERNEL, "i")
+    exec(compile(source, f"<update rule {spec.name}>", "exec"), scope)
+    kernel = cuda.jit(scope["kernel"])
+
+    def run(w, g, *rest, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard,
+            **hyper):
+        *states, stats = rest
+        kernel[_launch(w.size)](_dev(w), _dev(g), *map(_dev, states),
+                                *_common(w, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm,
+                                         clip_value, norm_eps, guard),
+                                *(np.float64(hyper[h]) for h in spec.hyper))
+
+    return run

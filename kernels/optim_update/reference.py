@@ -132,3 +132,23 @@ def adam(w, g, m, v, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_no
     v1 = beta2 * v + (1.0 - beta2) * gg * gg
     w1 = w0 - (lr / bc1) * m1 / (xp.sqrt(v1) / xp.sqrt(bc2) + eps)
     _commit(xp, skip, [(w, w1), (m, m1), (v, v1)])
+
+
+@_quiet
+def rule(spec, w, g, *rest, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard,
+         **hyper):
+    """A user's update rule (gpunet.optim.update_rule): the element function applied to every
+    element in float64 Python arithmetic, after the same preparation as the built-in rules."""
+    *states, stats = rest
+    xp = get_array_module(w)
+    skip, gg, w0 = _prepare(w, g, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value,
+                            norm_eps, guard)
+    extra = {"lr": float(lr), **({"t": float(stats[2])} if spec.uses_t else {}),
+             **{h: float(hyper[h]) for h in spec.hyper}}
+    host = [np.asarray(a, dtype=np.float64) for a in (w0, gg, *states)]
+    out = [np.empty(w.size) for _ in range(1 + len(states))]
+    for i in range(w.size):
+        r = spec.fn(*(float(a[i]) for a in host), **extra)
+        for o, v in zip(out, r if states else (r,)):
+            o[i] = v
+    _commit(xp, skip, [(a, xp.asarray(o)) for a, o in zip((w, *states), out)])

@@ -1,0 +1,151 @@
+"""Update rules written by users: an element-wise function that gpunet turns into an optimizer.
+
+    @gn.optim.update_rule(state=("square_avg", "acc_delta"))
+    def Adadelta(w, g, square_avg, acc_delta, lr=1.0, rho=0.9, eps=1e-6):
+        square_avg = rho * square_avg + (1 - rho) * g * g
+        delta = math.sqrt(acc_delta + eps) / math.sqrt(square_avg + eps) * g
+        acc_delta = rho * acc_delta + (1 - rho) * delta * delta
+        return w - lr * delta, square_avg, acc_delta
+
+    opt = Adadelta(model, lr=1.0, clip_norm=1.0, weight_decay=1e-4)
+
+The function receives one element of the parameters ``w``, of the gradient ``g`` and of each
+state buffer, then ``lr``, optionally ``t`` (the step count, this step included, for bias
+corrections), and its hyper-parameters, whose defaults are the optimizer's; it returns the new
+``w`` and the new state values (just ``w`` without state). It is plain scalar Python (``math``,
+arithmetic, ``if``): gpunet compiles it with Numba into the loop of the built-in rules — on the
+CPU with ``numba.njit`` (parallel), on a GPU with ``numba.cuda.jit`` (a device function inside a
+generated grid-stride kernel; the CUDA C tier cannot compile Python). Either way the optimizer
+keeps everything the built-in ones have: clipping by global norm and by value, coupled weight
+decay and L1 on the decay range (``decay_all``), the non-finite guard (skip / raise / ignore),
+the step statistics, state dicts and checkpoints.
+
+Compilation happens at the first step (about a second on a CPU); under CUDA graph capture, take
+one step before capturing so that the kernel is compiled and loaded. The numba_cuda launch reads
+all step scalars from device memory (no host sync), but it runs on Numba's default stream, not
+CuPy's current one: not verified under graph capture (see docs/gpu-results.md).
+"""
+from __future__ import annotations
+
+import inspect
+import math
+
+from ..ops import registry
+from ..ops.optim_update import fused_rule_step
+from .base import Optimizer, check_number
+
+# names the generated loops use themselves
+RESERVED = {"w", "g", "i", "wi", "gi", "r", "s", "cv", "do_clip", "lam", "l1", "dfac", "decay", "stats", "nd",
+            "clip_norm", "norm_eps", "guard", "t", "lr", "kernel", "loop", "elem", "cuda", "prange", "math"}
+
+
+class RuleSpec:
+    """What gpunet knows of a rule: its function, state names and fills, hyper-parameter names
+    and defaults, whether it reads ``t``; compiled tier functions are cached here."""
+
+    def __init__(self, fn, state, name):
+        self.fn, self.name = fn, name
+        fills = dict(state) if isinstance(state, dict) else {s: 0.0 for s in state}
+        self.state = tuple(fills)
+        self.fills = {k: check_number(v, f"the fill of state {k!r}", name) for k, v in fills.items()}
+        params = list(inspect.signature(fn).parameters.values())
+        names = [p.name for p in params]
+        n = len(self.state)
+        if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params):
+            raise TypeError(f"update_rule {name}: the function takes plain arguments only (no *args, **kwargs, "
+                            "keyword-only)")
+        if names[:2] != ["w", "g"] or tuple(names[2:2 + n]) != self.state:
+            raise TypeError(f"update_rule {name}: the function's arguments must start (w, g, "
+                            f"{', '.join(self.state) + ', ' if n else ''}lr, ...), got ({', '.join(names)})")
+        rest = params[2 + n:]
+        if not rest or rest[0].name != "lr":
+            raise TypeError(f"update_rule {name}: after w, g and the state comes lr, got "
+                            f"({', '.join(names)})")
+        self.uses_t = len(rest) > 1 and rest[1].name == "t"
+        hyper = rest[2 if self.uses_t else 1:]
+        clash = sorted((set(self.state) | {p.name for p in hyper}) & RESERVED)
+        if clash:
+            raise TypeError(f"update_rule {name}: {clash} are names gpunet's loops use; rename them")
+        missing = [p.name for p in hyper if p.default is p.empty]
+        if missing:
+            raise TypeError(f"update_rule {name}: hyper-parameters {missing} need defaults in the function's signature")
+        self.hyper = tuple(p.name for p in hyper)
+        self.defaults = {p.name: p.default for p in hyper}
+        self.lr_default = None if rest[0].default is rest[0].empty else rest[0].default
+        self._compiled = {}
+
+    def compiled(self, tier: str, module_of):
+        """The tier function (compiled on first use, once per process)."""
+        f = self._compiled.get(tier)
+        if f is None:
+            f = self._compiled[tier] = module_of(tier).compile_rule(self)
+        return f
+
+
+class RuleOptimizer(Optimizer):
+    """Base of the optimizers ``update_rule`` makes; ``spec`` is the rule."""
+
+    spec: RuleSpec = None
+
+    def __init__(self, model, lr=None, **kwargs):
+        spec = self.spec
+        who = type(self).__name__
+        common = {k: kwargs.pop(k) for k in ("weight_decay", "l1", "clip_norm", "clip_value", "decay_all",
+                                             "nonfinite") if k in kwargs}
+        unknown = set(kwargs) - set(spec.hyper)
+        if unknown:
+            raise TypeError(f"{who}: unknown arguments {sorted(unknown)}; its hyper-parameters are "
+                            f"{list(spec.hyper)}, besides lr, weight_decay, l1, clip_norm, clip_value, decay_all, "
+                            "nonfinite")
+        if lr is None:
+            if spec.lr_default is None:
+                raise TypeError(f"{who}: lr is required (the rule gives it no default)")
+            lr = spec.lr_default
+        super().__init__(model, lr, **common)
+        self.rule = spec.name
+        for h in spec.hyper:
+            value = kwargs.get(h, spec.defaults[h])
+            self.hyper[h] = bool(value) if isinstance(value, bool) else check_number(value, h, who)
+        for name in spec.state:
+            self._add_state(name, spec.fills[name])
+
+    def step(self) -> None:
+        self._check_arena()
+        self.iterations += 1
+        a = self.arena
+        fused_rule_step(self.spec, a.params, a.grads, self._states(), self.stats.kernel, n_decay=self.n_decay,
+                        lr=self._lr, clip_norm=self.clip_norm, clip_value=self.clip_value, nonfinite=self.nonfinite,
+                        seen=self.stats.nonfinite_seen if self.count_nonfinite else None, check=registry.DEBUG,
+                        **self._decay_args(), **self.hyper)
+
+    def _decay_args(self):
+        return {"weight_decay": self.weight_decay, "l1": self.l1, "decoupled_wd": 0.0}
+
+
+def update_rule(state=(), name: str | None = None):
+    """Decorator: an optimizer class from an element-wise update function (see the module
+    docstring). ``state``: the names of its state buffers (each starts at 0), or a dict of name
+    -> initial value."""
+    def make(fn):
+        cls_name = name or fn.__name__
+        spec = RuleSpec(fn, state, cls_name)
+        doc = (fn.__doc__ or f"The update rule {cls_name}.") + (
+            f"\n\n{cls_name}(model, lr={spec.lr_default!r}, "
+            + "".join(f"{h}={spec.defaults[h]!r}, " for h in spec.hyper)
+            + "weight_decay=0.0, l1=0.0, clip_norm=None, clip_value=None, decay_all=False, nonfinite='skip')")
+        return type(cls_name, (RuleOptimizer,), {"spec": spec, "__doc__": doc, "__module__": fn.__module__})
+
+    return make
+
+
+def _adadelta(w, g, square_avg, acc_delta, lr=1.0, rho=0.9, eps=1e-6):
+    """Adadelta (Zeiler 2012), as PyTorch's: q ← ρq + (1 − ρ)g²;  Δ = √(u + ε)/√(q + ε)·g;
+    u ← ρu + (1 − ρ)Δ²;  w ← w − ηΔ. Written as a ``gpunet.optim.update_rule``."""
+    square_avg = rho * square_avg + (1 - rho) * g * g
+    delta = math.sqrt(acc_delta + eps) / math.sqrt(square_avg + eps) * g
+    acc_delta = rho * acc_delta + (1 - rho) * delta * delta
+    return w - lr * delta, square_avg, acc_delta
+
+
+Adadelta = update_rule(state=("square_avg", "acc_delta"), name="Adadelta")(_adadelta)
+Adadelta.__module__ = __name__

@@ -15,6 +15,7 @@ training forward (it also records its backward; see ``gpunet.layers.record``). T
 | relu, leaky_relu, tanh, sigmoid, softmax | as the layer of that name | the layer's backward |
 | log_softmax(x, dim) | x − max − log Σ e^(x − max) | dy − softmax(x)·Σ dy |
 | dropout(x, p) | as ``Dropout`` | the mask's |
+| max_pool2d, avg_pool2d | as ``MaxPool2d``/``AvgPool2d`` | the layer's backward |
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from .layers import record
 from .layers.record import Recorded
 
 __all__ = ["add", "sub", "mul", "div", "neg", "matmul", "transpose", "concat", "reshape", "flatten", "getitem",
-           "mean", "sum", "relu", "leaky_relu", "tanh", "sigmoid", "softmax", "log_softmax", "dropout"]
+           "mean", "sum", "relu", "leaky_relu", "tanh", "sigmoid", "softmax", "log_softmax", "dropout", "max_pool2d",
+           "avg_pool2d"]
 
 
 def _a(v):
@@ -201,6 +203,18 @@ def softmax(a, dim: int = -1):
     from .layers import Softmax
 
     return _through(Softmax(dim), a)
+
+
+def max_pool2d(a, kernel_size, stride=None, padding=0):
+    from .layers import MaxPool2d
+
+    return _through(MaxPool2d(kernel_size, stride, padding), a)
+
+
+def avg_pool2d(a, kernel_size, stride=None, padding=0):
+    from .layers import AvgPool2d
+
+    return _through(AvgPool2d(kernel_size, stride, padding), a)
 
 
 def log_softmax(a, dim: int = -1):

@@ -117,6 +117,26 @@ class CrossEntropy(Loss):
         return g
 
 
+class NLLLoss(CrossEntropy):
+    """Negative log-likelihood of log-probabilities (a model ending in ``log_softmax``), as
+    PyTorch's ``F.nll_loss``: L = −(1/N) Σ_n z_n[y_n];  ∂L/∂z = −onehot(y)/N. Labels are checked
+    as ``CrossEntropy`` checks them."""
+
+    def _compute(self, logp, y, guard: bool):
+        xp = backend.get_array_module(logp)
+        n = logp.shape[0]
+        bad = None
+        if guard:
+            bad = (y < 0) | (y >= logp.shape[1])
+            y = xp.where(bad, 0, y)
+        nll = -logp[xp.arange(n), y]
+        if bad is not None:
+            nll = xp.where(bad, xp.nan, nll)
+        self._probs, self._y, self._bad = xp.zeros_like(logp), y, bad  # backward: −onehot(y)
+        total = nll.sum()
+        return total / n if self.reduction == "mean" else total
+
+
 class MSE(Loss):
     """L = (1/M) Σ (output − target)² over all M elements;  ∂L/∂output = 2(output − target)/M."""
 
@@ -143,12 +163,12 @@ class MSE(Loss):
 
 
 _NAMES = {"cross_entropy": CrossEntropy, "crossentropy": CrossEntropy, "sparse_categorical_crossentropy": CrossEntropy,
-          "mse": MSE, "mean_squared_error": MSE}
+          "nll_loss": NLLLoss, "nll": NLLLoss, "mse": MSE, "mean_squared_error": MSE}
 
 
 def get(spec) -> Loss:
-    """A loss from a name ("cross_entropy", Keras's "sparse_categorical_crossentropy", "mse",
-    "mean_squared_error") or a loss instance (returned as it is). gpunet's cross-entropy takes
+    """A loss from a name ("cross_entropy", Keras's "sparse_categorical_crossentropy", "nll_loss",
+    "mse", "mean_squared_error") or a loss instance (returned as it is). gpunet's cross-entropy takes
     logits and integer labels: Keras's ``from_logits=True`` with class indices."""
     if isinstance(spec, str):
         key = spec.lower()

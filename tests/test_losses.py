@@ -68,3 +68,26 @@ def test_mse_hand_computed_and_gradient():
     np.testing.assert_allclose(mse.backward(), 2 * (out - tgt) / 4)
     with pytest.raises(ValueError, match="shape"):
         mse(out, tgt[:1])
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_nll_loss_matches_torch_and_composes_with_log_softmax(rng, reduction):
+    import torch
+    import gpunet.functional as F
+
+    z = rng.standard_normal((6, 5))
+    y = rng.integers(0, 5, 6)
+    logp = F.log_softmax(z, dim=1)
+    nll = gn.losses.NLLLoss(reduction=reduction)
+    value = nll(logp, y)
+    t = torch.tensor(logp, requires_grad=True)
+    ref = torch.nn.functional.nll_loss(t, torch.tensor(y), reduction=reduction)
+    ref.backward()
+    np.testing.assert_allclose(value, ref.item(), rtol=1e-12)
+    np.testing.assert_allclose(nll.backward(), t.grad.numpy(), rtol=1e-12)
+    # NLL of log_softmax(z) is the cross-entropy of z, as in PyTorch
+    np.testing.assert_allclose(value, gn.losses.CrossEntropy(reduction=reduction)(z, y), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 5\)"):
+        nll(logp, np.array([0, 1, 2, 3, 4, 5]))
+    assert isinstance(gn.losses.get("nll_loss"), gn.losses.NLLLoss)

@@ -11,19 +11,15 @@ parameter and gradient arrays are views into one flat buffer each.
 """
 from __future__ import annotations
 
-from collections import OrderedDict, namedtuple
-from collections.abc import Mapping
+from collections import OrderedDict
 
 import numpy as np
 
 from .. import backend
-from . import record
+from . import record, state
 from .record import Recorded
 
 
-IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
-IncompatibleKeys.__doc__ = ("What ``load_state_dict`` skipped: the model's keys the state lacked, and the "
-                            "state's keys the model lacks.")
 
 
 class ParameterList(list):
@@ -129,7 +125,14 @@ class Layer:
 
     def __setattr__(self, name, value):
         d = self.__dict__
-        layer = _as_layer(value)
+        if isinstance(value, Layer):
+            layer = value
+        elif isinstance(value, (list, tuple, dict)) and value:
+            from .containers import as_child  # containers imports this module
+
+            layer = as_child(value)
+        else:
+            layer = None
         if layer is not None:
             if "_children" not in d:
                 raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning the layer "
@@ -369,49 +372,13 @@ class Layer:
     # ----------------------------------------------------------------- state
     def state_dict(self) -> "OrderedDict[str, object]":
         """Copies of every parameter and buffer, by PyTorch-style name, on their device."""
-        out = OrderedDict()
-        for prefix, layer in self.named_layers():
-            for store in ("_params", "_buffers"):
-                for k, v in getattr(layer, store).items():
-                    out[f"{prefix}.{k}" if prefix else k] = v.copy()
-        return out
+        return state.state_dict(self)
 
-    def load_state_dict(self, state, strict: bool = True) -> IncompatibleKeys:
+    def load_state_dict(self, state_dict, strict: bool = True) -> "state.IncompatibleKeys":
         """Copy values in place (views into the arena stay valid). With ``strict``, missing or
         unexpected keys are an error; a wrong shape always is. Returns the keys it skipped,
         ``(missing_keys, unexpected_keys)``, as PyTorch does."""
-        if not isinstance(state, Mapping):
-            raise TypeError(f"{self.name}.load_state_dict: expected a mapping of name -> array (what "
-                            f"state_dict() returns), got {type(state).__name__}")
-        targets = OrderedDict()
-        for prefix, layer in self.named_layers():
-            for store in ("_params", "_buffers"):
-                for k, v in getattr(layer, store).items():
-                    targets[f"{prefix}.{k}" if prefix else k] = v
-        missing = [k for k in targets if k not in state]
-        unexpected = [k for k in state if k not in targets]
-        if strict and (missing or unexpected):
-            unbuilt = self.unbuilt_layers()
-            hint = (f" ({', '.join(unbuilt)} infer their sizes from the first input: model.build(input_shape) "
-                    "first)") if unbuilt else ""
-            raise KeyError(
-                f"{self.name}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}{hint}"
-            )
-        for k, dst in targets.items():
-            if k not in state:
-                continue
-            src = state[k]
-            if tuple(np.shape(src)) != tuple(dst.shape):
-                raise ValueError(
-                    f"{self.name}.load_state_dict: {k!r} has shape {tuple(np.shape(src))}, "
-                    f"the model expects {tuple(dst.shape)}"
-                )
-            xp = backend.get_array_module(dst)
-            dst[...] = backend.to_device(src, backend.device_of(dst), dtype=dst.dtype) if xp is not np \
-                else backend.to_numpy(src).astype(dst.dtype, copy=False)
-        for _, layer in self.named_layers():
-            layer._on_state_loaded()
-        return IncompatibleKeys(missing, unexpected)
+        return state.load_state_dict(self, state_dict, strict)
 
     # ----------------------------------------------------------------- random state hook
     def get_rng_state(self):
@@ -439,21 +406,3 @@ class Layer:
 
         return summarize(self)
 
-
-def _as_layer(value):
-    """``value`` as a child layer: a Layer, or a LayerList/LayerDict for a non-empty list, tuple or
-    dict of layers; None when it holds no layer. A collection mixing layers and other values is an error."""
-    if isinstance(value, Layer):
-        return value
-    if isinstance(value, (list, tuple, dict)) and value:
-        items = list(value.values()) if isinstance(value, dict) else list(value)
-        n = sum(isinstance(v, Layer) for v in items)
-        if n == 0:
-            return None
-        if n != len(items):
-            raise TypeError("a list or dict assigned to a layer holds layers and other values; keep the layers in a "
-                            "collection of their own (it becomes a child layer)")
-        from .containers import LayerDict, LayerList
-
-        return LayerDict(value) if isinstance(value, dict) else LayerList(value)
-    return None

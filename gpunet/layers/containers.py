@@ -1,4 +1,4 @@
-"""Containers: Sequential (a chain of layers)."""
+"""Containers: Sequential (a chain of layers), LayerList and LayerDict (collections of child layers)."""
 from __future__ import annotations
 
 from .base import Layer
@@ -123,3 +123,19 @@ class LayerDict(Layer):
         raise TypeError(f"{self.name}: a LayerDict holds layers; call its items by key")
 
     backward = Layer.backward
+
+
+def as_child(value):
+    """A non-empty list, tuple or dict of layers assigned to a layer's attribute, as the child it
+    becomes (a LayerList or LayerDict); None when it holds no layer. A collection mixing layers and
+    other values is an error."""
+    if isinstance(value, (list, tuple, dict)) and value:
+        items = list(value.values()) if isinstance(value, dict) else list(value)
+        n = sum(isinstance(v, Layer) for v in items)
+        if n == 0:
+            return None
+        if n != len(items):
+            raise TypeError("a list or dict assigned to a layer holds layers and other values; keep the layers in a "
+                            "collection of their own (it becomes a child layer)")
+        return LayerDict(value) if isinstance(value, dict) else LayerList(value)
+    return None

@@ -19,7 +19,8 @@ from __future__ import annotations
 from .. import backend
 
 RECORDABLE = ("child layers, gpunet.functional ops (add, sub, mul, div, neg, matmul, transpose, concat, "
-              "reshape, flatten, relu, leaky_relu, tanh, sigmoid, softmax, log_softmax, dropout, mean, sum), "
+              "reshape, flatten, relu, leaky_relu, tanh, sigmoid, softmax, log_softmax, dropout, max_pool2d, "
+              "avg_pool2d, mean, sum), "
               "the operators + - * / @, .reshape, .flatten, .sum, .mean, .T and basic indexing")
 
 
@@ -30,7 +31,9 @@ class RecordError(TypeError):
 class Recorded:
     """An array inside a recorded forward: ``shape``, ``ndim``, ``dtype``, ``size`` and ``len``
     read through; arithmetic and the ops listed in ``RECORDABLE`` are recorded; anything else
-    (a NumPy/CuPy function, a conversion to an array) raises ``RecordError`` naming it."""
+    (a NumPy/CuPy function, a conversion to an array) raises ``RecordError`` naming it.
+    ``.array`` is the plain array: what is computed from it is a constant (no gradient flows
+    back through it), PyTorch's ``detach()``."""
 
     __slots__ = ("array", "tape", "node")
     __array_priority__ = 1000  # CuPy and NumPy defer binary operators to ours
@@ -321,6 +324,8 @@ def backward(module, dy):
             continue
         if e.layer is not None:
             layer, node = e.layer, e.inputs[0]
+            if not needs(node) and not _has_params(layer):
+                continue  # nothing to learn and no dx wanted: its backward would be wasted work
             if e.state is not None:
                 restore(e.state)
             had = layer.__dict__.get("need_input_grad")

@@ -20,10 +20,12 @@ keeps everything the built-in ones have: clipping by global norm and by value, c
 decay and L1 on the decay range (``decay_all``), the non-finite guard (skip / raise / ignore),
 the step statistics, state dicts and checkpoints.
 
-Compilation happens at the first step (about a second on a CPU); under CUDA graph capture, take
-one step before capturing so that the kernel is compiled and loaded. The numba_cuda launch reads
-all step scalars from device memory (no host sync), but it runs on Numba's default stream, not
-CuPy's current one: not verified under graph capture (see docs/gpu-results.md).
+Compilation happens at the first step (about a second on a CPU). On a GPU the kernel reads the
+skip flag, the norm and the step count from device memory (no host sync) and launches on Numba's
+default stream, the legacy null stream, which is also CuPy's default: the order of the step's
+launches holds. A CUDA graph captured on another stream would not contain the launch (capture
+needs the kernel on the capturing stream, and compiled before: take one step first); none of this
+has run on a GPU yet (docs/gpu-results.md).
 """
 from __future__ import annotations
 

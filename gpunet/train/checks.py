@@ -58,6 +58,9 @@ def resolve_components(model, loss, optimizer, callbacks):
         last = last[-1]
     if isinstance(last, (Linear, Conv2d)) and last._act is not None:
         last = last._act
+    if isinstance(loss, losses.NLLLoss) and isinstance(last, Softmax):
+        raise ValueError("Trainer(loss): NLLLoss takes log-probabilities, but the model ends with a Softmax layer; "
+                         "end it with gpunet.functional.log_softmax, or use CrossEntropy on logits")
     if isinstance(loss, losses.CrossEntropy) and isinstance(last, Softmax):
         raise ValueError("Trainer(loss): CrossEntropy takes logits and applies the softmax itself, but the model "
                          "ends with a Softmax layer; remove it (Keras: from_logits=True)")

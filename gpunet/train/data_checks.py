@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import backend
 
-__all__ = ["unpack", "check_data"]
+__all__ = ["unpack", "training_data", "check_data"]
 
 
 def unpack(data, who):
@@ -18,6 +18,22 @@ def unpack(data, who):
         x, y = data
     except (TypeError, ValueError):
         raise TypeError(f"{who}: expected an (x, y) pair or a gpunet Dataset, got {type(data).__name__}") from None
+    return x, y
+
+
+def training_data(x, y, who):
+    """``fit(x, y)`` or ``fit((x, y))`` / ``fit(dataset)`` as one (x, y) pair or dataset."""
+    if y is None:
+        if backend.is_array(x):
+            raise TypeError(f"{who}: got x without y; pass fit(x, y), an (x, y) pair or a gpunet Dataset")
+        return x
+    if isinstance(y, (tuple, list)) or (hasattr(y, "x") and hasattr(y, "y")):
+        hint = ("; pass validation data as val=(x_val, y_val) or validation_data=(x_val, y_val)"
+                if who.endswith("fit") else "")
+        raise TypeError(f"{who}: the second positional argument is y, the targets of x, got "
+                        f"{type(y).__name__}{hint}")
+    if not backend.is_array(x):
+        raise TypeError(f"{who}: with y given, x must be an array of samples, got {backend.describe_non_array(x)}")
     return x, y
 
 

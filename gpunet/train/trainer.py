@@ -38,7 +38,7 @@ from ..data.batching import batches, check_batch_size, num_batches
 from . import checkpoint as ckpt
 from .callback import Callback
 from .checks import check_batch_norm_batches, check_verbose, resolve_components, split_validation
-from .data_checks import check_data, unpack
+from .data_checks import check_data, training_data, unpack
 from .history import History
 from .tally import Tally
 from .terminate import TerminateOnNaN
@@ -56,22 +56,6 @@ def _is_terminal(stream) -> bool:
 def _trusted_forward(loss):
     """The loss's forward for checked data (``Loss.forward_trusted``), or the loss itself."""
     return getattr(loss, "forward_trusted", loss)
-
-
-def _training_data(x, y, who):
-    """``fit(x, y)`` or ``fit((x, y))`` / ``fit(dataset)`` as one (x, y) pair or dataset."""
-    if y is None:
-        if backend.is_array(x):
-            raise TypeError(f"{who}: got x without y; pass fit(x, y), an (x, y) pair or a gpunet Dataset")
-        return x
-    if isinstance(y, (tuple, list)) or (hasattr(y, "x") and hasattr(y, "y")):
-        hint = ("; pass validation data as val=(x_val, y_val) or validation_data=(x_val, y_val)"
-                if who.endswith("fit") else "")
-        raise TypeError(f"{who}: the second positional argument is y, the targets of x, got "
-                        f"{type(y).__name__}{hint}")
-    if not backend.is_array(x):
-        raise TypeError(f"{who}: with y given, x must be an array of samples, got {backend.describe_non_array(x)}")
-    return x, y
 
 
 def _overrides(cb, hook: str) -> bool:
@@ -188,7 +172,7 @@ class Trainer:
         the 0-based index.
         """
         who = "Trainer.fit"
-        train = _training_data(x, y, who)
+        train = training_data(x, y, who)
         if validation_data is not None:
             if val is not None:
                 raise ValueError(f"{who}: pass val or validation_data (its alias), not both")
@@ -375,7 +359,7 @@ class Trainer:
         """Loss and metrics over ``x, y`` (or an (x, y) pair or dataset) in eval mode, e.g.
         {"loss": 0.07, "accuracy": 0.981}."""
         batch_size = check_batch_size(batch_size, "Trainer.evaluate")
-        x, y = self._prepare(_training_data(x, y, "Trainer.evaluate"), "Trainer.evaluate(data)")
+        x, y = self._prepare(training_data(x, y, "Trainer.evaluate"), "Trainer.evaluate(data)")
         return self._evaluate_arrays(x, y, batch_size)
 
     def predict(self, x, batch_size: int = 256):

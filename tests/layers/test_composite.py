@@ -296,6 +296,20 @@ def test_matmul_transpose_getitem_and_a_nested_module():
     gn.gradcheck(Outer(), _x(4, 5), atol=1e-6)
 
 
+def test_functional_pooling_is_the_layers_bit_for_bit():
+    class Pools(gn.Layer):
+        def forward(self, x):
+            return F.max_pool2d(x, 2) + F.avg_pool2d(x, (2, 2), stride=2)
+
+    ref = gn.Sequential(gn.MaxPool2d(2))
+    ref2 = gn.Sequential(gn.AvgPool2d(2, stride=2))
+    x, dy = _x(2, 3, 6, 6), _x(2, 3, 3, 3, seed=4)
+    m = Pools()
+    y = m(x)
+    assert np.array_equal(y, ref(x) + ref2(x))
+    assert np.array_equal(m.backward(dy), ref.backward(dy) + ref2.backward(dy))
+
+
 def test_unused_children_get_zero_gradients_and_overwrite_holds():
     net = Branchy()
     net.unused.gradients()[0][...] = 7

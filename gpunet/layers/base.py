@@ -38,6 +38,13 @@ def check_size(value, arg: str, who: str) -> int:
     return int(value)
 
 
+def _holds_layer(items) -> bool:
+    for v in items:  # a plain loop: shape tuples are set on the hot path of every forward
+        if isinstance(v, Layer):
+            return True
+    return False
+
+
 def _owner(cls, attr):
     return next(c for c in cls.__mro__ if attr in c.__dict__)
 
@@ -127,7 +134,8 @@ class Layer:
         d = self.__dict__
         if isinstance(value, Layer):
             layer = value
-        elif isinstance(value, (list, tuple, dict)) and value:
+        elif isinstance(value, (list, tuple, dict)) and _holds_layer(value.values() if isinstance(value, dict)
+                                                                      else value):
             from .containers import as_child  # containers imports this module
 
             layer = as_child(value)

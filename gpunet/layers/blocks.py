@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .. import backend
 from .base import Layer
+from .containers import Numbered
 
 
 class Residual(Layer):
@@ -52,7 +53,7 @@ class Residual(Layer):
         return self._children["block"].input_shape_hint()
 
 
-class Concat(Layer):
+class Concat(Numbered, Layer):
     """y = concatenate([branch(x) for branch in branches], axis) (axis 1: channels, for Inception).
 
     Backward splits dy along ``axis`` into each branch's part and returns the sum of the
@@ -72,12 +73,6 @@ class Concat(Layer):
             self.add_child(str(i), b)
         self.axis = int(axis)
         self._sizes = None
-
-    def __len__(self):
-        return len(self._children)
-
-    def __getitem__(self, i: int) -> Layer:
-        return list(self._children.values())[i]
 
     def forward(self, x):
         outs = [b(x) for b in self._children.values()]

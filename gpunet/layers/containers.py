@@ -4,7 +4,21 @@ from __future__ import annotations
 from .base import Layer
 
 
-class Sequential(Layer):
+class Numbered:
+    """len, indexing and iteration over a layer's children "0", "1", ... (mixed into Sequential,
+    LayerList and Concat)."""
+
+    def __len__(self):
+        return len(self._children)
+
+    def __getitem__(self, i: int) -> Layer:
+        return list(self._children.values())[i]
+
+    def __iter__(self):
+        return iter(self._children.values())
+
+
+class Sequential(Numbered, Layer):
     """Apply layers in order; backward runs them in reverse, each returning its dx.
 
     Children are named "0", "1", ..., so parameter names read "0.weight", "0.bias" as in
@@ -21,15 +35,6 @@ class Sequential(Layer):
             self.add_child(str(i), layer)
             if layer.name == type(layer).__name__:
                 layer.name = f"{type(layer).__name__} (layer {i})"
-
-    def __len__(self):
-        return len(self._children)
-
-    def __getitem__(self, i: int) -> Layer:
-        return list(self._children.values())[i]
-
-    def __iter__(self):
-        return iter(self._children.values())
 
     def forward(self, x):
         self._last_input_shape = tuple(x.shape[1:])
@@ -57,7 +62,7 @@ class Sequential(Layer):
         return None
 
 
-class LayerList(Layer):
+class LayerList(Numbered, Layer):
     """A list of child layers, named "0", "1", ... (PyTorch's ``nn.ModuleList``). Assigning a
     non-empty list of layers to a layer's attribute makes one; it holds layers and is not called
     itself: call its items."""
@@ -70,15 +75,6 @@ class LayerList(Layer):
     def append(self, layer: Layer) -> "LayerList":
         self.add_child(str(len(self._children)), layer)
         return self
-
-    def __len__(self):
-        return len(self._children)
-
-    def __getitem__(self, i: int) -> Layer:
-        return list(self._children.values())[i]
-
-    def __iter__(self):
-        return iter(self._children.values())
 
     def forward(self, x):
         raise TypeError(f"{self.name}: a LayerList holds layers; call its items (for layer in self.layers: "

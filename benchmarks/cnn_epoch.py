@@ -1,8 +1,10 @@
-"""One epoch of ``gpunet.models.dropout_cnn(0.2)`` on MNIST at batch 64 (Adam, lr 1e-3): gpunet
-against PyTorch (the same network), in the same run, with the same thread count.
+"""One epoch of ``gpunet.models.dropout_cnn(0.2)`` (record "cnn_epoch") and of
+``gpunet.models.resnet_small()`` (record "resnet_small_epoch") on MNIST at batch 64 (Adam, lr 1e-3):
+gpunet against PyTorch (the same networks), in the same run, with the same thread count.
 
     python benchmarks/cnn_epoch.py [--device cpu|gpu|both] [--json out.json] [--threads N]
-                                   [--batches 40] [--rounds 7] [--full-epochs 0] [--pause 0.5]
+                                   [--models dropout_cnn,resnet_small] [--batches 40] [--rounds 7]
+                                   [--full-epochs 0] [--pause 0.5]
 
 Method (default): training steps are timed in blocks of ``--batches`` consecutive mini-batches of
 a shuffled epoch, ``--rounds`` times after a warm-up block; the median block time per batch is
@@ -56,18 +58,49 @@ def load():
     return train.x.astype(np.float32), train.y.astype(np.int64)
 
 
-def torch_model(device):
+def torch_model(device, name="dropout_cnn"):
     import torch.nn as nn
 
+    if name == "resnet_small":
+        return torch_resnet_small().to(device)
     return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
                          nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(P_DROP), nn.Linear(1600, 10)).to(device)
 
 
+def torch_resnet_small(widths=(16, 32, 64)):
+    """gpunet.models.resnet_small in PyTorch: the same layers, shapes and order."""
+    import torch.nn as nn
+
+    def conv_bn(c_in, c_out, k, stride=1, relu=True):
+        layers = [nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, bias=False), nn.BatchNorm2d(c_out)]
+        return layers + [nn.ReLU()] if relu else layers
+
+    class Block(nn.Module):
+        def __init__(self, c_in, c_out, stride):
+            super().__init__()
+            self.body = nn.Sequential(*conv_bn(c_in, c_out, 3, stride), *conv_bn(c_out, c_out, 3, relu=False))
+            self.shortcut = (nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+                             if stride != 1 or c_in != c_out else nn.Identity())
+
+        def forward(self, x):
+            return self.body(x) + self.shortcut(x)
+
+    layers, c = conv_bn(1, widths[0], 3), widths[0]
+    for i, width in enumerate(widths):
+        layers += [Block(c, width, 1 if i == 0 else 2), nn.ReLU()]
+        c = width
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10))
+
+
+GPUNET_MODELS = {"dropout_cnn": lambda: gn.models.dropout_cnn(P_DROP), "resnet_small": lambda: gn.models.resnet_small()}
+RECORDS = {"dropout_cnn": "cnn_epoch", "resnet_small": "resnet_small_epoch"}
+
+
 class GpunetRun:
-    def __init__(self, x, y, device):
+    def __init__(self, x, y, device, name="dropout_cnn"):
         gn.use(device)
         gn.seed(0)
-        self.model = gn.models.dropout_cnn(P_DROP)
+        self.model = GPUNET_MODELS[name]()
         self.model.need_input_grad = False
         self.opt = gn.optim.Adam(self.model, lr=1e-3)
         self.loss_fn = gn.losses.CrossEntropy(check_labels=False)
@@ -99,13 +132,13 @@ class GpunetRun:
 
 
 class TorchRun:
-    def __init__(self, x, y, device):
+    def __init__(self, x, y, device, name="dropout_cnn"):
         import torch
 
         self.torch = torch
         torch.manual_seed(0)
         self.dev = "cuda" if device == "gpu" else "cpu"
-        self.model = torch_model(self.dev)
+        self.model = torch_model(self.dev, name)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         self.loss_fn = torch.nn.CrossEntropyLoss()
         self.x, self.y = torch.from_numpy(x).to(self.dev), torch.from_numpy(y).to(self.dev)
@@ -148,11 +181,11 @@ def time_block(run, k, pause=0.0):
 RUNS = {"gpunet": GpunetRun, "torch": TorchRun}
 
 
-def measure(libs, device, args, threads) -> dict:
-    """Epoch-time estimates for the libraries in ``libs``, their blocks alternating."""
+def measure(libs, device, args, threads, name="dropout_cnn") -> dict:
+    """Epoch-time estimates of model ``name`` for the libraries in ``libs``, their blocks alternating."""
     set_threads(threads)
     x, y = load()
-    runs = {k: RUNS[k](x, y, device) for k in libs}
+    runs = {k: RUNS[k](x, y, device, name) for k in libs}
     per_epoch = math.ceil(len(x) / BATCH)
     times = {k: [] for k in runs}
     if args.full_epochs:
@@ -174,15 +207,15 @@ def measure(libs, device, args, threads) -> dict:
     return {**est, "method": method, "per_epoch": per_epoch, "images": len(x), "numba_layer": numba_layer()}
 
 
-def bench(device, args, threads) -> dict:
+def bench(device, args, threads, name="dropout_cnn") -> dict:
     """On the CPU each library in a fresh process of its own (see common.isolated); on the GPU
     both in this process, their blocks alternating."""
     if device == "cpu":
-        m = isolated("gpunet", measure, ["gpunet"], device, args, threads)
-        m["torch"] = isolated("torch", measure, ["torch"], device, args, threads)["torch"]
+        m = isolated("gpunet", measure, ["gpunet"], device, args, threads, name)
+        m["torch"] = isolated("torch", measure, ["torch"], device, args, threads, name)["torch"]
     else:
-        m = measure(["gpunet", "torch"], device, args, threads)
-    return record("cnn_epoch", device, m["gpunet"], m["torch"], threads=threads, batches_per_epoch=m["per_epoch"],
+        m = measure(["gpunet", "torch"], device, args, threads, name)
+    return record(RECORDS[name], device, m["gpunet"], m["torch"], threads=threads, batches_per_epoch=m["per_epoch"],
                   train_images=m["images"], method=m["method"], numba_layer=m["numba_layer"])
 
 
@@ -192,7 +225,12 @@ def main():
     p.add_argument("--rounds", type=int, default=7, help="timed blocks per library")
     p.add_argument("--full-epochs", type=int, default=0, help="time this many whole epochs instead")
     p.add_argument("--pause", type=float, default=0.5, help="seconds of idle before each timed block")
+    p.add_argument("--models", default="dropout_cnn,resnet_small", help="comma-separated: " + ", ".join(RECORDS))
     args = p.parse_args()
+    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = sorted(set(names) - set(RECORDS))
+    if unknown or not names:
+        p.error(f"--models: expected some of {', '.join(RECORDS)}, got {args.models!r}")
     threads = set_threads(args.threads)
     devices = ["cpu", "gpu"] if args.device == "both" else [args.device]
     records = []
@@ -200,12 +238,12 @@ def main():
         if device == "gpu" and not gn.gpu_available():
             print("gpu: no usable GPU, skipped", file=sys.stderr)
             continue
-        records.append(bench(device, args, threads))
+        records += [bench(device, args, threads, name) for name in names]
     gn.use("cpu")
-    title = f"one epoch of dropout_cnn({P_DROP}) on MNIST, batch {BATCH} ({threads} CPU threads)"
+    title = f"one epoch on MNIST, batch {BATCH} ({threads} CPU threads): cnn_epoch = dropout_cnn({P_DROP})"
     print_table(records, title)
     for r in records:
-        print(f"{r['device']}: gpunet {r['gpunet_s']:.2f} s/epoch, torch {r['torch_s']:.2f} s/epoch, "
+        print(f"{r['name']} {r['device']}: gpunet {r['gpunet_s']:.2f} s/epoch, torch {r['torch_s']:.2f} s/epoch, "
               f"ratio {r['ratio']:.2f} ({r['method']})")
     write_json(records, args.json)
 

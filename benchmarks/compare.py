@@ -3,10 +3,13 @@
 docs/gpu-results.md.
 
     python benchmarks/compare.py --before a/*.json --after b/*.json
+    python benchmarks/compare.py --runs --before b1.json b2.json b3.json --after a1.json a2.json a3.json
 
 For each record: gpunet's time before and after and the ratio to PyTorch (or to the hand loop, for
 trainer_overhead; or the overhead in µs, for step_overhead's layer rows) in each run. Numbers are
-printed from the files, never typed.
+printed from the files, never typed. With ``--runs`` each file is one run of the same script (the
+before and after runs alternating on one machine), and the table gives each run's time and ratio
+and the median ratio.
 """
 from __future__ import annotations
 
@@ -23,8 +26,16 @@ def _load(paths) -> dict:
     return records
 
 
+def _time(sec: float) -> str:
+    scale, unit = (1e3, "ms") if sec < 1 else (1, "s")
+    return f"{sec * scale:.3g} {unit}"
+
+
 def _cells(r: dict) -> tuple[str, str]:
     """(time of gpunet, what it is compared with) for one record."""
+    for key in ("phase_s", "step_s"):  # gpunet alone: a piece of a convolution, a layer inside a step
+        if key in r:
+            return _time(r[key]), "—"
     if "overhead_us" in r:
         return f"{r['layer_s'] * 1e6:.1f} µs", f"+{r['overhead_us']:.1f} µs over the kernel"
     mine, other = ("gpunet_s", "torch_s") if "torch_s" in r else ("trainer_s", "hand_s")
@@ -41,12 +52,33 @@ def table(before: dict, after: dict) -> str:
     return "\n".join(rows)
 
 
+def runs_table(befores: list[dict], afters: list[dict]) -> str:
+    """Records with a PyTorch ratio, run by run: gpunet's times and ratios before and after."""
+    import statistics
+
+    names = [n for n in befores[0] if "torch_s" in befores[0][n]]
+    rows = ["| record | gpunet before | ratio before | gpunet after | ratio after | median ratio before → after |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name in names:
+        b = [r[name] for r in befores if name in r]
+        a = [r[name] for r in afters if name in r]
+        times = [" / ".join(_time(r["gpunet_s"]) for r in rs) for rs in (b, a)]
+        ratios = [" / ".join(f"{r['ratio']:.2f}" for r in rs) for rs in (b, a)]
+        medians = [f"{statistics.median(r['ratio'] for r in rs):.2f}" if rs else "—" for rs in (b, a)]
+        rows.append(f"| {name} | {times[0]} | {ratios[0]} | {times[1]} | {ratios[1]} | {medians[0]} → {medians[1]} |")
+    return "\n".join(rows)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--before", nargs="+", required=True, help="JSON record files of the first run")
     p.add_argument("--after", nargs="+", required=True, help="JSON record files of the second run")
+    p.add_argument("--runs", action="store_true", help="each file is one run; a row per record, run by run")
     args = p.parse_args(argv)
-    print(table(_load(args.before), _load(args.after)))
+    if args.runs:
+        print(runs_table([_load([f]) for f in args.before], [_load([f]) for f in args.after]))
+    else:
+        print(table(_load(args.before), _load(args.after)))
 
 
 if __name__ == "__main__":

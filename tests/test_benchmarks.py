@@ -24,6 +24,9 @@ def _run(tmp_path, script, *args):
     assert records
     for r in records:
         assert r["device"] == "cpu"
+        if "phase_s" in r or "step_s" in r:  # a piece of gpunet's convolution or step, gpunet only
+            assert r.get("phase_s", r.get("step_s")) >= 0
+            continue
         if "overhead_us" in r:  # a layer call against its bare kernel calls, gpunet only
             assert r["layer_s"] > 0 and r["kernel_s"] > 0
             assert r["overhead_us"] == pytest.approx((r["layer_s"] - r["kernel_s"]) * 1e6)
@@ -47,7 +50,16 @@ def test_mlp_epoch(tmp_path):
 
 def test_cnn_epoch(tmp_path):
     records, _ = _run(tmp_path, "cnn_epoch.py", "--batches", "2", "--rounds", "1", "--pause", "0")
-    assert records[0]["name"] == "cnn_epoch" and records[0]["batches_per_epoch"] >= 1
+    assert [r["name"] for r in records] == ["cnn_epoch", "resnet_small_epoch"]
+    assert records[0]["batches_per_epoch"] >= 1
+
+
+def test_conv_layers(tmp_path):
+    records, out = _run(tmp_path, "conv_layers.py", "--repeat", "2", "--phases", "--step", "--steps", "2")
+    names = [r["name"] for r in records]
+    assert names[:2] == ["layer_conv1_fwd", "layer_conv1_bwd"] and "layer_conv2+relu_bwd" in names
+    assert "phase_conv2_im2col" in names and "phase_conv2_fused_backward" in names
+    assert "piece by piece" in out and "step_whole_step" in names and "step_3_Conv2d_bwd" in names
 
 
 def test_trainer_overhead(tmp_path):
@@ -74,3 +86,19 @@ def test_step_overhead_and_the_before_after_table(tmp_path):
         sys.path.pop(0)
     rows = compare.table(compare._load([tmp_path / "records.json"]), {}).splitlines()
     assert rows[2].startswith("| tiny_step | ") and rows[2].endswith("| — | — |") and len(rows) == 7
+
+
+def test_compare_runs_table_gives_each_run_and_the_median_ratio():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import compare
+    finally:
+        sys.path.pop(0)
+
+    def run(g, t):
+        return {"cnn_epoch": {"name": "cnn_epoch", "gpunet_s": g, "torch_s": t, "ratio": g / t},
+                "phase_conv2_im2col": {"name": "phase_conv2_im2col", "phase_s": 1e-3}}
+    rows = compare.runs_table([run(20.0, 10.0), run(30.0, 10.0), run(24.0, 12.0)],
+                              [run(9.0, 10.0), run(8.0, 10.0), run(12.0, 10.0)]).splitlines()
+    assert len(rows) == 3  # header, rule, and only the record with a PyTorch time
+    assert rows[2] == "| cnn_epoch | 20 s / 30 s / 24 s | 2.00 / 3.00 / 2.00 | 9 s / 8 s / 12 s | 0.90 / 0.80 / 1.20 | 2.00 → 0.90 |"

@@ -1,6 +1,7 @@
 """Containers: Sequential (a chain of layers), LayerList and LayerDict (collections of child layers)."""
 from __future__ import annotations
 
+from .activations import ReLU
 from .base import Layer
 
 
@@ -22,7 +23,10 @@ class Sequential(Numbered, Layer):
     """Apply layers in order; backward runs them in reverse, each returning its dx.
 
     Children are named "0", "1", ..., so parameter names read "0.weight", "0.bias" as in
-    PyTorch's ``nn.Sequential``.
+    PyTorch's ``nn.Sequential``. A ``Conv2d`` (without an ``activation`` of its own) followed by a
+    ``ReLU`` runs as one fused step: the convolution applies max(·, 0) in its output pass and the
+    ReLU's mask in its first backward pass (see ``Conv2d``), the ReLU layer's own passes are
+    skipped, and every number is the same as running the two apart.
     """
 
     _sequential_shapes = True
@@ -38,18 +42,44 @@ class Sequential(Numbered, Layer):
 
     def forward(self, x):
         self._last_input_shape = tuple(x.shape[1:])
-        for layer in self._children.values():
-            x = layer(x)
+        steps = self._steps()
+        for layer, relu in steps:
+            if relu is None:
+                x = layer(x)
+            else:
+                x = relu._y = layer.forward_fused(x, relu=True)
+        self.__dict__["_ran"] = steps  # what backward replays (fused pairs as one step)
         return x
 
+    def _steps(self):
+        """[(layer, None) or (conv, relu) for a fused Conv2d → ReLU pair], cached per child list."""
+        layers = tuple(self._children.values())
+        cached = self.__dict__.get("_plan")
+        if cached is not None and cached[0] == layers:
+            return cached[1]
+        from .conv import Conv2d
+
+        steps, i = [], 0
+        while i < len(layers):
+            layer = layers[i]
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if type(layer) is Conv2d and layer._act is None and type(nxt) is ReLU:
+                steps.append((layer, nxt))
+                i += 2
+            else:
+                steps.append((layer, None))
+                i += 1
+        self.__dict__["_plan"] = (layers, steps)
+        return steps
+
     def backward(self, dy):
-        layers = list(self._children.values())
-        if not layers:
+        steps = self.__dict__.get("_ran") or self._steps()
+        if not steps:
             return dy
-        for layer in reversed(layers[1:]):
+        for layer, _ in reversed(steps[1:]):
             dy = layer.backward(dy)
-        layers[0].need_input_grad = self.need_input_grad
-        return layers[0].backward(dy)
+        steps[0][0].need_input_grad = self.need_input_grad
+        return steps[0][0].backward(dy)
 
     def output_shape(self, input_shape):
         for layer in self._children.values():

@@ -1,13 +1,22 @@
-"""2-D convolution by im2col and one matrix product (BLAS on the CPU, cuBLAS through CuPy on the GPU).
+"""2-D convolution as matrix products: BLAS on the CPU, cuBLAS through CuPy on the GPU.
 
-With K = C·kh·kw, M = N·OH·OW and W viewed as (OC, K):
+With K = C·kh·kw, P = OH·OW, W viewed as (OC, K) and cols_n = im2col(x[n]) (K, P):
 
-    forward:   cols = im2col(x) (K, M);   Yc = W·cols (OC, M);   y[n, o] = Yc[o, n-th block] + b[o]
-    backward:  dYc = dy as (OC, M), db = Σ_{n,p} dy;   dW = dYc·colsᵀ;   dx = col2im(Wᵀ·dYc)
+    forward:   y[n] = W · cols_n + b
+    backward:  dW = Σ_n dy[n] · cols_nᵀ,   db = Σ_{n,p} dy[n, :, p],   dx[n] = col2im(Wᵀ · dy[n])
 
-The column matrix and the (OC, M) product live in scratch buffers that the layer reuses from
-step to step (and the backward writes Wᵀ·dYc over the columns once dW is done), so a training
-step allocates only its outputs.
+On the CPU each pass is one Numba parallel region that goes image by image (im2col into a
+cache-sized buffer, one BLAS product written straight into the NCHW output, the bias in place)
+and recomputes the columns in the backward from the input it keeps; on the GPU one product
+covers the batch, with the columns kept from the forward to the backward (see
+kernels/im2col/numba_cpu.py and composed.py). The layer's ``Scratch`` holds those buffers from
+step to step, so a training step allocates only its outputs.
+
+A ReLU after the convolution is fused into the output pass: the forward writes
+y = max(W · cols + b, 0), and the backward multiplies dy by [y > 0] in its first pass (where it
+also sums db). This happens for ``Conv2d(..., activation="relu")`` and, in a ``Sequential``, for
+a ``Conv2d`` followed directly by a ``ReLU`` layer (the ReLU's own passes are then skipped); the
+results are bit for bit those of the two layers run apart.
 """
 from __future__ import annotations
 
@@ -17,8 +26,10 @@ import numpy as np
 
 from .. import backend
 from .. import init as initializers
+from ..kernels.common.scratch import Scratch
 from ..ops import im2col as ops
-from .activations import activation_layer
+from ..ops.arrays import contiguous_float
+from .activations import ReLU, activation_layer
 from .base import Layer, check_size
 from .checks import check_input
 
@@ -42,25 +53,6 @@ def check_image_input(layer, x, channels=None):
         raise ValueError(f"{layer.name}: expected {channels} input channels, got input of shape "
                          f"{tuple(x.shape)} with {x.shape[1]} channels")
     return x
-
-
-class Scratch:
-    """Flat scratch buffers reused across steps; a view of the right shape is handed out."""
-
-    def __init__(self):
-        self.buffers = {}
-
-    def get(self, key: str, shape, like):
-        size = int(np.prod(shape, dtype=np.int64))
-        buf = self.buffers.get(key)
-        if (buf is None or buf.size < size or buf.dtype != like.dtype
-                or backend.device_of(buf) != backend.device_of(like)):
-            buf = backend.get_array_module(like).empty(max(size, 1), dtype=like.dtype)
-            self.buffers[key] = buf
-        return buf[:size].reshape(shape)
-
-    def clear(self):
-        self.buffers = {}
 
 
 class Conv2d(Layer):
@@ -94,7 +86,7 @@ class Conv2d(Layer):
         if self.in_channels is not None:
             self._materialize(self.in_channels, backend.active())
         self._scratch = Scratch()
-        self._cols = None
+        self._x = self._relu_y = None
 
     def _materialize(self, in_channels: int, device: str) -> None:
         self.in_channels = in_channels
@@ -128,50 +120,43 @@ class Conv2d(Layer):
 
     # ------------------------------------------------------------------ computation
     def forward(self, x):
+        act = self._act
+        if act is None or type(act) is ReLU:
+            return self.forward_fused(x, relu=act is not None)
+        return act.forward(self.forward_fused(x))
+
+    def forward_fused(self, x, relu: bool = False):
+        """The convolution's output, with max(·, 0) applied in its output pass when ``relu``; the
+        next backward then applies ReLU's mask too. (``Sequential`` calls this for Conv2d → ReLU.)"""
         if self.in_channels is None:
             self._materialize(int(check_image_input(self, x).shape[1]), backend.device_of(x))
         x = check_image_input(self, x, self.in_channels)
-        n, _, h, w = x.shape
-        oh, ow = self._out_hw(h, w, x.shape)
-        kh, kw = self.kernel_size
-        k, m = self.in_channels * kh * kw, n * oh * ow
-        xp = backend.get_array_module(x)
-        cols = ops.im2col(x, kh, kw, self.stride, self.padding, out=self._scratch.get("cols", (k, m), x))
-        yc = self._scratch.get("mat", (self.out_channels, m), x)
-        xp.matmul(self.weight.reshape(self.out_channels, k), cols, out=yc)
-        bias = self.bias if self.has_bias else self._scratch.get("zero_bias", (self.out_channels,), x)
-        if not self.has_bias:
-            bias[...] = 0
-        self._cols, self._x_shape = cols, tuple(x.shape)
-        y = ops.cnhw_to_nchw(yc, bias, (n, self.out_channels, oh, ow))
-        return y if self._act is None else self._act.forward(y)
+        self._out_hw(x.shape[2], x.shape[3], x.shape)
+        x = contiguous_float(x, self.name, "x")
+        y = ops.conv2d_forward(x, self.weight, self.bias if self.has_bias else None, self.stride, self.padding,
+                               relu, self._scratch)
+        self._x = x  # the backward recomputes (CPU) or reuses (GPU) the columns of x
+        self._relu_y = y if relu else None
+        return y
 
     def backward(self, dy):
-        if self._cols is None:
+        if self._x is None:
             raise RuntimeError(f"{self.name}: backward called before forward (or twice after one forward)")
-        n, _, h, w = self._x_shape
-        expect = (n, self.out_channels) + self._out_hw(h, w, self._x_shape)
+        x = self._x
+        expect = (x.shape[0], self.out_channels) + self._out_hw(x.shape[2], x.shape[3], x.shape)
         if tuple(dy.shape) != expect:
             raise ValueError(f"{self.name}: backward expected dy of shape {expect}, got {tuple(dy.shape)}")
-        if self._act is not None:
+        if self._act is not None and self._relu_y is None:
             dy = self._act.backward(dy)
-        dy = dy.astype(self.weight.dtype, copy=False)
-        xp = backend.get_array_module(dy)
-        k, m = self._cols.shape
-        dyc = self._scratch.get("mat", (self.out_channels, m), dy)
-        db = self._grads["bias"] if self.has_bias else self._scratch.get("dbias", (self.out_channels,), dy)
-        ops.nchw_to_cnhw(dy, out=dyc, dbias=db)
-        xp.matmul(dyc, self._cols.T, out=self._grads["weight"].reshape(self.out_channels, k))
-        if not self.need_input_grad:
-            return None
-        dcols = xp.matmul(self.weight.reshape(self.out_channels, k).T, dyc, out=self._cols)
-        self._cols = None  # the columns now hold Wᵀ·dYc
-        kh, kw = self.kernel_size
-        return ops.col2im(dcols, self._x_shape, kh, kw, self.stride, self.padding)
+        dy = contiguous_float(dy.astype(self.weight.dtype, copy=False), self.name, "dy")
+        self._x = None  # the scratch columns are overwritten by this backward
+        return ops.conv2d_backward(x, self.weight, dy, self._relu_y, self._grads["weight"],
+                                   self._grads["bias"] if self.has_bias else None, self.need_input_grad,
+                                   self.stride, self.padding, self._scratch)
 
     def _on_moved(self):
         self._scratch.clear()
-        self._cols = None
+        self._x = self._relu_y = None
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"

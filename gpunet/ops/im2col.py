@@ -7,6 +7,10 @@ See kernels/im2col/reference.py for the formulas. With K = C·kh·kw, M = N·OH�
     cnhw_to_nchw(yc, b)  yc (OC, M)      -> y (N, OC, OH, OW),     y[n, c] = yc[c, n·P:(n+1)·P] + b[c]
     nchw_to_cnhw(dy)     dy (N, OC, P..) -> dyc (OC, M) and db[c] = Σ_{n,p} dy[n, c, p]
 
+A ReLU that follows the convolution folds into the layout moves: ``relu=True`` writes
+max(y, 0) in the same pass, and ``relu_y=y`` multiplies dy by [y > 0] before moving and summing
+it (bit for bit what a separate ReLU layer computes).
+
 Each function validates its arguments, picks a kernel tier (gpunet/ops/registry.py),
 allocates the output unless ``out=`` is given (a C-contiguous array of the right shape and
 dtype), and calls the tier (``OP``, the registry's im2col op).
@@ -72,8 +76,8 @@ def col2im(cols, x_shape, kh, kw, stride=(1, 1), padding=(0, 0), out=None, tier=
     return dx
 
 
-def cnhw_to_nchw(yc, bias, shape, out=None, tier=None):
-    """y (N, C, *spatial) with y[n, c] = yc[c, n·P:(n+1)·P] + bias[c]."""
+def cnhw_to_nchw(yc, bias, shape, out=None, relu=False, tier=None):
+    """y (N, C, *spatial) with y[n, c] = yc[c, n·P:(n+1)·P] + bias[c] (then max(y, 0) if ``relu``)."""
     shape = tuple(int(s) for s in shape)
     n, c = shape[:2]
     p = int(np.prod(shape[2:], dtype=np.int64))
@@ -82,17 +86,44 @@ def cnhw_to_nchw(yc, bias, shape, out=None, tier=None):
                          f"got {tuple(yc.shape)} and {tuple(bias.shape)}")
     yc, bias = contiguous_float(yc, "cnhw_to_nchw", "yc"), contiguous_float(bias, "cnhw_to_nchw", "bias")
     y = check_out(out, shape, yc, "cnhw_to_nchw")
-    OP.select(yc, bias, y, tier=tier).cnhw_to_nchw(yc, bias, y)
+    OP.select(yc, bias, y, tier=tier).cnhw_to_nchw(yc, bias, y, bool(relu))
     return y
 
 
-def nchw_to_cnhw(dy, out=None, dbias=None, tier=None):
-    """(dyc, dbias): dyc (C, N·P) with dyc[c, n·P + p] = dy[n, c, p], dbias[c] = Σ_{n,p} dy[n, c, p]."""
+def nchw_to_cnhw(dy, out=None, dbias=None, relu_y=None, tier=None):
+    """(dyc, dbias): dyc (C, N·P) with dyc[c, n·P + p] = g[n, c, p], dbias[c] = Σ_{n,p} g[n, c, p],
+    where g = dy, or dy·[relu_y > 0] when the ReLU output ``relu_y`` is given."""
     if dy.ndim < 2:
         raise ValueError(f"nchw_to_cnhw: expected (N, C, ...), got shape {tuple(dy.shape)}")
     dy = contiguous_float(dy, "nchw_to_cnhw", "dy")
+    if relu_y is not None:
+        if tuple(relu_y.shape) != tuple(dy.shape):
+            raise ValueError(f"nchw_to_cnhw(relu_y): expected shape {tuple(dy.shape)}, got {tuple(relu_y.shape)}")
+        relu_y = contiguous_float(relu_y, "nchw_to_cnhw", "relu_y").astype(dy.dtype, copy=False)
     n, c = dy.shape[:2]
     dyc = check_out(out, (c, dy.size // max(n * c, 1) * n), dy, "nchw_to_cnhw")
     dbias = check_out(dbias, (c,), dy, "nchw_to_cnhw")
-    OP.select(dy, dyc, dbias, tier=tier).nchw_to_cnhw(dy, dyc, dbias)
+    OP.select(dy, dyc, dbias, relu_y, tier=tier).nchw_to_cnhw(dy, dyc, dbias, relu_y)
     return dyc, dbias
+
+
+def conv2d_forward(x, weight, bias, stride, padding, relu=False, scratch=None, tier=None):
+    """y = W ∗ x + b (max(·, 0) when ``relu``); ``x`` C-contiguous (N, C, H, W) of the weight's dtype."""
+    (sh, sw), (ph, pw) = stride, padding
+    n, _, h, w = x.shape
+    oc, _, kh, kw = weight.shape
+    y = backend.get_array_module(x).empty(
+        (n, oc, conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)), dtype=x.dtype)
+    OP.select(x, weight, tier=tier).conv_forward(x, weight, bias, y, kh, kw, sh, sw, ph, pw, bool(relu), scratch)
+    return y
+
+
+def conv2d_backward(x, weight, dy, relu_y, dweight, dbias, need_dx, stride, padding, scratch=None, tier=None):
+    """Write dW (and db unless ``dbias`` is None) for the forward on ``x``; return dx, or None
+    when ``need_dx`` is False. ``scratch`` must be the forward's."""
+    (sh, sw), (ph, pw) = stride, padding
+    kh, kw = weight.shape[2:]
+    dx = backend.get_array_module(dy).empty(x.shape, dtype=dy.dtype) if need_dx else None
+    OP.select(x, dy, tier=tier).conv_backward(x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, sh, sw, ph, pw,
+                                              scratch)
+    return dx

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..common.cupy import compiled, grid, sourced, suffix
+from .composed import backward_with, forward_with
 
 THREADS = 256  # channel_sum's shared-memory tree assumes exactly this block size
 
@@ -50,14 +51,25 @@ def _ncp(a):
     return np.int32(n), np.int32(c), np.int32(a.size // max(n * c, 1))
 
 
-def cnhw_to_nchw(yc, bias, y):
+def cnhw_to_nchw(yc, bias, y, relu=False):
     if y.size:
-        _run("cnhw_to_nchw", y.dtype, y.size, (yc, bias, y) + _ncp(y))
+        _run("cnhw_to_nchw", y.dtype, y.size, (yc, bias, y) + _ncp(y) + (np.int32(bool(relu)),))
 
 
-def nchw_to_cnhw(dy, dyc, dbias):
+def nchw_to_cnhw(dy, dyc, dbias, relu_y=None):
     if dy.size:
-        _run("nchw_to_cnhw", dy.dtype, dy.size, (dy, dyc) + _ncp(dy))
-        _run("channel_sum", dy.dtype, 0, (dy, dbias) + _ncp(dy), blocks=dy.shape[1])
+        if relu_y is None:
+            _run("nchw_to_cnhw", dy.dtype, dy.size, (dy, dyc) + _ncp(dy))
+        else:
+            _run("nchw_to_cnhw_relu", dy.dtype, dy.size, (dy, relu_y, dyc) + _ncp(dy))
+        _run("channel_sum", dy.dtype, 0, (dyc, dbias) + _ncp(dy), blocks=dy.shape[1])
     elif dbias.size:
         dbias[...] = 0
+
+
+def conv_forward(x, weight, bias, y, kh, kw, sh, sw, ph, pw, relu, scratch):
+    forward_with(im2col, cnhw_to_nchw, x, weight, bias, y, kh, kw, sh, sw, ph, pw, relu, scratch)
+
+
+def conv_backward(x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, sh, sw, ph, pw, scratch):
+    backward_with(nchw_to_cnhw, col2im, x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, sh, sw, ph, pw, scratch)

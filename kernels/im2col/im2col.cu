@@ -48,44 +48,43 @@ __device__ __forceinline__ void col2im_impl(const T* __restrict__ cols, T* __res
     }
 }
 
-// y[b, ch, k] = yc[ch, b*p + k] + bias[ch]
+// y[b, ch, k] = yc[ch, b*p + k] + bias[ch]; with relu, max(that, 0) (NaN kept, as numpy.maximum)
 template <typename T>
 __device__ __forceinline__ void cnhw_to_nchw_impl(const T* __restrict__ yc, const T* __restrict__ bias,
-                                                  T* __restrict__ y, int n, int c, int p) {
+                                                  T* __restrict__ y, int n, int c, int p, int relu) {
     const long long total = (long long)n * c * p, m = (long long)n * p;
     for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
          idx += (long long)blockDim.x * gridDim.x) {
         const int k = (int)(idx % p), ch = (int)((idx / p) % c), b = (int)(idx / ((long long)p * c));
-        y[idx] = yc[ch * m + (long long)b * p + k] + bias[ch];
+        const T v = yc[ch * m + (long long)b * p + k] + bias[ch];
+        y[idx] = (relu && v <= T(0)) ? T(0) : v;
     }
 }
 
-// dyc[ch, b*p + k] = dy[b, ch, k]
-template <typename T>
-__device__ __forceinline__ void nchw_to_cnhw_impl(const T* __restrict__ dy, T* __restrict__ dyc,
-                                                  int n, int c, int p) {
+// dyc[ch, b*p + k] = dy[b, ch, k]; with MASKED, times [mask[b, ch, k] > 0] (a fused ReLU's backward)
+template <typename T, bool MASKED>
+__device__ __forceinline__ void nchw_to_cnhw_impl(const T* __restrict__ dy, const T* __restrict__ mask,
+                                                  T* __restrict__ dyc, int n, int c, int p) {
     const long long m = (long long)n * p, total = (long long)c * m;
     for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
          idx += (long long)blockDim.x * gridDim.x) {
         const long long col = idx % m;
         const int ch = (int)(idx / m), b = (int)(col / p), k = (int)(col % p);
-        dyc[idx] = dy[((long long)b * c + ch) * p + k];
+        const long long src = ((long long)b * c + ch) * p + k;
+        dyc[idx] = MASKED ? dy[src] * (mask[src] > T(0) ? T(1) : T(0)) : dy[src];
     }
 }
 
-// dbias[ch] = sum over b, k of dy[b, ch, k]; one block (blockDim.x = 256) per channel, summed in
-// double for either dtype (the terms have both signs; float partial sums lose digits).
+// dbias[ch] = sum of the row dyc[ch, :] (n*p values); one block (blockDim.x = 256) per channel,
+// summed in double for either dtype (the terms have both signs; float partial sums lose digits).
 template <typename T>
-__device__ __forceinline__ void channel_sum_impl(const T* __restrict__ dy, T* __restrict__ dbias,
+__device__ __forceinline__ void channel_sum_impl(const T* __restrict__ dyc, T* __restrict__ dbias,
                                                  int n, int c, int p) {
     __shared__ double part[256];
     const int ch = blockIdx.x;
     const long long m = (long long)n * p;
     double acc = 0.0;
-    for (long long t = threadIdx.x; t < m; t += blockDim.x) {
-        const int b = (int)(t / p), k = (int)(t % p);
-        acc += dy[((long long)b * c + ch) * p + k];
-    }
+    for (long long t = threadIdx.x; t < m; t += blockDim.x) acc += dyc[ch * m + t];
     part[threadIdx.x] = acc;
     __syncthreads();
     for (int s = blockDim.x / 2; s > 0; s >>= 1) {
@@ -103,22 +102,28 @@ __global__ void im2col_f32(const float* x, float* cols, GEOM) { im2col_impl<floa
 __global__ void im2col_f64(const double* x, double* cols, GEOM) { im2col_impl<double>(x, cols, GEOM_ARGS); }
 __global__ void col2im_f32(const float* cols, float* dx, GEOM) { col2im_impl<float>(cols, dx, GEOM_ARGS); }
 __global__ void col2im_f64(const double* cols, double* dx, GEOM) { col2im_impl<double>(cols, dx, GEOM_ARGS); }
-__global__ void cnhw_to_nchw_f32(const float* yc, const float* bias, float* y, int n, int c, int p) {
-    cnhw_to_nchw_impl<float>(yc, bias, y, n, c, p);
+__global__ void cnhw_to_nchw_f32(const float* yc, const float* bias, float* y, int n, int c, int p, int relu) {
+    cnhw_to_nchw_impl<float>(yc, bias, y, n, c, p, relu);
 }
-__global__ void cnhw_to_nchw_f64(const double* yc, const double* bias, double* y, int n, int c, int p) {
-    cnhw_to_nchw_impl<double>(yc, bias, y, n, c, p);
+__global__ void cnhw_to_nchw_f64(const double* yc, const double* bias, double* y, int n, int c, int p, int relu) {
+    cnhw_to_nchw_impl<double>(yc, bias, y, n, c, p, relu);
 }
 __global__ void nchw_to_cnhw_f32(const float* dy, float* dyc, int n, int c, int p) {
-    nchw_to_cnhw_impl<float>(dy, dyc, n, c, p);
+    nchw_to_cnhw_impl<float, false>(dy, dy, dyc, n, c, p);
 }
 __global__ void nchw_to_cnhw_f64(const double* dy, double* dyc, int n, int c, int p) {
-    nchw_to_cnhw_impl<double>(dy, dyc, n, c, p);
+    nchw_to_cnhw_impl<double, false>(dy, dy, dyc, n, c, p);
 }
-__global__ void channel_sum_f32(const float* dy, float* dbias, int n, int c, int p) {
-    channel_sum_impl<float>(dy, dbias, n, c, p);
+__global__ void nchw_to_cnhw_relu_f32(const float* dy, const float* mask, float* dyc, int n, int c, int p) {
+    nchw_to_cnhw_impl<float, true>(dy, mask, dyc, n, c, p);
 }
-__global__ void channel_sum_f64(const double* dy, double* dbias, int n, int c, int p) {
-    channel_sum_impl<double>(dy, dbias, n, c, p);
+__global__ void nchw_to_cnhw_relu_f64(const double* dy, const double* mask, double* dyc, int n, int c, int p) {
+    nchw_to_cnhw_impl<double, true>(dy, mask, dyc, n, c, p);
+}
+__global__ void channel_sum_f32(const float* dyc, float* dbias, int n, int c, int p) {
+    channel_sum_impl<float>(dyc, dbias, n, c, p);
+}
+__global__ void channel_sum_f64(const double* dyc, double* dbias, int n, int c, int p) {
+    channel_sum_impl<double>(dyc, dbias, n, c, p);
 }
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 from numba import float64
 
 from ..common.numba_cuda import cuda
+from .composed import backward_with, forward_with
 
 _THREADS = 128
 
@@ -69,7 +70,7 @@ def _col2im(cols, dx, kh, kw, sh, sw, ph, pw, oh, ow):
 
 
 @cuda.jit
-def _cnhw_to_nchw(yc, bias, y3):
+def _cnhw_to_nchw(yc, bias, y3, relu):
     n, c, p = y3.shape
     total = n * c * p
     idx = cuda.grid(1)
@@ -78,12 +79,15 @@ def _cnhw_to_nchw(yc, bias, y3):
         k = idx % p
         ch = (idx // p) % c
         b = idx // (p * c)
-        y3[b, ch, k] = yc[ch, b * p + k] + bias[ch]
+        v = yc[ch, b * p + k] + bias[ch]
+        if relu and v <= 0:  # max(v, 0) as numpy.maximum: NaN kept
+            v = 0
+        y3[b, ch, k] = v
         idx += stride
 
 
 @cuda.jit
-def _nchw_to_cnhw(dy3, dyc):
+def _nchw_to_cnhw(dy3, dyc, mask3, masked):
     n, c, p = dy3.shape
     m = n * p
     total = c * m
@@ -92,22 +96,25 @@ def _nchw_to_cnhw(dy3, dyc):
     while idx < total:
         col = idx % m
         ch = idx // m
-        dyc[ch, col] = dy3[col // p, ch, col % p]
+        v = dy3[col // p, ch, col % p]
+        if masked:
+            v = v * (1 if mask3[col // p, ch, col % p] > 0 else 0)
+        dyc[ch, col] = v
         idx += stride
 
 
 @cuda.jit
-def _channel_sum(dy3, dbias):
-    """One block of _THREADS threads per channel: strided partial sums, then a tree in shared
-    memory (float64 for either input dtype)."""
-    n, c, p = dy3.shape
+def _channel_sum(dyc, dbias):
+    """dbias[ch] = Σ dyc[ch, :]: one block of _THREADS threads per channel, strided partial sums,
+    then a tree in shared memory (float64 for either input dtype)."""
+    m = dyc.shape[1]
     part = cuda.shared.array(_THREADS, dtype=float64)
     ch = cuda.blockIdx.x
     t = cuda.threadIdx.x
     acc = 0.0
     k = t
-    while k < n * p:
-        acc += dy3[k // p, ch, k % p]
+    while k < m:
+        acc += dyc[ch, k]
         k += cuda.blockDim.x
     part[t] = acc
     cuda.syncthreads()
@@ -135,12 +142,21 @@ def col2im(cols, dx, kh, kw, sh, sw, ph, pw):
     _col2im[_blocks(dx.size), _THREADS](cols, dx, kh, kw, sh, sw, ph, pw, oh, ow)
 
 
-def cnhw_to_nchw(yc, bias, y):
+def cnhw_to_nchw(yc, bias, y, relu=False):
     y3 = y.reshape(y.shape[0], y.shape[1], -1)
-    _cnhw_to_nchw[_blocks(y.size), _THREADS](yc, bias, y3)
+    _cnhw_to_nchw[_blocks(y.size), _THREADS](yc, bias, y3, bool(relu))
 
 
-def nchw_to_cnhw(dy, dyc, dbias):
+def nchw_to_cnhw(dy, dyc, dbias, relu_y=None):
     dy3 = dy.reshape(dy.shape[0], dy.shape[1], -1)
-    _nchw_to_cnhw[_blocks(dy.size), _THREADS](dy3, dyc)
-    _channel_sum[dy.shape[1], _THREADS](dy3, dbias)
+    mask3 = dy3 if relu_y is None else relu_y.reshape(dy3.shape)
+    _nchw_to_cnhw[_blocks(dy.size), _THREADS](dy3, dyc, mask3, relu_y is not None)
+    _channel_sum[dy.shape[1], _THREADS](dyc, dbias)
+
+
+def conv_forward(x, weight, bias, y, kh, kw, sh, sw, ph, pw, relu, scratch):
+    forward_with(im2col, cnhw_to_nchw, x, weight, bias, y, kh, kw, sh, sw, ph, pw, relu, scratch)
+
+
+def conv_backward(x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, sh, sw, ph, pw, scratch):
+    backward_with(nchw_to_cnhw, col2im, x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, sh, sw, ph, pw, scratch)

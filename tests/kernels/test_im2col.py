@@ -64,27 +64,40 @@ def col2im_case(small=False):
     return make
 
 
-def layout_case(small=False):
+def layout_case(small=False, relu=False):
     def make(rng):
         n, c = int(rng.integers(1, 4)), int(rng.integers(1, 6))
         spatial = tuple(int(s) for s in rng.integers(1, 4 if small else 9, size=2))
         p = spatial[0] * spatial[1]
         return Case(inputs={"yc": rng.standard_normal((c, n * p)), "bias": rng.standard_normal(c)},
-                    outputs={"y": ((n, c) + spatial, None)}, label=f"n={n} c={c} {spatial}")
+                    outputs={"y": ((n, c) + spatial, None)}, scalars={"relu": relu},
+                    label=f"n={n} c={c} {spatial} relu={relu}")
     return make
 
 
-def to_cnhw_case(small=False):
+def to_cnhw_case(small=False, relu=False):
     def make(rng):
         n, c = int(rng.integers(1, 4)), int(rng.integers(1, 6))
         spatial = tuple(int(s) for s in rng.integers(1, 4 if small else 9, size=2))
         p = spatial[0] * spatial[1]
-        return Case(inputs={"dy": rng.standard_normal((n, c) + spatial)},
-                    outputs={"dyc": ((c, n * p), None), "dbias": ((c,), None)}, label=f"n={n} c={c} {spatial}")
+        inputs = {"dy": rng.standard_normal((n, c) + spatial)}
+        if relu:  # a ReLU output: zeros where the unit is off
+            inputs["relu_y"] = np.maximum(rng.standard_normal((n, c) + spatial), 0)
+        return Case(inputs=inputs, outputs={"dyc": ((c, n * p), None), "dbias": ((c,), None)},
+                    label=f"n={n} c={c} {spatial} relu={relu}")
     return make
 
 
-CASES = {"im2col": im2col_case, "col2im": col2im_case, "cnhw_to_nchw": layout_case, "nchw_to_cnhw": to_cnhw_case}
+def _relu(case):
+    return lambda small=False: case(small, relu=True)
+
+
+CASES = {"im2col": im2col_case, "col2im": col2im_case, "cnhw_to_nchw": layout_case, "nchw_to_cnhw": to_cnhw_case,
+         "cnhw_to_nchw+relu": _relu(layout_case), "nchw_to_cnhw+relu": _relu(to_cnhw_case)}
+
+
+def _fns(name, tiers):
+    return ops.OP.tier_functions(name.split("+")[0], tiers)
 
 
 # ----------------------------------------------------------------------------- the specification
@@ -134,11 +147,33 @@ def test_reference_layout_moves_match_the_formula(rng):
     np.testing.assert_allclose(db, y.sum(axis=(0, 2, 3)), rtol=1e-14)
 
 
+def test_fused_relu_layout_moves_equal_a_separate_relu_bit_for_bit(rng):
+    """relu=True / relu_y= give exactly what ReLU's forward (numpy.maximum: NaN kept, −0 → 0)
+    and backward (dy·[y > 0]) give around the plain moves, in every CPU tier and both dtypes."""
+    n, c, p = 3, 5, 7
+    for dtype in (np.float32, np.float64):
+        yc = rng.standard_normal((c, n * p)).astype(dtype)
+        yc[0, :4] = [np.nan, -0.0, 0.0, np.inf]
+        bias = rng.standard_normal(c).astype(dtype)
+        bias[0] = 0
+        dy = rng.standard_normal((n, c, p)).astype(dtype)
+        dy[0, 0, :2] = [np.inf, -1.0]
+        for tier in ("reference", "numba_cpu"):
+            plain = ops.cnhw_to_nchw(yc, bias, (n, c, p), tier=tier)
+            fused = ops.cnhw_to_nchw(yc, bias, (n, c, p), relu=True, tier=tier)
+            relu_y = np.maximum(plain, 0)
+            assert fused.tobytes() == relu_y.tobytes(), tier
+            dyc, db = ops.nchw_to_cnhw(dy, relu_y=fused, tier=tier)
+            with np.errstate(invalid="ignore"):  # inf · 0 where the unit is off, as in ReLU.backward
+                dyc0, db0 = ops.nchw_to_cnhw(dy * (relu_y > 0), tier=tier)
+            assert dyc.tobytes() == dyc0.tobytes() and db.tobytes() == db0.tobytes(), tier
+
+
 # ----------------------------------------------------------------------------- tiers
 @pytest.mark.parametrize("name", list(CASES))
 def test_numba_cpu_matches_reference(name):
     for dtype in (np.float32, np.float64):
-        report = compare_tiers(ops.OP.tier_functions(name, ("reference", "numba_cpu")), CASES[name](),
+        report = compare_tiers(_fns(name, ("reference", "numba_cpu")), CASES[name](),
                                draws=25, seed=11, dtype=dtype)
         report.assert_below(TOL[dtype])
 
@@ -161,7 +196,7 @@ def test_numba_cpu_larger_shapes_match_reference(rng):
 @pytest.mark.cudasim
 @pytest.mark.parametrize("name", list(CASES))
 def test_numba_cuda_under_simulator_matches_reference(name):
-    report = compare_tiers(ops.OP.tier_functions(name, ("reference", "numba_cuda")), CASES[name](small=True),
+    report = compare_tiers(_fns(name, ("reference", "numba_cuda")), CASES[name](small=True),
                            draws=2, seed=12, dtype=np.float32)
     report.assert_below(TOL[np.float32])
 
@@ -170,7 +205,7 @@ def test_numba_cuda_under_simulator_matches_reference(name):
 @pytest.mark.parametrize("name", list(CASES))
 def test_gpu_tiers_match_reference(name):
     for dtype in (np.float32, np.float64):
-        report = compare_tiers(ops.OP.tier_functions(name, ("reference", "numba_cuda", "cupy")), CASES[name](),
+        report = compare_tiers(_fns(name, ("reference", "numba_cuda", "cupy")), CASES[name](),
                                draws=20, seed=13, dtype=dtype)
         report.assert_below(TOL[dtype])
 
@@ -196,7 +231,7 @@ def emulated_tier(monkeypatch):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_cuda_c_on_the_cpu_emulator_matches_reference(name, emulated_tier):
-    fns = {"reference": getattr(R, name), "cuda_c_emulated": emulated_tier(name)}
+    fns = {"reference": getattr(R, name.split("+")[0]), "cuda_c_emulated": emulated_tier(name.split("+")[0])}
     for dtype in (np.float32, np.float64):
         compare_tiers(fns, CASES[name](small=True), draws=6, seed=14, dtype=dtype).assert_below(TOL[dtype])
 

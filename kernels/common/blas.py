@@ -1,0 +1,86 @@
+"""The BLAS matrix product that NumPy itself uses, callable from Numba's parallel loops.
+
+NumPy's wheels ship OpenBLAS, whose own thread pool would compete with Numba's for the cores
+when the two alternate in one training step (OpenBLAS's idle workers spin for a while after
+each product). A kernel that calls ``gemm`` from inside a ``prange`` body instead runs one
+single-threaded product per Numba thread, so a whole convolution — im2col, product, epilogue —
+is one parallel region on one pool. ``openblas_set_num_threads_local`` (OpenBLAS ≥ 0.3.27)
+makes the calling thread's products single-threaded; the kernel restores the previous value
+before it leaves the body, since Numba's thread 0 is the caller's own thread.
+
+``find()`` locates the library among those already loaded in this process (NumPy's bundled
+``libscipy_openblas64_``, or a system OpenBLAS with 32-bit or 64-bit integers) and returns a
+``Blas`` with ctypes functions that Numba compiles as direct calls, or None when none is usable
+(then the callers fall back to ``numpy.matmul``, whose threads are BLAS's own).
+
+    gemm(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)   (CBLAS)
+    C = alpha · op(A) · op(B) + beta · C,   op(A) (m, k), op(B) (k, n), C (m, n), row-major
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from dataclasses import dataclass
+
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+
+# (sgemm, dgemm, set_num_threads_local, integer type) in the order tried
+_NAMES = (
+    ("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_", "openblas_set_num_threads_local", ctypes.c_int64),
+    ("cblas_sgemm64_", "cblas_dgemm64_", "openblas_set_num_threads_local", ctypes.c_int64),
+    ("cblas_sgemm", "cblas_dgemm", "openblas_set_num_threads_local", ctypes.c_int),
+)
+
+
+@dataclass(frozen=True)
+class Blas:
+    path: str
+    sgemm: object
+    dgemm: object
+    set_threads_local: object
+    int_bits: int
+
+
+def _signature(real, integer):
+    return ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer, integer, real,
+                            ctypes.c_void_p, integer, ctypes.c_void_p, integer, real, ctypes.c_void_p, integer)
+
+
+def _loaded_libraries() -> list[str]:
+    """Paths of the shared libraries mapped into this process whose name mentions BLAS (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return []
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "blas" in line.lower() and "/" in line}
+    except OSError:
+        return []
+    return sorted(p for p in paths if os.path.exists(p))
+
+
+def _address(lib, name):
+    try:
+        return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+    except AttributeError:
+        return None
+
+
+def find() -> Blas | None:
+    """NumPy's OpenBLAS (loaded by ``import numpy``) as a ``Blas``, or None."""
+    import numpy  # noqa: F401  (loads its BLAS)
+
+    for path in _loaded_libraries():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for s_name, d_name, local_name, integer in _NAMES:
+            s, d, local = _address(lib, s_name), _address(lib, d_name), _address(lib, local_name)
+            if s and d and local:
+                return Blas(path, _signature(ctypes.c_float, integer)(s), _signature(ctypes.c_double, integer)(d),
+                            ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(local), 8 * ctypes.sizeof(integer))
+    return None
+
+
+BLAS = find()

@@ -1,0 +1,126 @@
+"""The whole convolution of the im2col op (conv_forward/conv_backward in kernels/im2col): every tier against the float64 reference, forward and backward,
+with and without bias, ReLU and dx; the CPU tier's results independent of the thread count;
+its fallback without a callable BLAS; and the calling thread's BLAS setting left as it was.
+
+Tolerance: relative 1e-5 in float32 (each value is a sum of up to a few hundred products, added in
+another order than the float64 reference), 1e-12 in float64 (PyTorch's conv2d is the oracle of
+the Conv2d layer in tests/layers/test_conv.py).
+"""
+import numba
+import numpy as np
+import pytest
+
+from gpunet.kernels.common import blas
+from gpunet.kernels.common.scratch import Scratch
+from gpunet.kernels.im2col import numba_cpu
+from gpunet.ops import im2col as ops
+from gpunet.testing.tiers import relative_error
+
+TOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+# (N, C, H, W), OC, (kh, kw), stride, padding
+GEOMETRIES = [
+    ((3, 2, 7, 6), 4, (3, 3), (1, 1), (0, 0)),
+    ((5, 1, 9, 9), 3, (3, 2), (2, 1), (1, 0)),
+    ((2, 3, 5, 5), 2, (1, 1), (1, 1), (0, 0)),
+    ((4, 4, 6, 8), 5, (5, 3), (3, 2), (2, 1)),
+    ((17, 2, 6, 6), 3, (3, 3), (1, 1), (1, 1)),  # more images than chunks
+    ((1, 2, 4, 4), 2, (4, 4), (1, 1), (0, 0)),   # one image, a 1×1 output
+]
+
+
+def _case(rng, g, bias, relu):
+    shape, oc, (kh, kw), stride, padding = g
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((oc, shape[1], kh, kw))
+    b = rng.standard_normal(oc) if bias else None
+    ref = _run("reference", x, w, b, stride, padding, relu, rng=np.random.default_rng(1))
+    return x, w, b, ref
+
+
+def _run(tier, x, w, b, stride, padding, relu, rng, need_dx=True, dtype=np.float64, xp=np):
+    cast = (lambda a: None if a is None else xp.asarray(a.astype(dtype)))
+    x, w, b = cast(x), cast(w), cast(b)
+    scratch = Scratch()
+    y = ops.conv2d_forward(x, w, b, stride, padding, relu, scratch, tier=tier)
+    dy = cast(rng.standard_normal(y.shape))
+    dw = xp.full(w.shape, np.nan, dtype=dtype)
+    db = xp.full(b.shape, np.nan, dtype=dtype) if b is not None else None
+    dx = ops.conv2d_backward(x, w, dy, y if relu else None, dw, db, need_dx, stride, padding, scratch, tier=tier)
+    out = {"y": y, "dw": dw, "db": db, "dx": dx}
+    return {k: (None if v is None else (v.get() if xp is not np else v)) for k, v in out.items()}
+
+
+def _compare(tier, dtype, xp=np, geometries=GEOMETRIES):
+    rng = np.random.default_rng(0)
+    for g in geometries:
+        for bias, relu, need_dx in ((True, False, True), (False, True, True), (True, True, False)):
+            x, w, b, ref = _case(rng, g, bias, relu)
+            got = _run(tier, x, w, b, g[3], g[4], relu, np.random.default_rng(1), need_dx, dtype, xp)
+            for name, r in ref.items():
+                if r is None or (name == "dx" and not need_dx):
+                    assert got[name] is None, (name, g)
+                    continue
+                err = relative_error(got[name], r)
+                assert err <= TOL[dtype], f"{tier} {name} {err:.2e} for {g} bias={bias} relu={relu}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_cpu_matches_reference(dtype):
+    assert blas.BLAS is not None, "no BLAS callable from Numba found in this process"
+    _compare("numba_cpu", dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_cpu_without_blas_falls_back_to_the_composed_product(dtype, monkeypatch):
+    monkeypatch.setattr(blas, "BLAS", None)
+    _compare("numba_cpu", dtype, geometries=GEOMETRIES[:3])
+
+
+def test_numba_cpu_results_do_not_depend_on_the_thread_count(rng):
+    x = rng.standard_normal((37, 3, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((6, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    runs = []
+    previous = numba.get_num_threads()
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU thread only")
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        try:
+            runs.append(_run("numba_cpu", x, w, b, (1, 1), (1, 1), True, np.random.default_rng(2), dtype=np.float32))
+        finally:
+            numba.set_num_threads(previous)
+    for name in runs[0]:
+        assert runs[0][name].tobytes() == runs[-1][name].tobytes(), name
+
+
+def test_the_calling_threads_blas_setting_is_restored(rng):
+    x = rng.standard_normal((4, 2, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    mine = 2
+    blas.BLAS.set_threads_local(mine)
+    _run("numba_cpu", x, w, None, (1, 1), (0, 0), False, rng, dtype=np.float32)
+    assert blas.BLAS.set_threads_local(mine) == mine  # returns the value in force before this call
+
+
+def test_chunks_depend_on_shapes_only_and_bound_the_partial_gradients():
+    assert numba_cpu.chunks(64, 64, 288) == 16
+    assert numba_cpu.chunks(3, 64, 288) == 3
+    assert numba_cpu.chunks(0, 4, 4) == 1
+    big = numba_cpu.chunks(64, 512, 4608)
+    assert big == 2 and big * 512 * 4608 <= 2 * numba_cpu.PARTIAL_LIMIT
+
+
+@pytest.mark.cudasim
+def test_numba_cuda_under_simulator_matches_reference():
+    _compare("numba_cuda", np.float32, geometries=GEOMETRIES[:2])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("tier", ["numba_cuda", "cupy"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gpu_tiers_match_reference(tier, dtype):
+    import cupy
+
+    _compare(tier, dtype, xp=cupy)

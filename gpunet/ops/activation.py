@@ -18,12 +18,14 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
+from ..kernels.activation.numba_cpu import PARALLEL_MIN as SMALL
 from . import registry
 from .registry import register
 
 OP = register("activation")
 _FAST = (np.float32, np.float64)
-SMALL = 1 << 16  # NumPy arrays below this size: every CPU tier computes the reference formulas
+# NumPy arrays below SMALL elements: the CPU tier computes the reference formulas itself, so they
+# are called here directly
 
 
 def _module(first, other, tier):

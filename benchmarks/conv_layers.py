@@ -3,6 +3,7 @@ library in a fresh process of its own, same thread count), plus where gpunet's c
 goes (``--phases``).
 
     python benchmarks/conv_layers.py [--threads N] [--json out.json] [--repeat 30] [--phases] [--step]
+                                     [--step-model dropout_cnn|resnet_small] [--steps 200]
 
 Shapes are those of one training step of ``dropout_cnn(0.2)`` at batch 64. Forward: the median
 time of a forward call; backward: the median time of a backward call, each after an untimed
@@ -16,11 +17,13 @@ with db, the dW and dX GEMMs, col2im) — the path gpunet took before its convol
 parallel region per pass — beside that fused region's forward and backward (records with
 ``phase_s``, gpunet only).
 
-``--step`` times each layer of ``dropout_cnn(0.2)`` inside whole training steps (forward, loss,
-backward, Adam), where a layer's inputs are not in cache and the thread pools hand over to each
-other (records ``step_<index>_<layer>_fwd``/``_bwd`` with ``step_s``, gpunet only; a ReLU fused
-into the convolution before it shows as 0). It runs against whichever gpunet is imported, so
-the same script profiles an older checkout (``PYTHONPATH=<checkout>``).
+``--step`` times each layer of ``dropout_cnn(0.2)`` (or ``--step-model resnet_small``) inside
+whole training steps (forward, loss, backward, Adam), where a layer's inputs are not in cache and
+the thread pools hand over to each other (records ``step_<path>_<layer>_fwd``/``_bwd`` with
+``step_s``, gpunet only; the path names the layer inside its blocks, e.g. ``3.block.0``; a ReLU
+fused into the layer before it shows as 0; ``step_rest`` is the step less its layers' time: the
+loss, the optimizer, the residual sums). It runs against whichever gpunet is imported, so the
+same script profiles an older checkout (``PYTHONPATH=<checkout>``).
 """
 from __future__ import annotations
 
@@ -138,7 +141,16 @@ def gpunet_phases(threads, repeat) -> dict:
     return out
 
 
-def gpunet_step(threads, steps) -> dict:
+def _leaves(layer, path=""):
+    """(path, layer) for every layer without children, in order."""
+    children = layer._children
+    if not children:
+        yield path, layer
+    for name, child in children.items():
+        yield from _leaves(child, f"{path}.{name}" if path else name)
+
+
+def gpunet_step(threads, steps, model_name="dropout_cnn") -> dict:
     """Seconds per step spent in each layer's forward and backward during training steps."""
     import collections
 
@@ -148,7 +160,7 @@ def gpunet_step(threads, steps) -> dict:
 
     set_threads(threads)
     gn.seed(0)
-    model = gn.models.dropout_cnn(0.2)
+    model = gn.models.resnet_small() if model_name == "resnet_small" else gn.models.dropout_cnn(0.2)
     model.need_input_grad = False
     opt = gn.optim.Adam(model, lr=1e-3)
     loss_fn = gn.losses.CrossEntropy(check_labels=False)
@@ -166,12 +178,13 @@ def gpunet_step(threads, steps) -> dict:
         return run
 
     keys = []
-    for i, layer in enumerate(model):
-        key = f"{i}_{type(layer).__name__}"
+    for path, layer in _leaves(model):
+        key = f"{path}_{type(layer).__name__}"
         keys += [f"{key}_fwd", f"{key}_bwd"]
-        for method, direction in (("forward", "fwd"), ("forward_fused", "fwd"), ("backward", "bwd")):
-            if hasattr(layer, method):
-                layer.__dict__[method] = timed(f"{key}_{direction}", getattr(layer, method))
+        # the fusing layers' forward calls forward_fused: time that one alone
+        forward = "forward_fused" if hasattr(layer, "forward_fused") else "forward"
+        for method, direction in ((forward, "fwd"), ("backward", "bwd")):
+            layer.__dict__[method] = timed(f"{key}_{direction}", getattr(layer, method))
 
     def step():
         model.train()
@@ -185,7 +198,8 @@ def gpunet_step(threads, steps) -> dict:
     for _ in range(steps):
         step()
     total = (time.perf_counter() - t0) / steps
-    return {"whole_step": total, **{k: spent[k] / steps for k in keys}}
+    layers = {k: spent[k] / steps for k in keys}
+    return {"whole_step": total, **layers, "rest": total - sum(layers.values())}
 
 
 def main(argv=None):
@@ -194,6 +208,8 @@ def main(argv=None):
     p.add_argument("--phases", action="store_true", help="also time the pieces of gpunet's convolution")
     p.add_argument("--step", action="store_true", help="also time each layer inside training steps (gpunet)")
     p.add_argument("--steps", type=int, default=200, help="training steps timed with --step")
+    p.add_argument("--step-model", choices=("dropout_cnn", "resnet_small"), default="dropout_cnn",
+                   help="the network --step profiles")
     args = p.parse_args(argv)
     if args.device != "cpu":
         p.error("conv_layers.py times the CPU only (--device cpu)")
@@ -213,8 +229,8 @@ def main(argv=None):
             print(f"  {name:<24} {s * 1e3:8.3f}")
             records.append({"name": f"phase_{name}", "device": "cpu", "phase_s": s, "threads": threads})
     if args.step:
-        spent = isolated("gpunet", gpunet_step, threads, args.steps)
-        print(f"\ngpunet's dropout_cnn(0.2), each layer inside {args.steps} training steps (ms per step):")
+        spent = isolated("gpunet", gpunet_step, threads, args.steps, args.step_model)
+        print(f"\ngpunet's {args.step_model}, each layer inside {args.steps} training steps (ms per step):")
         for name, sec in spent.items():
             print(f"  {name:<24} {sec * 1e3:8.3f}")
             records.append({"name": f"step_{name}", "device": "cpu", "step_s": sec, "threads": threads})

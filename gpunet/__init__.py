@@ -29,9 +29,11 @@ def _mount_kernels() -> None:
 
 _mount_kernels()
 
+from .cpu_memory import keep_freed_memory  # noqa: E402
 from .cpu_threads import start_numba_threads_without_spinning  # noqa: E402
 
 start_numba_threads_without_spinning()
+keep_freed_memory()
 
 from . import backend, init, losses, optim  # noqa: E402
 from .backend import (  # noqa: E402

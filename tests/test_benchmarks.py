@@ -60,6 +60,11 @@ def test_conv_layers(tmp_path):
     assert names[:2] == ["layer_conv1_fwd", "layer_conv1_bwd"] and "layer_conv2+relu_bwd" in names
     assert "phase_conv2_im2col" in names and "phase_conv2_fused_backward" in names
     assert "piece by piece" in out and "step_whole_step" in names and "step_3_Conv2d_bwd" in names
+    records, out = _run(tmp_path, "conv_layers.py", "--repeat", "1", "--step", "--steps", "2",
+                        "--step-model", "resnet_small")
+    steps = {r["name"]: r["step_s"] for r in records if "step_s" in r}
+    assert "step_3.block.0_Conv2d_fwd" in steps and "step_5.shortcut.1_BatchNorm2d_bwd" in steps
+    assert steps["step_2_ReLU_fwd"] == 0.0 and steps["step_rest"] < steps["step_whole_step"]  # fused into 1
 
 
 def test_trainer_overhead(tmp_path):

@@ -7,7 +7,9 @@ Parameter names follow the children's names: a Residual's are "block.*" and "sho
 from __future__ import annotations
 
 from .. import backend
+from ..ops import activation
 from .base import Layer
+from .checks import check_dy
 from .containers import Numbered
 
 
@@ -16,7 +18,9 @@ class Residual(Layer):
 
     Backward: dx = block.backward(dy) + shortcut.backward(dy) (dy itself for the identity). For a
     block that changes the shape (stride or channels), pass a shortcut that does the same, e.g.
-    ``Conv2d(c_in, c_out, 1, stride=2, bias=False)``.
+    ``Conv2d(c_in, c_out, 1, stride=2, bias=False)``. Followed by a ``ReLU`` in a ``Sequential`` (as
+    in ResNet), the sum and the ReLU are one pass, y = max(block(x) + shortcut(x), 0), and the
+    backward starts with the ReLU's mask (``forward_fused``); the numbers are the same.
     """
 
     _branch_shapes = True
@@ -28,7 +32,13 @@ class Residual(Layer):
             self.add_child("shortcut", shortcut)
         self.has_shortcut = shortcut is not None
 
+    _relu_y = None  # the output of a forward with a fused ReLU, whose mask backward applies
+
     def forward(self, x):
+        return self.forward_fused(x)
+
+    def forward_fused(self, x, relu: bool = False):
+        """block(x) + shortcut(x), or max(·, 0) of it in the same pass when ``relu``."""
         fx = self._children["block"](x)
         sx = self._children["shortcut"](x) if self.has_shortcut else x
         if tuple(fx.shape) != tuple(sx.shape):
@@ -36,9 +46,16 @@ class Residual(Layer):
             raise ValueError(f"{self.name}: the block's output {tuple(fx.shape)} and the {what} "
                              f"{tuple(sx.shape)} differ; give a shortcut that maps x to the block's shape")
         self._last_input_shape = tuple(x.shape[1:])
-        return fx + sx
+        if not relu:
+            self._relu_y = None
+            return fx + sx
+        self._relu_y = activation.add_relu(fx, sx)
+        return self._relu_y
 
     def backward(self, dy):
+        if self._relu_y is not None:
+            check_dy(self, dy, self._relu_y.shape)
+            dy = activation.relu_backward(dy, self._relu_y)
         paths = [self._children["block"]] + ([self._children["shortcut"]] if self.has_shortcut else [])
         for path in paths:
             path.need_input_grad = self.need_input_grad

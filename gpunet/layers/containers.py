@@ -19,14 +19,28 @@ class Numbered:
         return iter(self._children.values())
 
 
+def _fuses_relu(layer) -> bool:
+    """Whether ``layer`` can run a ReLU that follows it in its own passes (``forward_fused``):
+    exact types only, since a subclass may have its own forward."""
+    from .blocks import Residual
+    from .conv import Conv2d
+    from .normalization import BatchNorm1d, BatchNorm2d
+
+    kind = type(layer)
+    return (kind is Conv2d and layer._act is None) or kind in (BatchNorm1d, BatchNorm2d, Residual)
+
+
 class Sequential(Numbered, Layer):
     """Apply layers in order; backward runs them in reverse, each returning its dx.
 
     Children are named "0", "1", ..., so parameter names read "0.weight", "0.bias" as in
-    PyTorch's ``nn.Sequential``. A ``Conv2d`` (without an ``activation`` of its own) followed by a
-    ``ReLU`` runs as one fused step: the convolution applies max(·, 0) in its output pass and the
-    ReLU's mask in its first backward pass (see ``Conv2d``), the ReLU layer's own passes are
-    skipped, and every number is the same as running the two apart.
+    PyTorch's ``nn.Sequential``. A layer that can fuse a ReLU (``Conv2d`` without an
+    ``activation`` of its own, ``BatchNorm1d``/``BatchNorm2d``, ``Residual``) followed by a
+    ``ReLU`` runs as one fused step: the layer applies max(·, 0) in its output pass and the ReLU's
+    mask in its backward passes (``forward_fused``), and the ReLU layer's own passes are skipped.
+    The ReLU's formulas are the same; every forward number is the same bits as running the two
+    apart, and gradients are too, except that a batch norm's float64 sums may add in another
+    order (a last-bit difference at most).
     """
 
     _sequential_shapes = True
@@ -52,18 +66,16 @@ class Sequential(Numbered, Layer):
         return x
 
     def _steps(self):
-        """[(layer, None) or (conv, relu) for a fused Conv2d → ReLU pair], cached per child list."""
+        """[(layer, None) or (layer, relu) for a fused layer → ReLU pair], cached per child list."""
         layers = tuple(self._children.values())
         cached = self.__dict__.get("_plan")
         if cached is not None and cached[0] == layers:
             return cached[1]
-        from .conv import Conv2d
-
         steps, i = [], 0
         while i < len(layers):
             layer = layers[i]
             nxt = layers[i + 1] if i + 1 < len(layers) else None
-            if type(layer) is Conv2d and layer._act is None and type(nxt) is ReLU:
+            if type(nxt) is ReLU and _fuses_relu(layer):
                 steps.append((layer, nxt))
                 i += 2
             else:

@@ -5,6 +5,7 @@ import copy
 
 from .. import backend
 from .. import init as initializers
+from ..ops.products import matmul
 from .activations import activation_layer
 from .base import Layer, check_size
 from .checks import check_dy, check_input
@@ -56,8 +57,7 @@ class Linear(Layer):
             self._materialize(int(x.shape[1]), backend.device_of(x))
         x = check_input(self, x, ndim=2, trailing=(self.in_features,), dtype=self.weight.dtype)
         self._x = x
-        xp = backend.get_array_module(x)
-        y = xp.matmul(x, self.weight.T)
+        y = matmul(x, self.weight.T)
         if self.has_bias:
             y += self.bias
         return y if self._act is None else self._act.forward(y)
@@ -66,13 +66,12 @@ class Linear(Layer):
         check_dy(self, dy, None if self._x is None else (len(self._x), self.out_features))
         if self._act is not None:
             dy = self._act.backward(dy)
-        xp = backend.get_array_module(dy)
-        xp.matmul(dy.T, self._x, out=self._grads["weight"])
+        matmul(dy.T, self._x, out=self._grads["weight"])
         if self.has_bias:
             dy.sum(axis=0, out=self._grads["bias"])
         if not self.need_input_grad:
             return None
-        return xp.matmul(dy, self.weight)
+        return matmul(dy, self.weight)
 
     def output_shape(self, input_shape):
         return (self.out_features,)

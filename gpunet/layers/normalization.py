@@ -23,7 +23,9 @@ class _BatchNorm(Layer):
     ``track_running_stats=False``). Backward: dβ = Σdy, dγ = Σdy·x̂,
     dx = (γ·invstd/n)·(n·dy − dβ − x̂·dγ) (γ·invstd·dy with running statistics).
     γ ("weight") and β ("bias") take no weight decay by default; "running_mean", "running_var"
-    and "num_batches_tracked" are buffers, as in PyTorch's state dict.
+    and "num_batches_tracked" are buffers, as in PyTorch's state dict. In a ``Sequential``, a
+    BatchNorm followed by a ``ReLU`` runs as one step (``forward_fused``): max(y, 0) in the
+    normalizing pass, the ReLU's mask read by the backward's passes, the same numbers.
     """
 
     _ndims: tuple = ()
@@ -59,6 +61,7 @@ class _BatchNorm(Layer):
             self.add_buffer("running_var", xp.ones(C, dtype=dtype))
             self.add_buffer("num_batches_tracked", xp.zeros((), dtype=np.int64))
         self._saved = None
+        self._relu_y = None  # the output of a forward with a fused ReLU, whose mask backward applies
         self._tracked = None  # num_batches_tracked on the host (momentum=None reads it once)
         self._dtype = self._float_dtype()
 
@@ -71,6 +74,7 @@ class _BatchNorm(Layer):
 
     def _on_moved(self):
         self._tracked = None
+        self._saved = self._relu_y = None
         self._dtype = self._float_dtype()
 
     def _on_state_loaded(self):
@@ -87,6 +91,11 @@ class _BatchNorm(Layer):
         return self._unit[1], self._unit[2]
 
     def forward(self, x):
+        return self.forward_fused(x)
+
+    def forward_fused(self, x, relu: bool = False):
+        """The normalized output, with max(·, 0) applied in the same pass when ``relu``; the next
+        backward then applies that ReLU's mask too. (``Sequential`` calls this for BatchNorm → ReLU.)"""
         x = check_input(self, x, dtype=self._dtype)
         if x.ndim not in self._ndims:
             raise ValueError(f"{self.name}: expected input of shape {self._shape_text}, got {tuple(x.shape)}")
@@ -112,13 +121,15 @@ class _BatchNorm(Layer):
                 factor = 1.0 / self._tracked
             y, mean, invstd = batch_norm_train(
                 x, weight, bias, self.running_mean if update else None, self.running_var if update else None,
-                self.eps, factor, update_running=update, check=registry.DEBUG)
+                self.eps, factor, update_running=update, check=registry.DEBUG, relu=relu)
             if update and self.momentum is not None:  # after the launches: no delay before the first kernel
                 nbt[...] += 1
             self._saved = (x, mean, invstd, True)
         else:
-            y = batch_norm_eval(x, weight, bias, self.running_mean, self.running_var, self.eps, check=registry.DEBUG)
+            y = batch_norm_eval(x, weight, bias, self.running_mean, self.running_var, self.eps, check=registry.DEBUG,
+                                relu=relu)
             self._saved = (x, None, None, False)
+        self._relu_y = y if relu else None
         return y
 
     def backward(self, dy):
@@ -136,7 +147,7 @@ class _BatchNorm(Layer):
             raise ValueError(f"{self.name}.backward: dy has shape {tuple(dy.shape)}, expected {tuple(x.shape)} "
                              "(the shape of the forward's output)")
         dx, _, _ = batch_norm_backward(dy, x, weight, mean, invstd, batch_stats=batch_stats, dweight=dw, dbias=db,
-                                       check=registry.DEBUG)
+                                       check=registry.DEBUG, relu_y=self._relu_y)
         return dx
 
     def sample_values_per_channel(self):

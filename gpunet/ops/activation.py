@@ -2,6 +2,7 @@
 backwards, each returning a new output array (see kernels/activation/reference.py for the formulas).
 
     y = relu(x)              dx = relu_backward(dy, y)
+    y = add_relu(a, b)       (max(a + b, 0): a residual sum and its ReLU; relu_backward again)
     y = leaky_relu(x, α)     dx = leaky_relu_backward(dy, y, α)
     y = tanh(x)              dx = tanh_backward(dy, y)
     y = sigmoid(x)           dx = sigmoid_backward(dy, y)
@@ -57,6 +58,14 @@ def _backward(name, dy, y, tier, *scalars):
 def relu(x, tier=None):
     """max(x, 0) (NaN kept, −0 → +0, as ``numpy.maximum``)."""
     return _forward("relu", x, tier)
+
+
+def add_relu(a, b, tier=None):
+    """max(a + b, 0) in one pass, for a and b of one shape (a residual block's sum and ReLU)."""
+    a, b = _contiguous(a), _contiguous(b)
+    y = backend.get_array_module(a).empty(a.shape, dtype=np.result_type(a.dtype, b.dtype))
+    getattr(_module(a, b, tier), "add_relu")(a, b, y)
+    return y
 
 
 def relu_backward(dy, y, tier=None):

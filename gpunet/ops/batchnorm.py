@@ -8,6 +8,9 @@ are per channel over N·S values. Formulas: kernels/batchnorm/reference.py.
 - ``batch_norm_eval``: running statistics.
 - ``batch_norm_backward``: (dx, dγ, dβ); ``batch_stats=False`` for a forward that used fixed
   (running) statistics, dx = γ·invstd·dy.
+- a fused ReLU: ``relu=True`` makes the forwards return max(y, 0) from the same pass, and
+  ``relu_y=`` (that output) makes the backward take dy·[relu_y > 0] as its gradient, the ReLU
+  layer's formulas and bits (BatchNorm → ReLU in a Sequential runs this way).
 
 ``check=False`` skips the argument checks: for a caller that has made them (the BatchNorm layers,
 which check their input and own the other arrays; GPUNET_CHECKS=debug runs them anyway).
@@ -70,7 +73,7 @@ def _check_channels(who, x, channels: dict, dtype=None):
 
 def batch_norm_train(x, weight, bias, running_mean=None, running_var=None, eps: float = 1e-5,
                      momentum: float = 0.1, update_running: bool = True, tier: str | None = None,
-                     check: bool = True):
+                     check: bool = True, relu: bool = False):
     """Training forward with batch statistics. Returns (y, mean, invstd)."""
     if check:
         who = "batch_norm_train"
@@ -96,12 +99,12 @@ def batch_norm_train(x, weight, bias, running_mean=None, running_var=None, eps: 
     mean = xp.empty(C, dtype=np.float64)
     invstd = xp.empty(C, dtype=np.float64)
     k.forward_train(x3, weight, bias, running_mean, running_var, y, mean, invstd,
-                    float(eps), float(momentum), bool(update_running))
+                    float(eps), float(momentum), bool(update_running), bool(relu))
     return y.reshape(x.shape), mean, invstd
 
 
 def batch_norm_eval(x, weight, bias, running_mean, running_var, eps: float = 1e-5, tier: str | None = None,
-                    check: bool = True):
+                    check: bool = True, relu: bool = False):
     """Evaluation forward: y = γ·(x − running_mean)/√(running_var + ε) + β."""
     if check:
         who = "batch_norm_eval"
@@ -111,14 +114,15 @@ def batch_norm_eval(x, weight, bias, running_mean, running_var, eps: float = 1e-
                                  "running_var": running_var})
     x3 = _ncs(x)
     y = backend.get_array_module(x3).empty_like(x3)
-    OP.select(x3, tier=tier).forward_eval(x3, weight, bias, running_mean, running_var, y, float(eps))
+    OP.select(x3, tier=tier).forward_eval(x3, weight, bias, running_mean, running_var, y, float(eps), bool(relu))
     return y.reshape(x.shape)
 
 
 def batch_norm_backward(dy, x, weight, mean, invstd, batch_stats: bool = True, dweight=None, dbias=None,
-                        tier: str | None = None, check: bool = True):
+                        tier: str | None = None, check: bool = True, relu_y=None):
     """(dx, dγ, dβ) from the forward's input, mean and invstd (float64). ``dweight`` and ``dbias``
-    may be given to receive the parameter gradients in place (arena views)."""
+    may be given to receive the parameter gradients in place (arena views); ``relu_y``, the
+    output of a forward with ``relu=True``, applies that ReLU's mask to dy first."""
     if check:
         who = "batch_norm_backward"
         _check_x(x, who)
@@ -130,11 +134,17 @@ def batch_norm_backward(dy, x, weight, mean, invstd, batch_stats: bool = True, d
         _check_channels(who, x, {"weight": weight, "mean": (mean, np.float64), "invstd": (invstd, np.float64),
                                  **given})
         device_kind(x, dy)
+        if relu_y is not None:
+            if tuple(relu_y.shape) != tuple(x.shape) or relu_y.dtype != x.dtype:
+                raise ValueError(f"{who}: relu_y must be the forward's output, of shape {tuple(x.shape)} and dtype "
+                                 f"{x.dtype}; got {relu_y.dtype} of shape {tuple(relu_y.shape)}")
+            device_kind(x, relu_y)
     x3, dy3 = _ncs(x), _ncs(dy)
     C = x3.shape[1]
     xp = backend.get_array_module(x3)
     dweight = xp.empty(C, dtype=x3.dtype) if dweight is None else dweight
     dbias = xp.empty(C, dtype=x3.dtype) if dbias is None else dbias
     dx = xp.empty_like(x3)
-    OP.select(x3, tier=tier).backward(dy3, x3, weight, mean, invstd, dx, dweight, dbias, bool(batch_stats))
+    OP.select(x3, tier=tier).backward(dy3, x3, weight, mean, invstd, dx, dweight, dbias, bool(batch_stats),
+                                      None if relu_y is None else _ncs(relu_y))
     return dx.reshape(x.shape), dweight, dbias

@@ -15,6 +15,12 @@ __device__ void relu_impl(const T* __restrict__ x, T* __restrict__ y, long long 
 }
 
 template <typename T>
+__device__ void add_relu_impl(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x)
+        y[i] = relu_of(a[i] + b[i]);
+}
+
+template <typename T>
 __device__ void relu_backward_impl(const T* __restrict__ dy, const T* __restrict__ y, T* __restrict__ dx, long long n) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x)
         dx[i] = dy[i] * (y[i] > T(0) ? T(1) : T(0));
@@ -77,6 +83,10 @@ FORWARD(relu, float, f32)
 FORWARD(relu, double, f64)
 BACKWARD(relu_backward, float, f32)
 BACKWARD(relu_backward, double, f64)
+__global__ void add_relu_f32(const float* a, const float* b, float* y, long long n) { add_relu_impl<float>(a, b, y, n); }
+__global__ void add_relu_f64(const double* a, const double* b, double* y, long long n) {
+    add_relu_impl<double>(a, b, y, n);
+}
 FORWARD(tanh, float, f32)
 FORWARD(tanh, double, f64)
 BACKWARD(tanh_backward, float, f32)

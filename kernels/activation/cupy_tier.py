@@ -27,6 +27,10 @@ def relu(x, y):
     _launch("relu", x, x, y)
 
 
+def add_relu(a, b, y):
+    _launch("add_relu", a, a, b, y)
+
+
 def relu_backward(dy, y, dx):
     _launch("relu_backward", dy, dy, y, dx)
 

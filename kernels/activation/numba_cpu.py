@@ -28,6 +28,13 @@ def _relu(x, y, zero):
 
 
 @_kernel
+def _add_relu(a, b, y, zero):
+    for i in prange(a.size):
+        v = a[i] + b[i]
+        y[i] = zero if v <= 0 else v
+
+
+@_kernel
 def _relu_backward(dy, y, dx, one, zero):
     for i in prange(dy.size):
         dx[i] = dy[i] * (one if y[i] > 0 else zero)
@@ -78,6 +85,12 @@ def relu(x, y):
     if x.size < PARALLEL_MIN:
         return reference.relu(x, y)
     _relu(*_flat(x, y), x.dtype.type(0))
+
+
+def add_relu(a, b, y):
+    if a.size < PARALLEL_MIN:
+        return reference.add_relu(a, b, y)
+    _add_relu(*_flat(a, b, y), a.dtype.type(0))
 
 
 def relu_backward(dy, y, dx):

@@ -24,6 +24,13 @@ def _relu(x, y):
 
 
 @cuda.jit
+def _add_relu(a, b, y):
+    for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
+        v = a[i] + b[i]
+        y[i] = 0 if v <= 0 else v
+
+
+@cuda.jit
 def _relu_backward(dy, y, dx):
     for i in range(cuda.grid(1), dy.size, cuda.gridsize(1)):
         dx[i] = dy[i] * (1 if y[i] > 0 else 0)
@@ -79,6 +86,10 @@ def _launch(kernel, first, *args):
 
 def relu(x, y):
     _launch(_relu, x, x, y)
+
+
+def add_relu(a, b, y):
+    _launch(_add_relu, a, a, b, y)
 
 
 def relu_backward(dy, y, dx):

@@ -1,6 +1,7 @@
 """Element-wise activations, NumPy reference (float64-capable): the specification of every tier.
 
     relu:        y = max(x, 0)                       relu_backward:     dx = dy · [y > 0]
+    add_relu:    y = max(a + b, 0)  (a residual sum and its ReLU: relu_backward is its backward)
     leaky_relu:  y = max(x, 0) + α·min(x, 0)         leaky_backward:    dx = dy · ((1 − α) + α  if y > 0  else  α)
     tanh:        y = tanh(x)                         tanh_backward:     dx = dy · (1 − y²)
     sigmoid:     y = 1/(1 + e) if x ≥ 0 else e/(1 + e),  e = exp(−|x|)    sigmoid_backward:  dx = dy · y · (1 − y)
@@ -17,6 +18,12 @@ from ..common.xp import array_module as _xp
 
 def relu(x, y):
     _xp(x).maximum(x, 0, out=y)
+
+
+def add_relu(a, b, y):
+    xp = _xp(a)
+    xp.add(a, b, out=y)
+    xp.maximum(y, 0, out=y)
 
 
 def relu_backward(dy, y, dx):

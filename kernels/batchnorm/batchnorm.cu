@@ -15,7 +15,9 @@
 //   3. element-wise y = (x - mean)*a + beta, dx = a*dy - k*(x - mean) - m with x - mean in
 //      double: (N, C) rows with per-thread channel coefficients in registers, (N, C, S) planes
 //      with one channel per block, both in 16-byte vectors; a flat grid-stride kernel (any
-//      shape, unaligned pointers, scalar tail) otherwise.
+//      shape, unaligned pointers, scalar tail) otherwise. A fused ReLU (``relu`` / ``masked``):
+//      max(y, 0) in the forward's pass; dy * [mask > 0] in both backward passes, mask = the
+//      forward's output (the ReLU layer's formulas and bits; mask = dy and masked = 0 otherwise).
 // Shapes and launch geometry come from the host (cupy_tier.py); every loop is bounds-checked.
 #include "../common/vec.cuh"
 
@@ -24,6 +26,13 @@
 #define GPUNET_NCS_THREADS 256
 
 __device__ __forceinline__ long long gpunet_min(long long a, long long b) { return a < b ? a : b; }
+
+// A fused ReLU, as the ReLU layer computes it: forward max(v, 0) after rounding (NaN kept, -0 -> 0);
+// backward dy * [y > 0] in T (inf * 0 -> NaN kept), y being the forward's output.
+template <typename T>
+__device__ __forceinline__ T relu_out(T v) { return v <= T(0) ? T(0) : v; }
+template <typename T>
+__device__ __forceinline__ T relu_grad(T g, T y) { return g * (y > T(0) ? T(1) : T(0)); }
 
 struct Welford {
     double n, mean, m2;
@@ -153,9 +162,10 @@ __device__ void eval_coef(const T* __restrict__ weight, const T* __restrict__ ru
 
 // ------------------------------------------------------------------------------ backward sums
 template <typename T>
-__device__ void bwd_sums_ncs(const T* __restrict__ dy, const T* __restrict__ x, const double* __restrict__ mean,
-                             long long N, int C, long long S, long long planes_per_chunk, int vec,
-                             double* __restrict__ psdy, double* __restrict__ psdx) {
+__device__ void bwd_sums_ncs(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ mask,
+                             const double* __restrict__ mean, int masked, long long N, int C, long long S,
+                             long long planes_per_chunk, int vec, double* __restrict__ psdy,
+                             double* __restrict__ psdx) {
     __shared__ double s_dy[GPUNET_NCS_THREADS];
     __shared__ double s_dx[GPUNET_NCS_THREADS];
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -173,6 +183,12 @@ __device__ void bwd_sums_ncs(const T* __restrict__ dy, const T* __restrict__ x, 
                 T g[4], v[4];
                 Vec<T>::load(dy + off + q * V, g);
                 Vec<T>::load(x + off + q * V, v);
+                if (masked) {
+                    T y[4];
+                    Vec<T>::load(mask + off + q * V, y);
+#pragma unroll
+                    for (int u = 0; u < V; ++u) g[u] = relu_grad(g[u], y[u]);
+                }
 #pragma unroll
                 for (int u = 0; u < V; ++u) {
                     sdy += (double)g[u];
@@ -181,7 +197,7 @@ __device__ void bwd_sums_ncs(const T* __restrict__ dy, const T* __restrict__ x, 
             }
         } else {
             for (long long q = lane; q < S; q += 32) {
-                const double g = (double)dy[off + q];
+                const double g = (double)(masked ? relu_grad(dy[off + q], mask[off + q]) : dy[off + q]);
                 sdy += g;
                 sdx += g * ((double)x[off + q] - mu);
             }
@@ -231,7 +247,8 @@ __device__ void finalize_bwd(const double* __restrict__ psdy, const double* __re
 // elements kV .. kV+V-1 (one 16-byte load), walking the channel forward as it crosses planes.
 template <typename T, typename I>
 __device__ void normalize(const T* __restrict__ x, T* __restrict__ y, const double* __restrict__ mean,
-                          const double* __restrict__ a, const T* __restrict__ bias, I total, I C, I S, int vec) {
+                          const double* __restrict__ a, const T* __restrict__ bias, int relu, I total, I C, I S,
+                          int vec) {
     const I stride = (I)gridDim.x * blockDim.x;
     const I tid = (I)blockIdx.x * blockDim.x + threadIdx.x;
     I done = 0;
@@ -247,6 +264,7 @@ __device__ void normalize(const T* __restrict__ x, T* __restrict__ y, const doub
 #pragma unroll
             for (int l = 0; l < V; ++l) {
                 v[l] = (T)((double)v[l] - mean[c]) * (T)a[c] + bias[c];
+                if (relu) v[l] = relu_out(v[l]);
                 if (++pos == S) {
                     pos = 0;
                     c = (c + 1 == C) ? 0 : c + 1;
@@ -258,14 +276,16 @@ __device__ void normalize(const T* __restrict__ x, T* __restrict__ y, const doub
     }
     for (I i = done + tid; i < total; i += stride) {
         const I c = (i / S) % C;
-        y[i] = (T)((double)x[i] - mean[c]) * (T)a[c] + bias[c];
+        const T v = (T)((double)x[i] - mean[c]) * (T)a[c] + bias[c];
+        y[i] = relu ? relu_out(v) : v;
     }
 }
 
 template <typename T, typename I>
-__device__ void grad_input(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx,
-                           const double* __restrict__ mean, const double* __restrict__ a,
-                           const double* __restrict__ k, const double* __restrict__ m, I total, I C, I S, int vec) {
+__device__ void grad_input(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ mask,
+                           T* __restrict__ dx, const double* __restrict__ mean, const double* __restrict__ a,
+                           const double* __restrict__ k, const double* __restrict__ m, int masked, I total, I C,
+                           I S, int vec) {
     const I stride = (I)gridDim.x * blockDim.x;
     const I tid = (I)blockIdx.x * blockDim.x + threadIdx.x;
     I done = 0;
@@ -279,6 +299,12 @@ __device__ void grad_input(const T* __restrict__ dy, const T* __restrict__ x, T*
             T g[4], v[4];
             Vec<T>::load(dy + i0, g);
             Vec<T>::load(x + i0, v);
+            if (masked) {
+                T y[4];
+                Vec<T>::load(mask + i0, y);
+#pragma unroll
+                for (int l = 0; l < V; ++l) g[l] = relu_grad(g[l], y[l]);
+            }
 #pragma unroll
             for (int l = 0; l < V; ++l) {
                 const T d = (T)((double)v[l] - mean[c]);
@@ -295,7 +321,8 @@ __device__ void grad_input(const T* __restrict__ dy, const T* __restrict__ x, T*
     for (I i = done + tid; i < total; i += stride) {
         const I c = (i / S) % C;
         const T d = (T)((double)x[i] - mean[c]);
-        dx[i] = (T)a[c] * dy[i] - ((T)k[c] * d + (T)m[c]);
+        const T g = masked ? relu_grad(dy[i], mask[i]) : dy[i];
+        dx[i] = (T)a[c] * g - ((T)k[c] * d + (T)m[c]);
     }
 }
 
@@ -382,9 +409,9 @@ __device__ void stats_nc(const T* __restrict__ x, long long N, int C, long long 
 }
 
 template <typename T, int V>
-__device__ void bwd_sums_nc(const T* __restrict__ dy, const T* __restrict__ x, const double* __restrict__ mean,
-                            long long N, int C, long long rows_per_chunk, double* __restrict__ psdy,
-                            double* __restrict__ psdx) {
+__device__ void bwd_sums_nc(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ mask,
+                            const double* __restrict__ mean, int masked, long long N, int C,
+                            long long rows_per_chunk, double* __restrict__ psdy, double* __restrict__ psdx) {
     __shared__ double s_dy[GPUNET_NC_TY][GPUNET_NC_TX * 4];
     __shared__ double s_dx[GPUNET_NC_TY][GPUNET_NC_TX * 4];
     const int tx = threadIdx.x, ty = threadIdx.y;
@@ -403,6 +430,12 @@ __device__ void bwd_sums_nc(const T* __restrict__ dy, const T* __restrict__ x, c
                 if (rr < r1) {
                     load_v<T, V>(dy + rr * C + c0, g[u]);
                     load_v<T, V>(x + rr * C + c0, v[u]);
+                    if (masked) {
+                        T y[4];
+                        load_v<T, V>(mask + rr * C + c0, y);
+#pragma unroll
+                        for (int l = 0; l < V; ++l) g[u][l] = relu_grad(g[u][l], y[l]);
+                    }
                 } else {  // a missing row has g = 0 and adds nothing
 #pragma unroll
                     for (int l = 0; l < 4; ++l) g[u][l] = v[u][l] = T(0);
@@ -442,7 +475,8 @@ __device__ void bwd_sums_nc(const T* __restrict__ dy, const T* __restrict__ x, c
 // coefficients in registers and walks rows r = blockIdx.y*blockDim.y + threadIdx.y, step gridDim.y*blockDim.y.
 template <typename T>
 __device__ void normalize_nc_vec(const T* __restrict__ x, T* __restrict__ y, const double* __restrict__ mean,
-                                 const double* __restrict__ a, const T* __restrict__ bias, long long N, int C) {
+                                 const double* __restrict__ a, const T* __restrict__ bias, int relu, long long N,
+                                 int C) {
     const int V = Vec<T>::n;
     const long long c0 = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * V;
     if (c0 >= C) return;
@@ -458,15 +492,19 @@ __device__ void normalize_nc_vec(const T* __restrict__ x, T* __restrict__ y, con
         T v[4];
         Vec<T>::load(x + r * C + c0, v);
 #pragma unroll
-        for (int l = 0; l < V; ++l) v[l] = (T)((double)v[l] - mu[l]) * sc[l] + b[l];
+        for (int l = 0; l < V; ++l) {
+            v[l] = (T)((double)v[l] - mu[l]) * sc[l] + b[l];
+            if (relu) v[l] = relu_out(v[l]);
+        }
         Vec<T>::store(y + r * C + c0, v);
     }
 }
 
 template <typename T>
-__device__ void dx_nc_vec(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx,
-                          const double* __restrict__ mean, const double* __restrict__ a, const double* __restrict__ k,
-                          const double* __restrict__ m, long long N, int C) {
+__device__ void dx_nc_vec(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ mask,
+                          T* __restrict__ dx, const double* __restrict__ mean, const double* __restrict__ a,
+                          const double* __restrict__ k, const double* __restrict__ m, int masked, long long N,
+                          int C) {
     const int V = Vec<T>::n;
     const long long c0 = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * V;
     if (c0 >= C) return;
@@ -483,6 +521,12 @@ __device__ void dx_nc_vec(const T* __restrict__ dy, const T* __restrict__ x, T* 
         T g[4], v[4];
         Vec<T>::load(dy + r * C + c0, g);
         Vec<T>::load(x + r * C + c0, v);
+        if (masked) {
+            T y[4];
+            Vec<T>::load(mask + r * C + c0, y);
+#pragma unroll
+            for (int l = 0; l < V; ++l) g[l] = relu_grad(g[l], y[l]);
+        }
 #pragma unroll
         for (int l = 0; l < V; ++l) g[l] = ac[l] * g[l] - (kc[l] * (T)((double)v[l] - mu[l]) + mc[l]);
         Vec<T>::store(dx + r * C + c0, g);
@@ -493,8 +537,8 @@ __device__ void dx_nc_vec(const T* __restrict__ dy, const T* __restrict__ x, T* 
 // channel's coefficients read once, threads walk the plane in 16-byte vectors.
 template <typename T>
 __device__ void normalize_planes(const T* __restrict__ x, T* __restrict__ y, const double* __restrict__ mean,
-                                 const double* __restrict__ a, const T* __restrict__ bias, long long P, int C,
-                                 long long S) {
+                                 const double* __restrict__ a, const T* __restrict__ bias, int relu, long long P,
+                                 int C, long long S) {
     const int V = Vec<T>::n;
     const long long nv = S / V;
     for (long long p = blockIdx.x; p < P; p += gridDim.x) {
@@ -507,16 +551,20 @@ __device__ void normalize_planes(const T* __restrict__ x, T* __restrict__ y, con
             T v[4];
             Vec<T>::load(xp + q * V, v);
 #pragma unroll
-            for (int l = 0; l < V; ++l) v[l] = (T)((double)v[l] - mu) * sc + b;
+            for (int l = 0; l < V; ++l) {
+                v[l] = (T)((double)v[l] - mu) * sc + b;
+                if (relu) v[l] = relu_out(v[l]);
+            }
             Vec<T>::store(yp + q * V, v);
         }
     }
 }
 
 template <typename T>
-__device__ void dx_planes(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx,
-                          const double* __restrict__ mean, const double* __restrict__ a, const double* __restrict__ k,
-                          const double* __restrict__ m, long long P, int C, long long S) {
+__device__ void dx_planes(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ mask,
+                          T* __restrict__ dx, const double* __restrict__ mean, const double* __restrict__ a,
+                          const double* __restrict__ k, const double* __restrict__ m, int masked, long long P, int C,
+                          long long S) {
     const int V = Vec<T>::n;
     const long long nv = S / V;
     for (long long p = blockIdx.x; p < P; p += gridDim.x) {
@@ -528,6 +576,12 @@ __device__ void dx_planes(const T* __restrict__ dy, const T* __restrict__ x, T* 
             T g[4], v[4];
             Vec<T>::load(dy + off + q * V, g);
             Vec<T>::load(x + off + q * V, v);
+            if (masked) {
+                T y[4];
+                Vec<T>::load(mask + off + q * V, y);
+#pragma unroll
+                for (int l = 0; l < V; ++l) g[l] = relu_grad(g[l], y[l]);
+            }
 #pragma unroll
             for (int l = 0; l < V; ++l) g[l] = ac * g[l] - (kc * (T)((double)v[l] - mu) + mc);
             Vec<T>::store(dx + off + q * V, g);
@@ -541,28 +595,28 @@ __device__ void dx_planes(const T* __restrict__ dy, const T* __restrict__ x, T* 
                                                      double* pn, double* pmean, double* pm2) {                         \
         stats_nc<T, Vec<T>::n>(x, N, C, rows_per_chunk, pn, pmean, pm2);                                               \
     }                                                                                                                  \
-    extern "C" __global__ void bn_bwd_sums_nc_vec_##SUF(const T* dy, const T* x, const double* mean,                   \
-                                                        long long N, int C, long long rows_per_chunk,                  \
+    extern "C" __global__ void bn_bwd_sums_nc_vec_##SUF(const T* dy, const T* x, const T* mask, const double* mean,    \
+                                                        int masked, long long N, int C, long long rows_per_chunk,      \
                                                         double* psdy, double* psdx) {                                  \
-        bwd_sums_nc<T, Vec<T>::n>(dy, x, mean, N, C, rows_per_chunk, psdy, psdx);                                      \
+        bwd_sums_nc<T, Vec<T>::n>(dy, x, mask, mean, masked, N, C, rows_per_chunk, psdy, psdx);                        \
     }                                                                                                                  \
     extern "C" __global__ void bn_normalize_nc_vec_##SUF(const T* x, T* y, const double* mean, const double* a,        \
-                                                         const T* bias, long long N, int C) {                          \
-        normalize_nc_vec<T>(x, y, mean, a, bias, N, C);                                                                \
+                                                         const T* bias, int relu, long long N, int C) {                \
+        normalize_nc_vec<T>(x, y, mean, a, bias, relu, N, C);                                                          \
     }                                                                                                                  \
-    extern "C" __global__ void bn_dx_nc_vec_##SUF(const T* dy, const T* x, T* dx, const double* mean,                  \
-                                                  const double* a, const double* k, const double* m,                   \
+    extern "C" __global__ void bn_dx_nc_vec_##SUF(const T* dy, const T* x, const T* mask, T* dx, const double* mean,   \
+                                                  const double* a, const double* k, const double* m, int masked,       \
                                                   long long N, int C) {                                                \
-        dx_nc_vec<T>(dy, x, dx, mean, a, k, m, N, C);                                                                  \
+        dx_nc_vec<T>(dy, x, mask, dx, mean, a, k, m, masked, N, C);                                                    \
     }                                                                                                                  \
     extern "C" __global__ void bn_normalize_planes_##SUF(const T* x, T* y, const double* mean, const double* a,        \
-                                                         const T* bias, long long P, int C, long long S) {             \
-        normalize_planes<T>(x, y, mean, a, bias, P, C, S);                                                             \
+                                                         const T* bias, int relu, long long P, int C, long long S) {   \
+        normalize_planes<T>(x, y, mean, a, bias, relu, P, C, S);                                                       \
     }                                                                                                                  \
-    extern "C" __global__ void bn_dx_planes_##SUF(const T* dy, const T* x, T* dx, const double* mean,                  \
-                                                  const double* a, const double* k, const double* m,                   \
+    extern "C" __global__ void bn_dx_planes_##SUF(const T* dy, const T* x, const T* mask, T* dx, const double* mean,   \
+                                                  const double* a, const double* k, const double* m, int masked,       \
                                                   long long P, int C, long long S) {                                   \
-        dx_planes<T>(dy, x, dx, mean, a, k, m, P, C, S);                                                               \
+        dx_planes<T>(dy, x, mask, dx, mean, a, k, m, masked, P, C, S);                                                 \
     }                                                                                                                  \
     extern "C" __global__ void bn_stats_nc_##SUF(const T* x, long long N, int C, long long rows_per_chunk,             \
                                                  double* pn, double* pmean, double* pm2) {                             \
@@ -585,15 +639,16 @@ __device__ void dx_planes(const T* __restrict__ dy, const T* __restrict__ x, T* 
                                                   double eps, int C, double* mean, double* a) {                        \
         eval_coef<T>(weight, running_mean, running_var, eps, C, mean, a);                                              \
     }                                                                                                                  \
-    extern "C" __global__ void bn_bwd_sums_nc_##SUF(const T* dy, const T* x, const double* mean, long long N,          \
-                                                    int C, long long rows_per_chunk, double* psdy,                     \
-                                                    double* psdx) {                                                    \
-        bwd_sums_nc<T, 1>(dy, x, mean, N, C, rows_per_chunk, psdy, psdx);                                              \
+    extern "C" __global__ void bn_bwd_sums_nc_##SUF(const T* dy, const T* x, const T* mask, const double* mean,        \
+                                                    int masked, long long N, int C, long long rows_per_chunk,          \
+                                                    double* psdy, double* psdx) {                                      \
+        bwd_sums_nc<T, 1>(dy, x, mask, mean, masked, N, C, rows_per_chunk, psdy, psdx);                                \
     }                                                                                                                  \
-    extern "C" __global__ void bn_bwd_sums_ncs_##SUF(const T* dy, const T* x, const double* mean, long long N,         \
-                                                     int C, long long S, long long planes_per_chunk, int vec,          \
-                                                     double* psdy, double* psdx) {                                     \
-        bwd_sums_ncs<T>(dy, x, mean, N, C, S, planes_per_chunk, vec, psdy, psdx);                                      \
+    extern "C" __global__ void bn_bwd_sums_ncs_##SUF(const T* dy, const T* x, const T* mask, const double* mean,       \
+                                                     int masked, long long N, int C, long long S,                      \
+                                                     long long planes_per_chunk, int vec, double* psdy,                \
+                                                     double* psdx) {                                                   \
+        bwd_sums_ncs<T>(dy, x, mask, mean, masked, N, C, S, planes_per_chunk, vec, psdy, psdx);                        \
     }                                                                                                                  \
     extern "C" __global__ void bn_finalize_bwd_##SUF(const double* psdy, const double* psdx, int chunks, int C,        \
                                                      const T* weight, const double* save_invstd, T* dweight,           \
@@ -602,25 +657,25 @@ __device__ void dx_planes(const T* __restrict__ dy, const T* __restrict__ x, T* 
         finalize_bwd<T>(psdy, psdx, chunks, C, weight, save_invstd, dweight, dbias, a, k, m, cnt, batch_stats);        \
     }                                                                                                                  \
     extern "C" __global__ void bn_normalize_##SUF##_i32(const T* x, T* y, const double* mean, const double* a,         \
-                                                        const T* bias, unsigned int total, unsigned int C,             \
-                                                        unsigned int S, int vec) {                                     \
-        normalize<T, unsigned int>(x, y, mean, a, bias, total, C, S, vec);                                             \
+                                                        const T* bias, int relu, unsigned int total,                   \
+                                                        unsigned int C, unsigned int S, int vec) {                     \
+        normalize<T, unsigned int>(x, y, mean, a, bias, relu, total, C, S, vec);                                       \
     }                                                                                                                  \
     extern "C" __global__ void bn_normalize_##SUF##_i64(const T* x, T* y, const double* mean, const double* a,         \
-                                                        const T* bias, unsigned long long total,                       \
+                                                        const T* bias, int relu, unsigned long long total,             \
                                                         unsigned long long C, unsigned long long S, int vec) {         \
-        normalize<T, unsigned long long>(x, y, mean, a, bias, total, C, S, vec);                                       \
+        normalize<T, unsigned long long>(x, y, mean, a, bias, relu, total, C, S, vec);                                 \
     }                                                                                                                  \
-    extern "C" __global__ void bn_dx_##SUF##_i32(const T* dy, const T* x, T* dx, const double* mean,                   \
-                                                 const double* a, const double* k, const double* m,                    \
+    extern "C" __global__ void bn_dx_##SUF##_i32(const T* dy, const T* x, const T* mask, T* dx, const double* mean,    \
+                                                 const double* a, const double* k, const double* m, int masked,        \
                                                  unsigned int total, unsigned int C, unsigned int S, int vec) {        \
-        grad_input<T, unsigned int>(dy, x, dx, mean, a, k, m, total, C, S, vec);                                       \
+        grad_input<T, unsigned int>(dy, x, mask, dx, mean, a, k, m, masked, total, C, S, vec);                         \
     }                                                                                                                  \
-    extern "C" __global__ void bn_dx_##SUF##_i64(const T* dy, const T* x, T* dx, const double* mean,                   \
-                                                 const double* a, const double* k, const double* m,                    \
+    extern "C" __global__ void bn_dx_##SUF##_i64(const T* dy, const T* x, const T* mask, T* dx, const double* mean,    \
+                                                 const double* a, const double* k, const double* m, int masked,        \
                                                  unsigned long long total, unsigned long long C,                       \
                                                  unsigned long long S, int vec) {                                      \
-        grad_input<T, unsigned long long>(dy, x, dx, mean, a, k, m, total, C, S, vec);                                 \
+        grad_input<T, unsigned long long>(dy, x, mask, dx, mean, a, k, m, masked, total, C, S, vec);                   \
     }
 
 GPUNET_BN_ENTRIES(float, f32)

@@ -99,7 +99,7 @@ def _per_channel_grid(C: int) -> int:
 
 
 def forward_train(x, weight, bias, running_mean, running_var, y, save_mean, save_invstd,
-                  eps, momentum, update_running):
+                  eps, momentum, update_running, relu=False):
     """Training forward on x of shape (N, C, S); see reference.forward_train."""
     dev = _device()
     N, C, S = x.shape
@@ -112,10 +112,10 @@ def forward_train(x, weight, bias, running_mean, running_var, y, save_mean, save
         (_per_channel_grid(C),), (THREADS,),
         (pn, pmean, pm2, np.int32(chunks), np.int32(C), weight, running_mean, running_var, save_mean,
          save_invstd, a, f64(eps), f64(momentum), f64(unbias), np.int32(bool(update_running))))
-    _elementwise(dev, "bn_normalize", (x, y), (save_mean, a, bias), x)
+    _elementwise(dev, "bn_normalize", (x, y), (save_mean, a, bias, np.int32(bool(relu))), x)
 
 
-def forward_eval(x, weight, bias, running_mean, running_var, y, eps):
+def forward_eval(x, weight, bias, running_mean, running_var, y, eps, relu=False):
     """Evaluation forward with the running statistics; see reference.forward_eval."""
     dev = _device()
     C = x.shape[1]
@@ -124,17 +124,19 @@ def forward_eval(x, weight, bias, running_mean, running_var, y, eps):
     dev.kernel("bn_eval_coef_" + suffix(x.dtype))(
         (_per_channel_grid(C),), (THREADS,),
         (weight, running_mean, running_var, np.float64(eps), np.int32(C), mean, a))
-    _elementwise(dev, "bn_normalize", (x, y), (mean, a, bias), x)
+    _elementwise(dev, "bn_normalize", (x, y), (mean, a, bias, np.int32(bool(relu))), x)
 
 
-def backward(dy, x, weight, save_mean, save_invstd, dx, dweight, dbias, batch_stats):
-    """dx, dγ, dβ; see reference.backward."""
+def backward(dy, x, weight, save_mean, save_invstd, dx, dweight, dbias, batch_stats, relu_y=None):
+    """dx, dγ, dβ; see reference.backward (``relu_y``: a fused ReLU's output, whose mask dy takes)."""
     dev = _device()
     N, C, S = x.shape
-    chunks, (psdy, psdx) = _reduce(dev, "bwd_sums", (dy, x), x, extra=(save_mean,))
+    masked = np.int32(relu_y is not None)
+    mask = dy if relu_y is None else relu_y
+    chunks, (psdy, psdx) = _reduce(dev, "bwd_sums", (dy, x, mask), x, extra=(save_mean, masked))
     a, k, m = (dev.xp.empty(C, dtype=np.float64) for _ in range(3))
     dev.kernel("bn_finalize_bwd_" + suffix(x.dtype))(
         (_per_channel_grid(C),), (THREADS,),
         (psdy, psdx, np.int32(chunks), np.int32(C), weight, save_invstd, dweight, dbias, a, k, m,
          np.float64(N * S), np.int32(bool(batch_stats))))
-    _elementwise(dev, "bn_dx", (dy, x, dx), (save_mean, a, k, m), x)
+    _elementwise(dev, "bn_dx", (dy, x, mask, dx), (save_mean, a, k, m, masked), x)

@@ -1,21 +1,23 @@
 """Batch normalization on the CPU with Numba: streaming passes, float64 accumulation.
 
 Inputs are viewed as (N, C, S): S = 1 for (N, C), S = H·W for (N, C, H, W). Every op is a
-reduction over row chunks followed by a per-channel finalize and an element-wise pass, each
-pass streaming through memory in storage order (prefetch-friendly, one task per row chunk):
+reduction into per-task partials, a per-channel finalize that merges them in a fixed order (the
+result does not depend on the thread count), and an element-wise pass:
 
-- statistics: each of ``_tasks(N)`` tasks walks its rows in blocks (``BLOCK_ROWS`` rows of an
-  (N, C) input, or one (C·S) row of an (N, C, S) input, one channel plane at a time), computes
-  the block's mean and M2 = Σ(x − mean)² by two passes over the cached block, and merges them
-  into its running (mean, M2) with Chan's formula — stable for any mean, no E[x²] − E[x]²;
-- the task partials are merged in a fixed order (the result does not depend on the thread
-  count), then y = (x − μ)·(γ·invstd) + β element-wise, x − μ in float64;
-- backward: per-task sums Σdy and Σdy·(x − μ), merged, then dx = a·dy − k·(x − μ) − m with
-  a = γ·invstd, k = a·dγ·invstd/n, m = a·dβ/n (k = m = 0 with fixed statistics).
+- (N, C, S) statistics: one task per plane x[n, c, :], its mean and M2 = Σ(x − mean)² by two
+  float64 passes over the plane (it stays in cache); the planes are merged with Chan's formula —
+  stable for any mean, no E[x²] − E[x]². The plane sums are compiled with reassociation
+  (``SUMS``), so they vectorize: their order is fixed by the build, not by the thread count;
+- (N, C) statistics: each of ``_tasks(N)`` tasks walks its rows in blocks of ``BLOCK_ROWS``,
+  the block's mean and M2 by two passes, merged into the task's (mean, M2) the same way;
+- y = (x − μ)·(γ·invstd) + β element-wise, x − μ in float64; with ``relu``, max(y, 0) in the
+  same pass (a fused BatchNorm → ReLU, the ReLU layer's bits);
+- backward: per-task sums Σg and Σg·(x − μ), merged, then dx = a·g − k·(x − μ) − m with
+  a = γ·invstd, k = a·dγ·invstd/n, m = a·dβ/n (k = m = 0 with fixed statistics), where g = dy,
+  or dy·[y > 0] for a fused ReLU whose output y is passed as ``relu_y``.
 
 Index arithmetic stays on range() variables that start at zero, so Numba emits no negative-index
-wraparound and the channel loops vectorize; reductions along a contiguous axis keep ``LANES``
-partial sums (no reassociation needed). Same formulas as reference.py.
+wraparound and the channel loops vectorize. Same formulas as reference.py.
 """
 from __future__ import annotations
 
@@ -26,11 +28,17 @@ from numba import njit, prange
 
 from ..common.threads import serial_below
 
-SERIAL_BELOW = 1 << 20  # elements: smaller inputs run on one thread (common/threads.py)
+# elements: smaller inputs run on one thread (common/threads.py); (N, C) rows and (N, C, S) planes
+SERIAL_BELOW_ROWS = 1 << 20
+SERIAL_BELOW_PLANES = 1 << 16
 
 BLOCK_ROWS = 8
-LANES = 8
+SUMS = {"reassoc", "contract"}  # plane sums: vectorized, in a fixed order per build
 MAX_TASKS = 16
+
+
+def _serial_limit(x) -> int:
+    return SERIAL_BELOW_ROWS if x.shape[2] == 1 else SERIAL_BELOW_PLANES
 
 
 def _tasks(n_rows: int) -> int:
@@ -44,27 +52,6 @@ def _merge(cnt, mean, m2, nb, bmean, bm2):
     tot = cnt + nb
     delta = bmean - mean
     return mean + delta * (nb / tot), m2 + bm2 + delta * delta * (cnt * nb / tot)
-
-
-@njit(inline="always")
-def _plane_stats(xp, S, body):
-    """(mean, M2) of one contiguous plane of S values, two passes with LANES partial sums."""
-    acc = np.zeros(LANES)
-    for q in range(0, body, LANES):
-        for l in range(LANES):
-            acc[l] += xp[q + l]
-    for q in range(S - body):
-        acc[q] += xp[body + q]
-    mean = acc.sum() / S
-    acc[:] = 0.0
-    for q in range(0, body, LANES):
-        for l in range(LANES):
-            d = xp[q + l] - mean
-            acc[l] += d * d
-    for q in range(S - body):
-        d = xp[body + q] - mean
-        acc[q] += d * d
-    return mean, acc.sum()
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -109,26 +96,28 @@ def _stats_nc(x, pmean, pm2, pcount):
         pcount[t] = cnt
 
 
+@njit(fastmath=SUMS, cache=True)
+def _plane_mean_m2(xp):
+    """(mean, M2) of one contiguous plane: two float64 passes over it (it stays in cache)."""
+    S = xp.size
+    s = 0.0
+    for q in range(S):
+        s += xp[q]
+    mean = s / S
+    s = 0.0
+    for q in range(S):
+        d = xp[q] - mean
+        s += d * d
+    return mean, s
+
+
 @njit(parallel=True, fastmath=False, cache=True)
-def _stats_ncs(x, pmean, pm2, pcount):
+def _stats_ncs(x, pmean, pm2):
     N, C, S = x.shape
-    T = pmean.shape[0]
-    per = (N + T - 1) // T
-    body = S - S % LANES
-    for t in prange(T):
-        r0 = t * per
-        r1 = min(N, r0 + per)
-        mean = np.zeros(C)
-        m2 = np.zeros(C)
-        cnt = 0.0
-        for r in range(r1 - r0):
-            for c in range(C):
-                bmean, bm2 = _plane_stats(x[r0 + r, c], S, body)
-                mean[c], m2[c] = _merge(cnt, mean[c], m2[c], S, bmean, bm2)
-            cnt += S
-        pmean[t, :] = mean
-        pm2[t, :] = m2
-        pcount[t] = cnt
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        pmean[n, c], pm2[n, c] = _plane_mean_m2(x[n, c])
 
 
 @njit(fastmath=False, cache=True)
@@ -155,33 +144,48 @@ def _finalize_stats(pmean, pm2, pcount, weight, running_mean, running_var, save_
 
 # ----------------------------------------------------------------------------- element-wise
 @njit(parallel=True, fastmath=False, cache=True)
-def _normalize(x, mean, a, bias, y):
-    """y = (x − mean)·a + bias per channel; x, y of shape (N, C, S)."""
+def _normalize(x, mean, a, bias, y, relu, zero):
+    """y = (x − mean)·a + bias per channel, then max(y, 0) with ``relu``; x, y of shape (N, C, S)."""
     N, C, S = x.shape
-    for n in prange(N):
-        for c in range(C):
-            xr = x[n, c]
-            yr = y[n, c]
-            m = mean[c]
-            s = a[c]
-            b = np.float64(bias[c])
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        xr = x[n, c]
+        yr = y[n, c]
+        m = mean[c]
+        s = a[c]
+        b = np.float64(bias[c])
+        if relu:
+            for q in range(S):
+                yr[q] = (xr[q] - m) * s + b  # rounded to y's dtype, then as the ReLU layer:
+                v = yr[q]
+                yr[q] = zero if v <= 0 else v  # NaN kept, -0 -> 0
+        else:
             for q in range(S):
                 yr[q] = (xr[q] - m) * s + b
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _normalize_nc(x, mean, a, bias, y):
+def _normalize_nc(x, mean, a, bias, y, relu, zero):
     N, C = x.shape
     for n in prange(N):
         xr = x[n]
         yr = y[n]
-        for c in range(C):
-            yr[c] = (xr[c] - mean[c]) * a[c] + bias[c]
+        if relu:
+            for c in range(C):
+                yr[c] = (xr[c] - mean[c]) * a[c] + bias[c]
+                v = yr[c]
+                yr[c] = zero if v <= 0 else v
+        else:
+            for c in range(C):
+                yr[c] = (xr[c] - mean[c]) * a[c] + bias[c]
 
 
 # ----------------------------------------------------------------------------- backward
+# With a fused ReLU (``masked``), dy is first multiplied by [y > 0] in dy's dtype, y being the
+# ReLU's output, exactly as the ReLU layer's backward would; the product is never stored.
 @njit(parallel=True, fastmath=False, cache=True)
-def _bwd_sums_nc(dy, x, mean, psdy, psdx):
+def _bwd_sums_nc(dy, x, mean, mask, masked, psdy, psdx, one, zero):
     N, C = x.shape
     T = psdy.shape[0]
     per = (N + T - 1) // T
@@ -193,47 +197,49 @@ def _bwd_sums_nc(dy, x, mean, psdy, psdx):
         for r in range(r1 - r0):
             xr = x[r0 + r]
             gr = dy[r0 + r]
+            mr = mask[r0 + r]
             for c in range(C):
-                g = np.float64(gr[c])
+                g = np.float64(gr[c] * (one if mr[c] > 0 else zero)) if masked else np.float64(gr[c])
                 sdy[c] += g
                 sdx[c] += g * (xr[c] - mean[c])
         psdy[t, :] = sdy
         psdx[t, :] = sdx
 
 
+@njit(fastmath=SUMS, cache=True)
+def _plane_sums(gp, xp, mu):
+    """(Σ dy, Σ dy·(x − μ)) over one plane, in float64."""
+    sdy = 0.0
+    sdx = 0.0
+    for q in range(xp.size):
+        g = np.float64(gp[q])
+        sdy += g
+        sdx += g * (xp[q] - mu)
+    return sdy, sdx
+
+
+@njit(fastmath=SUMS, cache=True)
+def _plane_sums_masked(gp, mp, xp, mu, one, zero):
+    """The same sums of dy·[y > 0] (a fused ReLU's backward: y is the ReLU's output)."""
+    sdy = 0.0
+    sdx = 0.0
+    for q in range(xp.size):
+        g = np.float64(gp[q] * (one if mp[q] > 0 else zero))
+        sdy += g
+        sdx += g * (xp[q] - mu)
+    return sdy, sdx
+
+
 @njit(parallel=True, fastmath=False, cache=True)
-def _bwd_sums_ncs(dy, x, mean, psdy, psdx):
+def _bwd_sums_ncs(dy, x, mean, mask, masked, psdy, psdx, one, zero):
     N, C, S = x.shape
-    T = psdy.shape[0]
-    per = (N + T - 1) // T
-    body = S - S % LANES
-    for t in prange(T):
-        r0 = t * per
-        r1 = min(N, r0 + per)
-        sdy = np.zeros(C)
-        sdx = np.zeros(C)
-        acc = np.empty(LANES)
-        acx = np.empty(LANES)
-        for r in range(r1 - r0):
-            for c in range(C):
-                xr = x[r0 + r, c]
-                gr = dy[r0 + r, c]
-                m = mean[c]
-                acc[:] = 0.0
-                acx[:] = 0.0
-                for q in range(0, body, LANES):
-                    for l in range(LANES):
-                        g = np.float64(gr[q + l])
-                        acc[l] += g
-                        acx[l] += g * (xr[q + l] - m)
-                for q in range(S - body):
-                    g = np.float64(gr[body + q])
-                    acc[q] += g
-                    acx[q] += g * (xr[body + q] - m)
-                sdy[c] += acc.sum()
-                sdx[c] += acx.sum()
-        psdy[t, :] = sdy
-        psdx[t, :] = sdx
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        if masked:
+            psdy[n, c], psdx[n, c] = _plane_sums_masked(dy[n, c], mask[n, c], x[n, c], mean[c], one, zero)
+        else:
+            psdy[n, c], psdx[n, c] = _plane_sums(dy[n, c], x[n, c], mean[c])
 
 
 @njit(fastmath=False, cache=True)
@@ -259,81 +265,99 @@ def _finalize_bwd(psdy, psdx, weight, save_invstd, dweight, dbias, a, k, m, cnt,
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _dx(dy, x, mean, a, k, m, dx):
-    """dx = a·dy − k·(x − mean) − m per channel; arrays of shape (N, C, S)."""
+def _dx(dy, x, mean, a, k, m, dx, mask, masked, one, zero):
+    """dx = a·g − k·(x − mean) − m per channel, g = dy (or dy·[y > 0]); arrays of shape (N, C, S)."""
     N, C, S = x.shape
-    for n in prange(N):
-        for c in range(C):
-            xr = x[n, c]
-            gr = dy[n, c]
-            dr = dx[n, c]
-            mu = mean[c]
-            ac = a[c]
-            kc = k[c]
-            mc = m[c]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        xr = x[n, c]
+        gr = dy[n, c]
+        dr = dx[n, c]
+        mr = mask[n, c]
+        mu = mean[c]
+        ac = a[c]
+        kc = k[c]
+        mc = m[c]
+        if masked:
+            for q in range(S):
+                g = gr[q] * (one if mr[q] > 0 else zero)
+                dr[q] = ac * g - kc * (xr[q] - mu) - mc
+        else:
             for q in range(S):
                 dr[q] = ac * gr[q] - kc * (xr[q] - mu) - mc
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _dx_nc(dy, x, mean, a, k, m, dx):
+def _dx_nc(dy, x, mean, a, k, m, dx, mask, masked, one, zero):
     N, C = x.shape
     for n in prange(N):
         xr = x[n]
         gr = dy[n]
         dr = dx[n]
+        mr = mask[n]
         for c in range(C):
-            dr[c] = a[c] * gr[c] - k[c] * (xr[c] - mean[c]) - m[c]
+            g = gr[c] * (one if mr[c] > 0 else zero) if masked else gr[c]
+            dr[c] = a[c] * g - k[c] * (xr[c] - mean[c]) - m[c]
 
 
 # ----------------------------------------------------------------------------- tier API
-@serial_below(SERIAL_BELOW)
+@serial_below(_serial_limit)
 def forward_train(x, weight, bias, running_mean, running_var, y, save_mean, save_invstd,
-                  eps, momentum, update_running):
+                  eps, momentum, update_running, relu=False):
     """Training forward on x of shape (N, C, S); see reference.forward_train."""
     N, C, S = x.shape
     cnt = N * S
-    T = _tasks(N)
-    pmean, pm2, pcount = np.empty((T, C)), np.empty((T, C)), np.empty(T)
     if S == 1:
+        T = _tasks(N)
+        pmean, pm2, pcount = np.empty((T, C)), np.empty((T, C)), np.empty(T)
         _stats_nc(x.reshape(N, C), pmean, pm2, pcount)
     else:
-        _stats_ncs(x, pmean, pm2, pcount)
+        pmean, pm2, pcount = np.empty((N, C)), np.empty((N, C)), np.full(N, float(S))
+        _stats_ncs(x, pmean, pm2)
     a = np.empty(C)
     unbias = cnt / (cnt - 1) if cnt > 1 else math.inf
     _finalize_stats(pmean, pm2, pcount, weight, running_mean, running_var, save_mean, save_invstd, a,
                     float(eps), float(momentum), float(unbias), bool(update_running))
-    if S == 1:
-        _normalize_nc(x.reshape(N, C), save_mean, a, bias, y.reshape(N, C))
-    else:
-        _normalize(x, save_mean, a, bias, y)
+    _normalize_any(x, save_mean, a, bias, y, relu)
 
 
-@serial_below(SERIAL_BELOW)
-def forward_eval(x, weight, bias, running_mean, running_var, y, eps):
-    """Evaluation forward with the running statistics; see reference.forward_eval."""
+def _normalize_any(x, mean, a, bias, y, relu):
     N, C, S = x.shape
+    zero = y.dtype.type(0)
+    if S == 1:
+        _normalize_nc(x.reshape(N, C), mean, a, bias, y.reshape(N, C), bool(relu), zero)
+    else:
+        _normalize(x, mean, a, bias, y, bool(relu), zero)
+
+
+@serial_below(_serial_limit)
+def forward_eval(x, weight, bias, running_mean, running_var, y, eps, relu=False):
+    """Evaluation forward with the running statistics; see reference.forward_eval."""
     mean = running_mean.astype(np.float64)
     a = weight / np.sqrt(running_var.astype(np.float64) + float(eps))
-    if S == 1:
-        _normalize_nc(x.reshape(N, C), mean, a, bias, y.reshape(N, C))
-    else:
-        _normalize(x, mean, a, bias, y)
+    _normalize_any(x, mean, a, bias, y, relu)
 
 
-@serial_below(SERIAL_BELOW)
-def backward(dy, x, weight, save_mean, save_invstd, dx, dweight, dbias, batch_stats):
+@serial_below(_serial_limit)
+def backward(dy, x, weight, save_mean, save_invstd, dx, dweight, dbias, batch_stats, relu_y=None):
     """dx, dγ, dβ; see reference.backward."""
     N, C, S = x.shape
-    T = _tasks(N)
-    psdy, psdx = np.empty((T, C)), np.empty((T, C))
+    masked = relu_y is not None
+    mask = relu_y if masked else dy
+    one, zero = dy.dtype.type(1), dy.dtype.type(0)
     if S == 1:
-        _bwd_sums_nc(dy.reshape(N, C), x.reshape(N, C), save_mean, psdy, psdx)
+        T = _tasks(N)
+        psdy, psdx = np.empty((T, C)), np.empty((T, C))
+        _bwd_sums_nc(dy.reshape(N, C), x.reshape(N, C), save_mean, mask.reshape(N, C), masked, psdy, psdx,
+                     one, zero)
     else:
-        _bwd_sums_ncs(dy, x, save_mean, psdy, psdx)
+        psdy, psdx = np.empty((N, C)), np.empty((N, C))
+        _bwd_sums_ncs(dy, x, save_mean, mask, masked, psdy, psdx, one, zero)
     a, k, m = np.empty(C), np.empty(C), np.empty(C)
     _finalize_bwd(psdy, psdx, weight, save_invstd, dweight, dbias, a, k, m, float(N * S), bool(batch_stats))
     if S == 1:
-        _dx_nc(dy.reshape(N, C), x.reshape(N, C), save_mean, a, k, m, dx.reshape(N, C))
+        _dx_nc(dy.reshape(N, C), x.reshape(N, C), save_mean, a, k, m, dx.reshape(N, C), mask.reshape(N, C),
+               masked, one, zero)
     else:
-        _dx(dy, x, save_mean, a, k, m, dx)
+        _dx(dy, x, save_mean, a, k, m, dx, mask, masked, one, zero)

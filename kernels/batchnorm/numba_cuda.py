@@ -4,8 +4,8 @@ Reductions: one block per channel (grid-stride over channels). Each thread walks
 n = N·S values j = tid, tid + REDUCE_THREADS, ... (x[j // S, c, j % S]) with a float64 Welford
 (statistics) or float64 sums (backward); the block merges the per-thread partials in shared
 memory by a tree (Chan's formula for (count, mean, M2)), and thread 0 writes the channel's
-results. Element-wise passes: one thread per element in a grid-stride loop. Formulas as in
-reference.py. Under NUMBA_ENABLE_CUDASIM=1 the kernels take NumPy arrays; on a GPU, CuPy arrays.
+results. Element-wise passes: one thread per element in a grid-stride loop. A fused ReLU: max(y, 0)
+in the forward's pass, dy·[relu_y > 0] read in both backward passes. Formulas as in reference.py. Under NUMBA_ENABLE_CUDASIM=1 the kernels take NumPy arrays; on a GPU, CuPy arrays.
 """
 from __future__ import annotations
 
@@ -77,17 +77,19 @@ def _eval_coef(weight, running_mean, running_var, eps, mean, a):
 
 
 @cuda.jit
-def _normalize(x, mean, a, bias, y):
+def _normalize(x, mean, a, bias, y, relu, zero):
     N, C, S = x.shape
     for i in range(cuda.grid(1), N * C * S, cuda.gridsize(1)):
         n = i // (C * S)
         c = (i // S) % C
         s = i % S
         y[n, c, s] = (x[n, c, s] - mean[c]) * a[c] + bias[c]
+        if relu and y[n, c, s] <= 0:  # max(y, 0) after rounding, as the ReLU layer (NaN kept)
+            y[n, c, s] = zero
 
 
 @cuda.jit
-def _bwd_sums(dy, x, weight, save_mean, save_invstd, dweight, dbias, a, k, m, batch_stats):
+def _bwd_sums(dy, x, mask, masked, zero, weight, save_mean, save_invstd, dweight, dbias, a, k, m, batch_stats):
     N, C, S = x.shape
     n = N * S
     tid = cuda.threadIdx.x
@@ -98,7 +100,10 @@ def _bwd_sums(dy, x, weight, save_mean, save_invstd, dweight, dbias, a, k, m, ba
         sdy = 0.0
         sdx = 0.0
         for j in range(tid, n, REDUCE_THREADS):
-            g = float64(dy[j // S, c, j % S])
+            g = dy[j // S, c, j % S]
+            if masked and not mask[j // S, c, j % S] > 0:  # a fused ReLU's mask: dy·0, in dy's dtype
+                g = g * zero
+            g = float64(g)
             sdy += g
             sdx += g * (x[j // S, c, j % S] - mu)
         sh_dy[tid] = sdy
@@ -128,13 +133,16 @@ def _bwd_sums(dy, x, weight, save_mean, save_invstd, dweight, dbias, a, k, m, ba
 
 
 @cuda.jit
-def _dx(dy, x, mean, a, k, m, dx):
+def _dx(dy, x, mask, masked, zero, mean, a, k, m, dx):
     N, C, S = x.shape
     for i in range(cuda.grid(1), N * C * S, cuda.gridsize(1)):
         n = i // (C * S)
         c = (i // S) % C
         s = i % S
-        dx[n, c, s] = a[c] * dy[n, c, s] - k[c] * (x[n, c, s] - mean[c]) - m[c]
+        g = dy[n, c, s]
+        if masked and not mask[n, c, s] > 0:
+            g = g * zero
+        dx[n, c, s] = a[c] * g - k[c] * (x[n, c, s] - mean[c]) - m[c]
 
 
 def _blocks(work: int) -> int:
@@ -146,7 +154,7 @@ def _channel_blocks(C: int) -> int:
 
 
 def forward_train(x, weight, bias, running_mean, running_var, y, save_mean, save_invstd,
-                  eps, momentum, update_running):
+                  eps, momentum, update_running, relu=False):
     """Training forward on x of shape (N, C, S); see reference.forward_train."""
     N, C, S = x.shape
     cnt = N * S
@@ -154,22 +162,25 @@ def forward_train(x, weight, bias, running_mean, running_var, y, save_mean, save
     a = cuda.device_array(C, dtype=np.float64)
     _stats[_channel_blocks(C), REDUCE_THREADS](x, weight, running_mean, running_var, save_mean, save_invstd, a,
                                                float(eps), float(momentum), float(unbias), bool(update_running))
-    _normalize[_blocks(x.size), THREADS](x, save_mean, a, bias, y)
+    _normalize[_blocks(x.size), THREADS](x, save_mean, a, bias, y, bool(relu), y.dtype.type(0))
 
 
-def forward_eval(x, weight, bias, running_mean, running_var, y, eps):
+def forward_eval(x, weight, bias, running_mean, running_var, y, eps, relu=False):
     """Evaluation forward with the running statistics; see reference.forward_eval."""
     C = x.shape[1]
     mean = cuda.device_array(C, dtype=np.float64)
     a = cuda.device_array(C, dtype=np.float64)
     _eval_coef[_blocks(C), THREADS](weight, running_mean, running_var, float(eps), mean, a)
-    _normalize[_blocks(x.size), THREADS](x, mean, a, bias, y)
+    _normalize[_blocks(x.size), THREADS](x, mean, a, bias, y, bool(relu), y.dtype.type(0))
 
 
-def backward(dy, x, weight, save_mean, save_invstd, dx, dweight, dbias, batch_stats):
+def backward(dy, x, weight, save_mean, save_invstd, dx, dweight, dbias, batch_stats, relu_y=None):
     """dx, dγ, dβ; see reference.backward."""
     C = x.shape[1]
     a, k, m = (cuda.device_array(C, dtype=np.float64) for _ in range(3))
-    _bwd_sums[_channel_blocks(C), REDUCE_THREADS](dy, x, weight, save_mean, save_invstd, dweight, dbias, a, k, m,
-                                                  bool(batch_stats))
-    _dx[_blocks(x.size), THREADS](dy, x, save_mean, a, k, m, dx)
+    masked = relu_y is not None
+    mask = relu_y if masked else dy
+    zero = dy.dtype.type(0)
+    _bwd_sums[_channel_blocks(C), REDUCE_THREADS](dy, x, mask, masked, zero, weight, save_mean, save_invstd, dweight,
+                                                  dbias, a, k, m, bool(batch_stats))
+    _dx[_blocks(x.size), THREADS](dy, x, mask, masked, zero, save_mean, a, k, m, dx)

@@ -11,6 +11,8 @@ per channel c over the n = N·S values x[:, c, :].
     backward          dβ = Σ dy,  dγ = Σ dy·x̂,
                       dx = (γ·invstd/n)·(n·dy − dβ − x̂·dγ)   with batch statistics,
                       dx = γ·invstd·dy                        with fixed (running) statistics
+    fused ReLU        forward: y = max(y, 0) after rounding to y's dtype (``relu``); backward:
+                      dy is first dy·[relu_y > 0] in dy's dtype, relu_y the forward's output
 
 ``save_mean`` and ``save_invstd`` (μ and invstd, float64 in every tier) carry the statistics
 from the forward to the backward pass. Every kernel writes into the arrays it is given.
@@ -26,8 +28,13 @@ def _col(v):
     return v.reshape(1, -1, 1)
 
 
+def _relu(y, relu):
+    if relu:
+        _xp(y).maximum(y, 0, out=y)
+
+
 def forward_train(x, weight, bias, running_mean, running_var, y, save_mean, save_invstd,
-                  eps, momentum, update_running):
+                  eps, momentum, update_running, relu=False):
     xp = _xp(x)
     x64 = x.astype(xp.float64)
     n = x.shape[0] * x.shape[2]
@@ -36,6 +43,7 @@ def forward_train(x, weight, bias, running_mean, running_var, y, save_mean, save
     invstd = 1.0 / xp.sqrt(var + eps)
     xhat = (x64 - _col(mean)) * _col(invstd)
     y[...] = (_col(weight.astype(xp.float64)) * xhat + _col(bias.astype(xp.float64))).astype(y.dtype)
+    _relu(y, relu)
     save_mean[...] = mean
     save_invstd[...] = invstd
     if update_running:
@@ -45,15 +53,18 @@ def forward_train(x, weight, bias, running_mean, running_var, y, save_mean, save
         running_var[...] = ((1.0 - momentum) * rv + momentum * var * (n / (n - 1))).astype(running_var.dtype)
 
 
-def forward_eval(x, weight, bias, running_mean, running_var, y, eps):
+def forward_eval(x, weight, bias, running_mean, running_var, y, eps, relu=False):
     xp = _xp(x)
     invstd = 1.0 / xp.sqrt(running_var.astype(xp.float64) + eps)
     xhat = (x.astype(xp.float64) - _col(running_mean.astype(xp.float64))) * _col(invstd)
     y[...] = (_col(weight.astype(xp.float64)) * xhat + _col(bias.astype(xp.float64))).astype(y.dtype)
+    _relu(y, relu)
 
 
-def backward(dy, x, weight, save_mean, save_invstd, dx, dweight, dbias, batch_stats):
+def backward(dy, x, weight, save_mean, save_invstd, dx, dweight, dbias, batch_stats, relu_y=None):
     xp = _xp(x)
+    if relu_y is not None:
+        dy = dy * (relu_y > 0)
     n = x.shape[0] * x.shape[2]
     dy64 = dy.astype(xp.float64)
     invstd = save_invstd.astype(xp.float64)

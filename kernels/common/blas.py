@@ -5,8 +5,12 @@ when the two alternate in one training step (OpenBLAS's idle workers spin for a 
 each product). A kernel that calls ``gemm`` from inside a ``prange`` body instead runs one
 single-threaded product per Numba thread, so a whole convolution — im2col, product, epilogue —
 is one parallel region on one pool. ``openblas_set_num_threads_local`` (OpenBLAS ≥ 0.3.27)
-makes the calling thread's products single-threaded; the kernel restores the previous value
-before it leaves the body, since Numba's thread 0 is the caller's own thread.
+makes products single-threaded. In NumPy's pthreads build it is not per thread: a value set on
+one thread is what every thread sees (measured: set on a second thread, read back on the first).
+So ``single_threaded_products()`` sets it to 1 on the calling thread around the parallel region
+and restores it after, once; the kernels also set 1 at the top of each task (for builds where
+the setting is per thread) and never restore it there — restores racing from several threads
+left NumPy's own products on one thread after some convolutions.
 
 ``find()`` locates the library among those already loaded in this process (NumPy's bundled
 ``libscipy_openblas64_``, or a system OpenBLAS with 32-bit or 64-bit integers) and returns a
@@ -84,3 +88,19 @@ def find() -> Blas | None:
 
 
 BLAS = find()
+
+
+class single_threaded_products:
+    """``with single_threaded_products(blas):`` BLAS products run on one thread inside, and the
+    calling thread's previous setting is restored when the block ends."""
+
+    def __init__(self, lib: Blas):
+        self.set_local = lib.set_threads_local
+
+    def __enter__(self):
+        self.previous = self.set_local(1)
+        return self
+
+    def __exit__(self, *exc):
+        self.set_local(self.previous)
+        return False

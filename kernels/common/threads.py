@@ -16,9 +16,11 @@ import inspect
 import numba
 
 
-def serial_below(threshold: int):
+def serial_below(threshold):
     """Decorator: run ``fn(x, ...)`` with one Numba thread when its first argument ``x``
-    (passed by position or by name) has fewer than ``threshold`` elements."""
+    (passed by position or by name) has fewer than ``threshold`` elements (an int, or a function
+    of x giving it, for ops whose layouts differ)."""
+    limit = threshold if callable(threshold) else (lambda x: threshold)
 
     def wrap(fn):
         first = next(iter(inspect.signature(fn).parameters))
@@ -26,7 +28,7 @@ def serial_below(threshold: int):
         @functools.wraps(fn)
         def run(*args, **kwargs):
             x = args[0] if args else kwargs[first]
-            if x.size >= threshold or (previous := numba.get_num_threads()) == 1:
+            if x.size >= limit(x) or (previous := numba.get_num_threads()) == 1:
                 return fn(*args, **kwargs)
             numba.set_num_threads(1)
             try:

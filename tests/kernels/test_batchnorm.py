@@ -59,7 +59,7 @@ def train_case(shapes, big=()):
             inplace={"running_mean": f32(rng.standard_normal(C)), "running_var": f32(rng.uniform(0.5, 2, C))},
             outputs={"y": (shape, None), "save_mean": ((C,), np.float64), "save_invstd": ((C,), np.float64)},
             scalars={"eps": _eps(rng, shape), "momentum": float(rng.choice([0.1, 0.0, 1.0, rng.random()])),
-                     "update_running": bool(rng.random() < 0.8)},
+                     "update_running": bool(rng.random() < 0.8), "relu": bool(rng.random() < 0.4)},
             label=f"shape={shape} draw {i}")
     return make
 
@@ -71,7 +71,8 @@ def eval_case(shapes):
         return Case(inputs={"x": _draw_x(rng, shape, -1), "weight": f32(rng.standard_normal(C)),
                             "bias": f32(rng.standard_normal(C)), "running_mean": f32(rng.standard_normal(C)),
                             "running_var": f32(rng.uniform(0.1, 3, C))},
-                    outputs={"y": (shape, None)}, scalars={"eps": float(rng.choice([1e-5, 0.1]))}, label=f"{shape}")
+                    outputs={"y": (shape, None)},
+                    scalars={"eps": float(rng.choice([1e-5, 0.1])), "relu": bool(rng.random() < 0.4)}, label=f"{shape}")
     return make
 
 
@@ -87,10 +88,13 @@ def backward_case(shapes, big=()):
         eps = _eps(rng, shape)
         mean = x.mean(axis=(0, 2))
         invstd = 1.0 / np.sqrt(((x - mean[None, :, None]) ** 2).mean(axis=(0, 2)) + eps)
+        # a fused ReLU's output: about half the units off, some exactly 0 (off too)
+        relu_y = np.maximum(f32(rng.standard_normal(shape)), 0) * (rng.random(shape) < 0.9)
         return Case(inputs={"dy": f32(rng.standard_normal(shape) * 10.0 ** rng.uniform(-2, 2)), "x": x,
-                            "weight": f32(rng.uniform(0.5, 2, C))},
+                            "weight": f32(rng.uniform(0.5, 2, C)), "relu_y": relu_y},
                     outputs={"dx": (shape, None), "dweight": ((C,), None), "dbias": ((C,), None)},
-                    scalars={"mean": mean, "invstd": invstd, "batch_stats": bool(rng.random() < 0.8)},
+                    scalars={"mean": mean, "invstd": invstd, "batch_stats": bool(rng.random() < 0.8),
+                             "masked": bool(rng.random() < 0.4)},
                     label=f"shape={shape} draw {i}")
     return make
 
@@ -101,9 +105,10 @@ def _wrap(mod, kind):
     if kind == "eval":
         return mod.forward_eval
 
-    def run(dy, x, weight, dx, dweight, dbias, mean, invstd, batch_stats):
+    def run(dy, x, weight, relu_y, dx, dweight, dbias, mean, invstd, batch_stats, masked):
         xp = backend.get_array_module(x)  # the saved statistics are float64 in every tier
-        mod.backward(dy, x, weight, xp.asarray(mean), xp.asarray(invstd), dx, dweight, dbias, batch_stats)
+        mod.backward(dy, x, weight, xp.asarray(mean), xp.asarray(invstd), dx, dweight, dbias, batch_stats,
+                     relu_y if masked else None)
     return run
 
 
@@ -186,20 +191,22 @@ def test_cuda_c_tier_layout_kernels_chunks_and_fallback_paths(shape, offset, ker
     x = (rng.standard_normal(n + 1).astype(np.float32) * 3 + 2)[offset:offset + n].reshape(shape)
     w, b = rng.standard_normal(C).astype(np.float32), rng.standard_normal(C).astype(np.float32)
     dy = rng.standard_normal(shape).astype(np.float32)
-    outs = {}
-    for name, mod in (("ref", ref), ("emu", cupy_tier)):
-        rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
-        y = np.full(n + 1, np.nan, np.float32)[offset:offset + n].reshape(shape)
-        dx = np.full(n + 1, np.nan, np.float32)[offset:offset + n].reshape(shape)
-        sm, si = np.empty(C), np.empty(C)
-        dw, db = np.empty(C, np.float32), np.empty(C, np.float32)
-        with emulated(cupy_tier, sm_count=1) as emu:
-            mod.forward_train(x, w, b, rm, rv, y, sm, si, 1e-5, 0.1, True)
-            mod.backward(dy, x, w, sm, si, dx, dw, db, True)
-            launches = list(emu.launches)
-        outs[name] = (y, sm, si, rm, rv, dx, dw, db)
-    for a, r in zip(outs["emu"], outs["ref"]):
-        assert np.linalg.norm(a - r) <= 1e-6 * np.linalg.norm(r), shape
+    for relu in (False, True):  # with relu, y holds the fused ReLU's output and its mask
+        outs = {}
+        for name, mod in (("ref", ref), ("emu", cupy_tier)):
+            rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+            y = np.full(n + 1, np.nan, np.float32)[offset:offset + n].reshape(shape)
+            dx = np.full(n + 1, np.nan, np.float32)[offset:offset + n].reshape(shape)
+            sm, si = np.empty(C), np.empty(C)
+            dw, db = np.empty(C, np.float32), np.empty(C, np.float32)
+            with emulated(cupy_tier, sm_count=1) as emu:
+                mod.forward_train(x, w, b, rm, rv, y, sm, si, 1e-5, 0.1, True, relu)
+                mod.backward(dy, x, w, sm, si, dx, dw, db, True, y if relu else None)
+                launches = list(emu.launches)
+            outs[name] = (y, sm, si, rm, rv, dx, dw, db)
+        assert not relu or (outs["ref"][0] == 0).any()
+        for a, r in zip(outs["emu"], outs["ref"]):
+            assert np.linalg.norm(a - r) <= 1e-6 * np.linalg.norm(r), (shape, relu)
     names = [nm for nm, _, _ in launches]
     for k in kernels:
         assert k in names, (k, names)

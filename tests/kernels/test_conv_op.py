@@ -12,7 +12,7 @@ import pytest
 
 from gpunet.kernels.common import blas
 from gpunet.kernels.common.scratch import Scratch
-from gpunet.kernels.im2col import numba_cpu
+from gpunet.kernels.im2col import cpu_conv, numba_cpu
 from gpunet.ops import im2col as ops
 from gpunet.testing.tiers import relative_error
 
@@ -26,6 +26,14 @@ GEOMETRIES = [
     ((4, 4, 6, 8), 5, (5, 3), (3, 2), (2, 1)),
     ((17, 2, 6, 6), 3, (3, 3), (1, 1), (1, 1)),  # more images than chunks
     ((1, 2, 4, 4), 2, (4, 4), (1, 1), (0, 0)),   # one image, a 1×1 output
+    # stride 1 and "same" width: im2col and col2im copy whole (i, j) rows at once
+    ((3, 3, 7, 5), 4, (5, 5), (1, 1), (2, 2)),
+    ((2, 2, 2, 3), 3, (5, 3), (1, 1), (2, 1)),   # kernel taller than the image: rows wholly in padding
+    ((2, 2, 6, 4), 2, (3, 1), (1, 1), (0, 0)),   # ow == w without padding, oh < h
+    ((40, 3, 5, 5), 4, (3, 3), (1, 1), (1, 1)),  # several images per chunk
+    # several images per product (cpu_conv.group: small outputs, K >= 256), full and cut-short groups
+    ((40, 32, 5, 5), 4, (3, 3), (1, 1), (1, 1)),
+    ((200, 32, 6, 6), 3, (3, 3), (1, 1), (1, 1)),
 ]
 
 
@@ -77,10 +85,11 @@ def test_numba_cpu_without_blas_falls_back_to_the_composed_product(dtype, monkey
     _compare("numba_cpu", dtype, geometries=GEOMETRIES[:3])
 
 
-def test_numba_cpu_results_do_not_depend_on_the_thread_count(rng):
-    x = rng.standard_normal((37, 3, 9, 9)).astype(np.float32)
-    w = rng.standard_normal((6, 3, 3, 3)).astype(np.float32)
-    b = rng.standard_normal(6).astype(np.float32)
+@pytest.mark.parametrize("shape,oc", [((37, 3, 9, 9), 6), ((40, 32, 5, 5), 4)])  # one image, or groups, per product
+def test_numba_cpu_results_do_not_depend_on_the_thread_count(shape, oc, rng):
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((oc, shape[1], 3, 3)).astype(np.float32)
+    b = rng.standard_normal(oc).astype(np.float32)
     runs = []
     previous = numba.get_num_threads()
     if numba.config.NUMBA_NUM_THREADS < 2:
@@ -100,16 +109,19 @@ def test_the_calling_threads_blas_setting_is_restored(rng):
     w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
     mine = 2
     blas.BLAS.set_threads_local(mine)
-    _run("numba_cpu", x, w, None, (1, 1), (0, 0), False, rng, dtype=np.float32)
-    assert blas.BLAS.set_threads_local(mine) == mine  # returns the value in force before this call
+    for _ in range(20):  # restores racing from the parallel tasks left 1 here about once in ten
+        _run("numba_cpu", x, w, None, (1, 1), (0, 0), False, rng, dtype=np.float32)
+        assert blas.BLAS.set_threads_local(mine) == mine  # returns the value in force before this call
 
 
-def test_chunks_depend_on_shapes_only_and_bound_the_partial_gradients():
-    assert numba_cpu.chunks(64, 64, 288) == 16
-    assert numba_cpu.chunks(3, 64, 288) == 3
-    assert numba_cpu.chunks(0, 4, 4) == 1
-    big = numba_cpu.chunks(64, 512, 4608)
-    assert big == 2 and big * 512 * 4608 <= 2 * numba_cpu.PARTIAL_LIMIT
+def test_chunks_and_groups_depend_on_shapes_only_and_bound_the_buffers():
+    assert cpu_conv.chunks(64, 64, 288) == 16
+    assert cpu_conv.chunks(3, 64, 288) == 3
+    assert cpu_conv.chunks(0, 4, 4) == 1
+    big = cpu_conv.chunks(64, 512, 4608)
+    assert big == 2 and big * 512 * 4608 <= 2 * cpu_conv.PARTIAL_LIMIT
+    assert [cpu_conv.group(p, 576) for p in (784, 196, 49, 36, 1)] == [1, 1, 6, 8, 16]
+    assert cpu_conv.group(49, 144) == 1
 
 
 @pytest.mark.cudasim

@@ -89,6 +89,10 @@ def _ema_update(shadow, params, decay):
 class EMA(Callback):
     """Exponential moving average of the weights: w̄ ← β w̄ + (1 − β) w after every step.
 
+    Where the average starts (``start``): "initial" (default) — w̄₀ is the weights before the
+    first step, so w̄ after step k is βᵏ w₀ + (1 − β) Σ βᵏ⁻ⁱ wᵢ (timm's ModelEmaV2); "first_step" —
+    the first update sets w̄ = w₁, the weights after the first step, and averaging starts from
+    there (PyTorch's ``AveragedModel`` with an EMA function: its first update copies).
     ``warmup``: use β_t = min(β, (1 + t)/(10 + t)) for the t-th update (so early averages do not
     lean on the initial weights). ``eval_with_ema``: validation sees w̄. ``apply_at_end``: the
     model keeps w̄ after training. Without a Trainer: ``EMA(β, model=m)``, then ``update()`` after
@@ -99,10 +103,13 @@ class EMA(Callback):
     order = 10
 
     def __init__(self, decay: float = 0.999, warmup: bool = False, eval_with_ema: bool = True,
-                 apply_at_end: bool = True, model=None):
+                 apply_at_end: bool = True, model=None, start: str = "initial"):
         if not (isinstance(decay, (int, float)) and 0 <= decay < 1):
             raise ValueError(f"EMA: decay must lie in [0, 1), got {decay!r}")
-        self.decay, self.warmup = float(decay), bool(warmup)
+        if start not in ("initial", "first_step"):
+            raise ValueError(f"EMA: start must be 'initial' (the weights before the first step) or 'first_step' "
+                             f"(the weights after it), got {start!r}")
+        self.decay, self.warmup, self.start = float(decay), bool(warmup), start
         self.eval_with_ema, self.apply_at_end = bool(eval_with_ema), bool(apply_at_end)
         self._model = model
         self.shadow, self.num_updates, self._backup = None, 0, None
@@ -128,9 +135,13 @@ class EMA(Callback):
         return self.decay
 
     def update(self) -> None:
+        params = self.model.arena.params
         if self.shadow is None:
-            self.shadow = self.model.arena.params.copy()
-        _ema_update(self.shadow, self.model.arena.params, self.current_decay())
+            self.shadow = params.copy()
+        if self.start == "first_step" and self.num_updates == 0:
+            self.shadow[...] = params
+        else:
+            _ema_update(self.shadow, params, self.current_decay())
         self.num_updates += 1
 
     def on_batch_end(self, step, logs=None):
@@ -175,7 +186,7 @@ class EMA(Callback):
         self.num_updates = int(state["num_updates"])
 
     def __repr__(self):
-        return f"EMA(decay={self.decay:g}, warmup={self.warmup})"
+        return f"EMA(decay={self.decay:g}, warmup={self.warmup}, start={self.start!r})"
 
 
 def _batchnorm_layers(model):

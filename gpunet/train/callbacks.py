@@ -59,7 +59,9 @@ class EarlyStopping(Callback):
 
     mode "auto" maximizes keys with "acc" in their name and minimizes the others. With
     ``restore_best`` (default) the model ends training with the weights (and buffers) of the best
-    epoch. ``baseline``: a value the monitor must beat to count as an improvement at all.
+    epoch seen. ``baseline``, as Keras 3: an epoch resets the patience count only when it beats
+    both the best so far and the baseline; the best epoch is tracked (and restored) whether or not
+    any epoch beat the baseline (``beat_baseline`` says which).
     ``start_from_epoch``: a number of epochs (Keras's meaning) left unmonitored at the start
     (warm-up); monitoring begins with epoch ``start_from_epoch + 1``. ``best_epoch`` and
     ``stopped_epoch`` are epoch numbers counted from 1, as the progress lines count them.
@@ -81,8 +83,9 @@ class EarlyStopping(Callback):
         self.reset()
 
     def reset(self):
-        self.best = self._m.initial() if self.baseline is None else float(self.baseline)
+        self.best = self._m.initial()
         self.best_epoch = None
+        self.beat_baseline = self.baseline is None
         self.wait = 0
         self.stopped_epoch = None
         self.best_weights = None
@@ -97,10 +100,12 @@ class EarlyStopping(Callback):
             self._check_key(self.monitor, logs)
         value = float(logs[self.monitor])
         if self._m.improved(value, self.best):
-            self.best, self.best_epoch, self.wait = value, int(epoch) + 1, 0
+            self.best, self.best_epoch = value, int(epoch) + 1
             if self.restore_best:
                 self.best_weights = self.trainer.model.state_dict()
-            return
+            if self.baseline is None or self._m.improved(value, float(self.baseline)):
+                self.beat_baseline, self.wait = True, 0
+                return
         self.wait += 1
         if self.wait >= self.patience:
             self.stopped_epoch = int(epoch) + 1
@@ -114,9 +119,11 @@ class EarlyStopping(Callback):
         if not self.verbose or (self.stopped_epoch is None and not restored):
             return
         if self.best_epoch is None:
-            best = f"{self.monitor} never improved" + ("" if self.baseline is None else f" on the baseline {self.baseline:g}")
+            best = f"{self.monitor} never improved"
         else:
             best = f"best {self.monitor} {self.best:.4g} at epoch {self.best_epoch}"
+            if not self.beat_baseline:
+                best += f" (the baseline {self.baseline:g} was never beaten)"
         if self.stopped_epoch is None:
             print(f"EarlyStopping: {best}; weights restored")
         else:
@@ -125,11 +132,13 @@ class EarlyStopping(Callback):
 
     def state_dict(self):
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
-                "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights}
+                "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights,
+                "beat_baseline": self.beat_baseline}
 
     def load_state_dict(self, state):
         self.best, self.best_epoch, self.wait = float(state["best"]), state["best_epoch"], int(state["wait"])
         self.stopped_epoch = state["stopped_epoch"]
+        self.beat_baseline = bool(state.get("beat_baseline", self.baseline is None))  # older checkpoints lack it
         bw = state["best_weights"]
         self.best_weights = None if bw is None else dict(bw)
 

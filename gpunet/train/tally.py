@@ -24,7 +24,7 @@ class Tally:
         self.pending = [[] for _ in range(1 + len(metrics))]
         self.sizes = []
         self.loss_sum = self.counted = self.nonfinite = self.n = 0.0
-        self.metric_sums = np.zeros(len(metrics))
+        self.metric_sums = [None] * len(metrics)  # float64 host sums of each metric's totals (a vector for some)
 
     def add(self, loss, output, y) -> None:
         self.pending[0].append(loss)
@@ -38,7 +38,8 @@ class Tally:
             xp = backend.get_array_module(self.pending[0][0])
             k = len(self.sizes)
             parts = [xp.stack(self.pending[0]).astype(np.float64)]
-            parts += [xp.asarray(m.total(p), dtype=np.float64).reshape(1) for m, p in zip(self.metrics, self.pending[1:])]
+            totals = [xp.asarray(m.total(p), dtype=np.float64).reshape(-1) for m, p in zip(self.metrics, self.pending[1:])]
+            parts += totals
             if extra is not None:
                 parts.append(extra)
             host = backend.read_back(xp.concatenate(parts))
@@ -50,14 +51,18 @@ class Tally:
             self.loss_sum += float(loss[ok].sum())
             self.counted += float(sizes[ok].sum())
             self.nonfinite += float((~ok).sum())
-            self.metric_sums += host[k:]
+            at = k
+            for i, t in enumerate(totals):
+                part = host[at:at + t.size]
+                self.metric_sums[i] = part.copy() if self.metric_sums[i] is None else self.metric_sums[i] + part
+                at += t.size
             self.n += float(sizes.sum())
             for p in self.pending:
                 p.clear()
             self.sizes.clear()
         logs = {"loss": self.loss_sum / self.counted if self.counted else math.nan}
         for m, v in zip(self.metrics, self.metric_sums):
-            logs[m.name] = float(v / self.n) if self.n else math.nan
+            logs[m.name] = m.value(v, self.n) if self.n and v is not None else math.nan
         if self.skip:
             logs["skipped"] = self.nonfinite
         if extra is not None and extra_host is None:  # nothing pending: read it alone

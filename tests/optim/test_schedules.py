@@ -117,6 +117,43 @@ def test_bad_arguments():
         S.Exponential(0.9, base_lr=1)(1.5)
 
 
+def test_polynomial_inverse_time_and_piecewise_closed_forms():
+    """Keras's formulas, written out, at a dozen points and at the boundaries."""
+    p = S.Polynomial(10, power=2.0, end_lr=0.01, base_lr=1.0)
+    for t in [0, 1, 3, 5, 9, 10, 11, 25]:
+        assert p(t) == pytest.approx((1.0 - 0.01) * (1 - min(t, 10) / 10) ** 2 + 0.01)
+    c = S.Polynomial(10, power=1.0, end_lr=0.0, cycle=True, base_lr=1.0)
+    for t in [0, 1, 5, 9, 10, 11, 15, 20, 21, 35]:
+        period = 10 * max(1, math.ceil(t / 10))
+        assert c(t) == pytest.approx(1 - t / period), t
+    assert c(10) == pytest.approx(0.0) and c(11) == pytest.approx(1 - 11 / 20)  # the second cycle starts higher
+    i = S.InverseTime(0.5, decay_steps=3, base_lr=2.0)
+    j = S.InverseTime(0.5, decay_steps=3, staircase=True, base_lr=2.0)
+    for t in [0, 1, 2, 3, 4, 5, 6, 9, 12, 30, 31, 100]:
+        assert i(t) == pytest.approx(2.0 / (1 + 0.5 * t / 3))
+        assert j(t) == pytest.approx(2.0 / (1 + 0.5 * (t // 3)))
+    w = S.Piecewise([3, 7], [1.0, 0.5, 0.1])
+    assert w.values(10) == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.1, 0.1]  # t <= 3, 3 < t <= 7, t > 7
+    assert w.apply(type("Opt", (), {"lr": 9.0})(), 5) == 0.5  # the optimizer's own rate is not used
+    r = S.CosineWarmRestarts(2, T_mult=3, base_lr=1.0)
+    assert [r.period(t) for t in (0, 1, 2, 7, 8, 25, 26)] == [(0, 2), (1, 2), (0, 6), (5, 6), (0, 18), (17, 18),
+                                                               (0, 54)]
+    assert r(2) == r(8) == r(26) == 1.0  # warm restarts
+
+
+def test_bad_arguments_of_the_new_schedules():
+    with pytest.raises(ValueError, match="total"):
+        S.Polynomial(0)
+    with pytest.raises(ValueError, match="T_mult"):
+        S.CosineWarmRestarts(3, T_mult=0)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        S.Piecewise([3, 3], [1, 2, 3])
+    with pytest.raises(ValueError, match="expected 3 values"):
+        S.Piecewise([3, 5], [1, 2])
+    with pytest.raises(ValueError, match="decay_steps"):
+        S.InverseTime(0.1, decay_steps=0)
+
+
 # ---------------------------------------------------------------- PyTorch as the oracle
 
 
@@ -130,6 +167,10 @@ def test_against_torch_simple():
         (S.Step(4, 0.5), lambda o: L.StepLR(o, 4, 0.5)),
         (S.MultiStep([3, 9, 20], 0.3), lambda o: L.MultiStepLR(o, [3, 9, 20], 0.3)),
         (S.Cosine(n - 1, eta_min=0.002), lambda o: L.CosineAnnealingLR(o, n - 1, eta_min=0.002)),
+        (S.Polynomial(12, power=2.0), lambda o: L.PolynomialLR(o, total_iters=12, power=2.0)),
+        (S.Polynomial(n, power=0.5), lambda o: L.PolynomialLR(o, total_iters=n, power=0.5)),
+        (S.CosineWarmRestarts(4), lambda o: L.CosineAnnealingWarmRestarts(o, 4)),
+        (S.CosineWarmRestarts(3, T_mult=2, eta_min=0.01), lambda o: L.CosineAnnealingWarmRestarts(o, 3, 2, 0.01)),
     ]
     for ours, make in cases:
         ours.bind(BASE)

@@ -29,6 +29,46 @@ def test_ema_closed_form(mlp, rng):
     assert ema.num_updates == 6
 
 
+def test_ema_can_start_from_the_first_updated_weights(mlp, rng):
+    """start="first_step": w̄₁ = w₁, then the same recursion (PyTorch's AveragedModel convention)."""
+    model = mlp()
+    ema = EMA(0.9, model=model, start="first_step")
+    ws = []
+    for _ in range(5):
+        w = rng.normal(size=model.arena.size).astype(np.float32)
+        model.arena.params[...] = w
+        ws.append(w.astype(np.float64))
+        ema.update()
+    expect = 0.9 ** 4 * ws[0] + sum(0.1 * 0.9 ** (4 - t) * ws[t] for t in range(1, 5))
+    np.testing.assert_allclose(ema.shadow, expect, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="start must be"):
+        EMA(0.9, start="last")
+
+
+@pytest.mark.oracle
+def test_ema_first_step_matches_torch_averaged_model(rng):
+    torch = pytest.importorskip("torch")
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    import gpunet as gn
+
+    model = gn.Linear(3, 2)
+    ema = EMA(0.8, model=model, start="first_step")
+    net = torch.nn.Linear(3, 2)
+    avg = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(0.8))
+    for _ in range(4):
+        w = rng.normal(size=model.arena.size).astype(np.float32)
+        model.arena.params[...] = w
+        ema.update()
+        with torch.no_grad():
+            net.weight.copy_(torch.from_numpy(model.weight.copy()))
+            net.bias.copy_(torch.from_numpy(model.bias.copy()))
+        avg.update_parameters(net)
+    with ema.swapped():
+        np.testing.assert_allclose(model.weight, avg.module.weight.detach().numpy(), rtol=1e-6)
+        np.testing.assert_allclose(model.bias, avg.module.bias.detach().numpy(), rtol=1e-6)
+
+
 def test_ema_warmup_decay(mlp):
     ema = EMA(0.999, warmup=True, model=mlp())
     assert ema.current_decay() == pytest.approx(1 / 10)

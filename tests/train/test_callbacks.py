@@ -114,7 +114,21 @@ def test_early_stopping_nan_is_no_improvement_and_baseline(fake):
     assert drive(fake, [es], [1.0, math.nan, 0.5]) == 2
     fake.stop_training = False
     es = EarlyStopping(patience=2, baseline=0.5)
-    assert drive(fake, [es], [0.9, 0.8, 0.4]) == 2 and es.best_epoch is None
+    assert drive(fake, [es], [0.9, 0.8, 0.4]) == 2  # neither epoch beats the baseline
+    assert es.best_epoch == 2 and not es.beat_baseline
+    assert all(np.all(p == 1) for _, p in fake.model.named_parameters())  # epoch 2's weights (index 1), restored
+
+
+def test_early_stopping_baseline_resets_patience_only_when_beaten(fake, capsys):
+    es = EarlyStopping(patience=2, baseline=0.5)
+    # 0.7 is a new best but not under the baseline, so it counts as a bad epoch; 0.45 beats both
+    assert drive(fake, [es], [0.7, 0.45, 0.46, 0.47, 0.1]) == 4
+    assert (es.best, es.best_epoch, es.beat_baseline) == (0.45, 2, True)
+    assert "best val_loss 0.45 at epoch 2; weights restored" in capsys.readouterr().out
+    fake.stop_training = False
+    es = EarlyStopping(patience=1, baseline=0.1)
+    assert drive(fake, [es], [0.7, 0.8]) == 1
+    assert "the baseline 0.1 was never beaten" in capsys.readouterr().out
 
 
 def test_early_stopping_state_round_trip(fake):

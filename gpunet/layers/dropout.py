@@ -1,4 +1,5 @@
-"""Dropout layer: inverted dropout on counter-based random bits."""
+"""Dropout layers: inverted dropout on counter-based random bits, per element (Dropout) or per
+channel (Dropout2d)."""
 from __future__ import annotations
 
 from .. import backend
@@ -74,3 +75,38 @@ class Dropout(Layer):
 
     def extra_repr(self):
         return f"p={self.p}"
+
+
+class Dropout2d(Dropout):
+    """Channel dropout, as PyTorch's Dropout2d: each channel of each sample, x[n, c, ...], is kept
+    whole (×1/(1 − p)) or zeroed whole, with probability p; for inputs (N, C, H, W), or any
+    (N, C, ...) — the trailing axes are the channel's. y = x·s[n, c], dx = dy·s[n, c], s ∈ {0,
+    1/(1 − p)} drawn as ``Dropout`` draws an (N, C) mask (the same seed, layer numbering and step
+    counting). Evaluation (and p = 0): y = x.
+    """
+
+    def forward(self, x):
+        x = check_input(self, x)
+        if x.ndim < 3:
+            raise ValueError(f"{self.name}: expected input of shape (N, C, H, W) (or (N, C, ...)), got "
+                             f"{tuple(x.shape)}; Dropout drops single elements")
+        if not self.training or self.p == 0.0:
+            self._identity, self._mask = True, None
+            return x
+        xp = backend.get_array_module(x)
+        scale, _ = dropout_forward(xp.ones(x.shape[:2], dtype=x.dtype), self.p, backend.get_seed(), self.layer_id,
+                                   self.step, check=registry.DEBUG)
+        self._mask = scale.reshape(scale.shape + (1,) * (x.ndim - 2))  # 0 or 1/(1 − p) per (n, c)
+        self._identity = False
+        self._shape, self._dtype = tuple(x.shape), x.dtype
+        self.step += 1
+        return x * self._mask
+
+    def backward(self, dy):
+        if self._identity is None:
+            raise RuntimeError(f"{self.name}: backward called before forward")
+        if self._identity:
+            return dy
+        if tuple(dy.shape) != self._shape:
+            raise ValueError(f"{self.name}: dy has shape {tuple(dy.shape)}, the forward's output {self._shape}")
+        return dy * self._mask

@@ -2,7 +2,12 @@
 arguments and defaults; formulas in kernels/optim_update/reference.py)."""
 from __future__ import annotations
 
+import math
+
+from ..ops import registry
+from ..ops.optim_update import fused_rule_step
 from .base import Optimizer, check_number
+from .rule import RuleSpec
 
 
 def _check_betas(betas, who):
@@ -58,21 +63,53 @@ class RMSprop(Optimizer):
         return sq, self.state.get("grad_avg", sq), self.state.get("velocity", sq)
 
 
+def _amsgrad(w, g, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, t, beta1=0.9, beta2=0.999, eps=1e-8):
+    """Adam's step with AMSGrad's maximum (PyTorch's amsgrad=True): v̂ ← max(v̂, v) and v̂ in the
+    denominator."""
+    exp_avg = beta1 * exp_avg + (1 - beta1) * g
+    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+    if exp_avg_sq > max_exp_avg_sq:
+        max_exp_avg_sq = exp_avg_sq
+    step = lr / (1 - beta1 ** t)
+    return (w - step * exp_avg / (math.sqrt(max_exp_avg_sq) / math.sqrt(1 - beta2 ** t) + eps), exp_avg, exp_avg_sq,
+            max_exp_avg_sq)
+
+
+AMSGRAD = RuleSpec(_amsgrad, ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"), "AMSGrad")
+
+
 class Adam(Optimizer):
     """m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²;  w ← w − (η/(1 − β₁ᵗ))·m/(√v/√(1 − β₂ᵗ) + ε),
     bias corrections computed in the kernel from the device step count t. ``weight_decay`` is
-    coupled (g ← g + λw) unless ``decoupled_weight_decay=True`` (w ← w − ηλw, as AdamW)."""
+    coupled (g ← g + λw) unless ``decoupled_weight_decay=True`` (w ← w − ηλw, as AdamW).
+    ``amsgrad=True`` (Reddi et al.; PyTorch's): v̂ ← max(v̂, v), and v̂ replaces v in the step —
+    still one fused pass, the rule compiled by Numba (``gpunet.optim.update_rule``'s machinery:
+    numba_cpu, or numba_cuda on a GPU), with the extra state buffer ``max_exp_avg_sq``."""
 
     rule = "adam"
 
     def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 decoupled_weight_decay=False, **kwargs):
+                 decoupled_weight_decay=False, amsgrad=False, **kwargs):
         super().__init__(model, lr, weight_decay=weight_decay, **kwargs)
         who = type(self).__name__
         self.hyper.update(betas=_check_betas(betas, who), eps=check_number(eps, "eps", who, lo=0.0, lo_open=True),
-                          decoupled_weight_decay=bool(decoupled_weight_decay))
+                          decoupled_weight_decay=bool(decoupled_weight_decay), amsgrad=bool(amsgrad))
         self._add_state("exp_avg")
         self._add_state("exp_avg_sq")
+        if self.hyper["amsgrad"]:
+            self._add_state("max_exp_avg_sq")
+
+    def step(self) -> None:
+        if not self.hyper["amsgrad"]:
+            return super().step()
+        self._check_arena()
+        self.iterations += 1
+        a = self.arena
+        b1, b2 = self.hyper["betas"]
+        fused_rule_step(AMSGRAD, a.params, a.grads, self._states(), self.stats.kernel, n_decay=self.n_decay,
+                        lr=self._lr, clip_norm=self.clip_norm, clip_value=self.clip_value, nonfinite=self.nonfinite,
+                        seen=self.stats.nonfinite_seen if self.count_nonfinite else None, check=registry.DEBUG,
+                        beta1=b1, beta2=b2, eps=self.hyper["eps"], **self._decay_args())
 
     def _decay_args(self):
         if self.hyper["decoupled_weight_decay"]:
@@ -84,7 +121,8 @@ class AdamW(Adam):
     """Adam with decoupled weight decay: w ← w − ηλw, then the Adam step (λ = ``weight_decay``,
     default 0.01 as in PyTorch)."""
 
-    def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, **kwargs):
+    def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, **kwargs):
         kwargs.pop("decoupled_weight_decay", None)
+        kwargs["amsgrad"] = amsgrad
         super().__init__(model, lr, betas=betas, eps=eps, weight_decay=weight_decay, decoupled_weight_decay=True,
                          **kwargs)

@@ -8,23 +8,54 @@ new gradients; in PyTorch it rescales the accumulated buffer too).
 """
 from __future__ import annotations
 
+from ..ops import registry
+from ..ops.optim_update import fused_rule_step
 from .base import Optimizer, check_number
+from .rule import RuleSpec
+
+
+def _dampened(w, g, velocity, lr, t, momentum=0.9, dampening=0.0):
+    """Momentum with PyTorch's dampening d: v ← μv − η(1 − d)g, except v ← −ηg at the first
+    applied step (PyTorch starts its buffer at g, undamped); w ← w + v."""
+    f = 1.0 if t == 1 else 1 - dampening
+    velocity = momentum * velocity - lr * f * g
+    return w + velocity, velocity
+
+
+DAMPENED = RuleSpec(_dampened, ("velocity",), "SGD(dampening)")
 
 
 class SGD(Optimizer):
     """w ← w − η∇L; with ``momentum`` γ > 0: v ← γv − η∇L, w ← w + v (``nesterov``:
-    w ← w + γv − η∇L). Clipping, decay and the non-finite policy: see ``Optimizer``."""
+    w ← w + γv − η∇L). ``dampening`` d (PyTorch's): v ← γv − η(1 − d)∇L after the first step (the
+    first is undamped, as PyTorch's buffer starts at ∇L), one fused pass compiled by Numba (the
+    ``update_rule`` machinery); Nesterov needs d = 0, as in PyTorch. Clipping, decay and the
+    non-finite policy: see ``Optimizer``."""
 
-    def __init__(self, model, lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.0, **kwargs):
+    def __init__(self, model, lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.0, dampening=0.0, **kwargs):
         super().__init__(model, lr, weight_decay=weight_decay, **kwargs)
         who = type(self).__name__
         momentum = check_number(momentum, "momentum", who, lo=0.0)
+        dampening = check_number(dampening, "dampening", who, lo=0.0, hi=1.0)
         if nesterov and momentum <= 0:
             raise ValueError(f"{who}: nesterov=True needs momentum > 0, got momentum={momentum}")
-        self.hyper.update(momentum=momentum, nesterov=bool(nesterov))
+        if nesterov and dampening:
+            raise ValueError(f"{who}: nesterov=True needs dampening=0 (as PyTorch), got dampening={dampening}")
+        self.hyper.update(momentum=momentum, nesterov=bool(nesterov), dampening=dampening)
         if momentum > 0:
             self.rule = "momentum"
             self._add_state("velocity")
+
+    def step(self) -> None:
+        if not (self.hyper["dampening"] and self.hyper["momentum"] > 0):
+            return super().step()
+        self._check_arena()
+        self.iterations += 1
+        a = self.arena
+        fused_rule_step(DAMPENED, a.params, a.grads, self._states(), self.stats.kernel, n_decay=self.n_decay,
+                        lr=self._lr, clip_norm=self.clip_norm, clip_value=self.clip_value, nonfinite=self.nonfinite,
+                        seen=self.stats.nonfinite_seen if self.count_nonfinite else None, check=registry.DEBUG,
+                        momentum=self.hyper["momentum"], dampening=self.hyper["dampening"], **self._decay_args())
 
 
 class NormalizedSGD(SGD):
@@ -34,6 +65,8 @@ class NormalizedSGD(SGD):
 
     def __init__(self, model, lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.0, eps=1e-8, **kwargs):
         super().__init__(model, lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, **kwargs)
+        if self.hyper["dampening"]:
+            raise ValueError(f"{type(self).__name__}: dampening is not available with the normalized step")
         self.hyper["eps"] = check_number(eps, "eps", type(self).__name__, lo=0.0, lo_open=True)
 
     def _norm_eps(self) -> float:

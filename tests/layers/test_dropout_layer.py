@@ -102,3 +102,50 @@ def test_bad_use_is_a_clear_error(rng):
         d.backward(np.ones((3, 2), np.float32))
     with pytest.raises(TypeError, match="floating-point input"):
         d(np.ones((2, 3), np.int64))
+
+
+# ---------------------------------------------------------------------- Dropout2d: whole channels
+def test_dropout2d_drops_whole_channels_and_scales_the_rest(rng):
+    gn.seed(5)
+    layer = gn.Dropout2d(0.3)
+    x = rng.standard_normal((64, 16, 5, 4)).astype(np.float32) + 3.0  # no zeros of its own
+    y = layer(x)
+    kept = (y != 0).reshape(64, 16, -1)
+    assert (kept.all(axis=2) | ~kept.any(axis=2)).all()  # every channel all kept or all dropped
+    keep = kept.all(axis=2)
+    assert abs(1 - keep.mean() - 0.3) < 0.06  # 1024 channels: p within about 4 standard errors
+    np.testing.assert_allclose(y[keep], (x / 0.7)[keep], rtol=1e-6)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = layer.backward(dy)
+    np.testing.assert_allclose(dx, dy * (y != 0) / 0.7, rtol=1e-6)
+    layer.eval()
+    assert layer(x) is x and layer.backward(dy) is dy
+
+
+def test_dropout2d_is_reproducible_and_advances_per_forward(rng):
+    x = np.ones((8, 6, 3, 3), np.float32)
+    gn.seed(9)
+    a = gn.Dropout2d(0.5)
+    m1, m2 = a(x) != 0, a(x) != 0
+    gn.seed(9)
+    b = gn.Dropout2d(0.5)
+    assert np.array_equal(b(x) != 0, m1) and np.array_equal(b(x) != 0, m2) and not np.array_equal(m1, m2)
+    with pytest.raises(ValueError, match=r"expected input of shape \(N, C, H, W\)"):
+        a(np.ones((4, 3), np.float32))
+
+
+def test_dropout2d_in_a_cnn_trains():
+    gn.seed(0)
+    model = gn.Sequential(gn.Conv2d(1, 4, 3, padding=1), gn.Dropout2d(0.25), gn.ReLU(), gn.Flatten(),
+                          gn.Linear(4 * 6 * 6, 2))
+    x = np.random.default_rng(0).standard_normal((16, 1, 6, 6)).astype(np.float32)
+    y = (x.mean(axis=(1, 2, 3)) > 0).astype(np.int64)
+    loss = gn.losses.CrossEntropy()
+    opt = gn.optim.Adam(model, lr=1e-2)
+    first = None
+    for _ in range(30):
+        value = float(loss(model(x), y))
+        first = value if first is None else first
+        model.backward(loss.backward())
+        opt.step()
+    assert value < first

@@ -31,6 +31,12 @@ CASES = {
     "adam": (gn.optim.Adam, dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=1e-2), "Adam",
              dict(lr=1e-2, betas=(0.8, 0.99))),
     "adamw": (gn.optim.AdamW, dict(lr=1e-2, weight_decay=0.1), "AdamW", dict(lr=1e-2)),
+    "adam_amsgrad": (gn.optim.Adam, dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=1e-2, amsgrad=True), "Adam",
+                     dict(lr=1e-2, betas=(0.8, 0.99), amsgrad=True)),
+    "adamw_amsgrad": (gn.optim.AdamW, dict(lr=1e-2, weight_decay=0.1, amsgrad=True), "AdamW",
+                      dict(lr=1e-2, amsgrad=True)),
+    "momentum_dampening": (gn.optim.SGD, dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=1e-2), "SGD",
+                           dict(lr=0.05, momentum=0.9, dampening=0.3)),
 }
 
 
@@ -151,3 +157,18 @@ def test_clip_grad_norm_matches_torch(rng):
     assert abs(ours - theirs) <= 1e-6 * theirs
     for name, g in model.named_gradients():
         np.testing.assert_allclose(g, tparams[name].grad.numpy(), rtol=2e-6, atol=1e-9)
+
+
+def test_amsgrad_state_and_dampening_checks():
+    model = _model()
+    opt = gn.optim.Adam(model, amsgrad=True)
+    assert list(opt.state) == ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+    opt2 = gn.optim.Adam(_model(), amsgrad=True)
+    opt2.load_state_dict(opt.state_dict())
+    plain = gn.optim.AdamW(_model())
+    plain.load_state_dict(gn.optim.AdamW(plain.model, amsgrad=True).state_dict())  # takes the checkpoint's settings
+    assert plain.hyper["amsgrad"] and "max_exp_avg_sq" in plain.state
+    with pytest.raises(ValueError, match="nesterov=True needs dampening=0"):
+        gn.optim.SGD(_model(), momentum=0.9, nesterov=True, dampening=0.1)
+    with pytest.raises(ValueError, match="dampening is not available"):
+        gn.optim.NormalizedSGD(_model(), momentum=0.9, dampening=0.1)

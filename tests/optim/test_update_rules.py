@@ -174,3 +174,50 @@ def test_rule_definitions_are_checked():
     opt.step()
     for p, b in zip(model.parameters(), before):
         np.testing.assert_allclose(p, b - 0.1, rtol=0, atol=1e-15)
+
+
+# ---------------------------------------------------------------------- the built-in options written as rules
+def _builtin_rule_case(spec):
+    """A small case of AMSGrad's or dampened momentum's rule (their states, their hyper-parameters)."""
+    def make(rng):
+        n = int(rng.choice([1, 5, 33]))
+        g = rng.standard_normal(n)
+        stats = np.array([float(np.sum(g * g)), 0.0, float(rng.integers(1, 4)), 0.0])  # t = 1 included
+        states = {name: rng.uniform(0, 1, n) for name in spec.state}
+        hyper = {"beta1": 0.8, "beta2": 0.99, "eps": 1e-8} if "beta1" in spec.hyper else {"momentum": 0.9,
+                                                                                           "dampening": 0.3}
+        scalars = {"stats": stats, "n_decay": n, "lr": 0.1, "weight_decay": 0.0, "l1": 0.0, "decoupled_wd": 0.0,
+                   "clip_norm": 0.0, "clip_value": 0.0, "norm_eps": 0.0, "guard": True, **hyper}
+        return Case(inputs={"g": g}, inplace={"w": rng.standard_normal(n), **states}, scalars=scalars, label=str(n))
+    return make
+
+
+def _spec_tier(spec, tier):
+    def run(w, g, stats, **kw):
+        states = [kw.pop(name) for name in spec.state]
+        stats = backend.get_array_module(w).asarray(stats, dtype=np.float64)
+        if tier == "reference":
+            OP.module("reference").rule(spec, w, g, *states, stats, **kw)
+        else:
+            spec.compiled(tier, OP.module)(w, g, *states, stats, **kw)
+    return run
+
+
+def _builtin_specs():
+    from gpunet.optim.adaptive import AMSGRAD
+    from gpunet.optim.sgd import DAMPENED
+
+    return [AMSGRAD, DAMPENED]
+
+
+def test_amsgrad_and_dampening_rules_on_the_cpu_tier_match_the_reference():
+    for spec in _builtin_specs():
+        compare_tiers({"reference": _spec_tier(spec, "reference"), "numba_cpu": _spec_tier(spec, "numba_cpu")},
+                      _builtin_rule_case(spec), draws=6, seed=11).assert_below(5e-6)
+
+
+@pytest.mark.cudasim
+def test_amsgrad_and_dampening_rules_under_the_simulator_match_the_reference():
+    for spec in _builtin_specs():
+        compare_tiers({"reference": _spec_tier(spec, "reference"), "numba_cuda": _spec_tier(spec, "numba_cuda")},
+                      _builtin_rule_case(spec), draws=2, seed=12).assert_below(5e-6)

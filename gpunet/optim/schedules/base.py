@@ -78,7 +78,7 @@ class Schedule:
 
     def plot(self, path, n: int, **kwargs):
         """Write η(t) for t < n to an image file (see ``gpunet.plot.plot_schedule``)."""
-        from ..plot import plot_schedule
+        from ...plot import plot_schedule
 
         return plot_schedule(self, n, path, **kwargs)
 

@@ -55,13 +55,19 @@ class Dropout(Layer):
         self.step += 1
         return y
 
-    def backward(self, dy):
+    def _passes_through(self, dy) -> bool:
+        """Whether the last forward was the identity (then dx = dy); checks dy's shape otherwise."""
         if self._identity is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
         if self._identity:
-            return dy
+            return True
         if tuple(dy.shape) != self._shape:
             raise ValueError(f"{self.name}: dy has shape {tuple(dy.shape)}, the forward's output {self._shape}")
+        return False
+
+    def backward(self, dy):
+        if self._passes_through(dy):
+            return dy
         if dy.dtype != self._dtype:
             raise TypeError(f"{self.name}: dy has dtype {dy.dtype}, the forward's output {self._dtype}")
         return dropout_backward(dy, self._mask, self.p, check=registry.DEBUG)
@@ -103,10 +109,4 @@ class Dropout2d(Dropout):
         return x * self._mask
 
     def backward(self, dy):
-        if self._identity is None:
-            raise RuntimeError(f"{self.name}: backward called before forward")
-        if self._identity:
-            return dy
-        if tuple(dy.shape) != self._shape:
-            raise ValueError(f"{self.name}: dy has shape {tuple(dy.shape)}, the forward's output {self._shape}")
-        return dy * self._mask
+        return dy if self._passes_through(dy) else dy * self._mask

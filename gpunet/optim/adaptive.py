@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-from ..ops import registry
-from ..ops.optim_update import fused_rule_step
 from .base import Optimizer, check_number
 from .rule import RuleSpec
 
@@ -102,14 +100,8 @@ class Adam(Optimizer):
     def step(self) -> None:
         if not self.hyper["amsgrad"]:
             return super().step()
-        self._check_arena()
-        self.iterations += 1
-        a = self.arena
         b1, b2 = self.hyper["betas"]
-        fused_rule_step(AMSGRAD, a.params, a.grads, self._states(), self.stats.kernel, n_decay=self.n_decay,
-                        lr=self._lr, clip_norm=self.clip_norm, clip_value=self.clip_value, nonfinite=self.nonfinite,
-                        seen=self.stats.nonfinite_seen if self.count_nonfinite else None, check=registry.DEBUG,
-                        beta1=b1, beta2=b2, eps=self.hyper["eps"], **self._decay_args())
+        self._rule_step(AMSGRAD, beta1=b1, beta2=b2, eps=self.hyper["eps"])
 
     def _decay_args(self):
         if self.hyper["decoupled_weight_decay"]:

@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import backend
 from ..ops import registry
-from ..ops.optim_update import POLICIES, fused_step, kernel_args
+from ..ops.optim_update import POLICIES, fused_rule_step, fused_step, kernel_args
 
 
 def as_model(model, who: str):
@@ -212,6 +212,17 @@ class Optimizer:
                    lr=self._lr, clip_norm=self.clip_norm, clip_value=self.clip_value, norm_eps=self._norm_eps(),
                    nonfinite=self.nonfinite, seen=self.stats.nonfinite_seen if self.count_nonfinite else None,
                    check=registry.DEBUG, **self._decay_args(), **kernel_args(self.rule, self.hyper))
+
+    def _rule_step(self, spec, **hyper) -> None:
+        """``step`` through a Numba-compiled update rule (``spec``, see rule.py) instead of a
+        built-in kernel: the same preparation, guard and statistics, one fused pass."""
+        self._check_arena()
+        self.iterations += 1
+        a = self.arena
+        fused_rule_step(spec, a.params, a.grads, self._states(), self.stats.kernel, n_decay=self.n_decay,
+                        lr=self._lr, clip_norm=self.clip_norm, clip_value=self.clip_value, nonfinite=self.nonfinite,
+                        seen=self.stats.nonfinite_seen if self.count_nonfinite else None, check=registry.DEBUG,
+                        **self._decay_args(), **hyper)
 
     def zero_grad(self) -> None:
         """Not needed (backward overwrites the gradients); zeroes them for code that expects it."""

@@ -32,8 +32,6 @@ from __future__ import annotations
 import inspect
 import math
 
-from ..ops import registry
-from ..ops.optim_update import fused_rule_step
 from .base import Optimizer, check_number
 
 # names the generated loops use themselves
@@ -112,13 +110,7 @@ class RuleOptimizer(Optimizer):
             self._add_state(name, spec.fills[name])
 
     def step(self) -> None:
-        self._check_arena()
-        self.iterations += 1
-        a = self.arena
-        fused_rule_step(self.spec, a.params, a.grads, self._states(), self.stats.kernel, n_decay=self.n_decay,
-                        lr=self._lr, clip_norm=self.clip_norm, clip_value=self.clip_value, nonfinite=self.nonfinite,
-                        seen=self.stats.nonfinite_seen if self.count_nonfinite else None, check=registry.DEBUG,
-                        **self._decay_args(), **self.hyper)
+        self._rule_step(self.spec, **self.hyper)
 
     def _decay_args(self):
         return {"weight_decay": self.weight_decay, "l1": self.l1, "decoupled_wd": 0.0}

@@ -8,8 +8,6 @@ new gradients; in PyTorch it rescales the accumulated buffer too).
 """
 from __future__ import annotations
 
-from ..ops import registry
-from ..ops.optim_update import fused_rule_step
 from .base import Optimizer, check_number
 from .rule import RuleSpec
 
@@ -49,13 +47,7 @@ class SGD(Optimizer):
     def step(self) -> None:
         if not (self.hyper["dampening"] and self.hyper["momentum"] > 0):
             return super().step()
-        self._check_arena()
-        self.iterations += 1
-        a = self.arena
-        fused_rule_step(DAMPENED, a.params, a.grads, self._states(), self.stats.kernel, n_decay=self.n_decay,
-                        lr=self._lr, clip_norm=self.clip_norm, clip_value=self.clip_value, nonfinite=self.nonfinite,
-                        seen=self.stats.nonfinite_seen if self.count_nonfinite else None, check=registry.DEBUG,
-                        momentum=self.hyper["momentum"], dampening=self.hyper["dampening"], **self._decay_args())
+        self._rule_step(DAMPENED, momentum=self.hyper["momentum"], dampening=self.hyper["dampening"])
 
 
 class NormalizedSGD(SGD):

@@ -4,12 +4,14 @@ docs/gpu-results.md.
 
     python benchmarks/compare.py --before a/*.json --after b/*.json
     python benchmarks/compare.py --runs --before b1.json b2.json b3.json --after a1.json a2.json a3.json
+    python benchmarks/compare.py --repeats r1.json r2.json r3.json
 
 For each record: gpunet's time before and after and the ratio to PyTorch (or to the hand loop, for
 trainer_overhead; or the overhead in µs, for step_overhead's layer rows) in each run. Numbers are
 printed from the files, never typed. With ``--runs`` each file is one run of the same script (the
 before and after runs alternating on one machine), and the table gives each run's time and ratio
-and the median ratio.
+and the median ratio. With ``--repeats`` (no before/after) each file is one run of the same code:
+gpunet's and PyTorch's times and the ratio, run by run, and the median ratio.
 """
 from __future__ import annotations
 
@@ -69,12 +71,36 @@ def runs_table(befores: list[dict], afters: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def repeats_table(runs: list[dict]) -> str:
+    """Records with a PyTorch ratio over repeated runs of one version: both libraries' times and
+    the ratios, run by run, and the median ratio."""
+    import statistics
+
+    names = [n for n in runs[0] if "torch_s" in runs[0][n]]
+    rows = ["| record | shape | gpunet | PyTorch | ratio | median ratio |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for name in names:
+        rs = [r[name] for r in runs if name in r]
+        cells = [" / ".join(_time(r[key]) for r in rs) for key in ("gpunet_s", "torch_s")]
+        ratios = " / ".join(f"{r['ratio']:.2f}" for r in rs)
+        median = statistics.median(r["ratio"] for r in rs)
+        rows.append(f"| {name} | {rs[0].get('shape', '')} | {cells[0]} | {cells[1]} | {ratios} | {median:.2f} |")
+    return "\n".join(rows)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--before", nargs="+", required=True, help="JSON record files of the first run")
-    p.add_argument("--after", nargs="+", required=True, help="JSON record files of the second run")
+    p.add_argument("--before", nargs="+", help="JSON record files of the first run")
+    p.add_argument("--after", nargs="+", help="JSON record files of the second run")
     p.add_argument("--runs", action="store_true", help="each file is one run; a row per record, run by run")
+    p.add_argument("--repeats", nargs="+", metavar="RUN", help="runs of one version, one JSON file each")
     args = p.parse_args(argv)
+    if args.repeats:
+        if args.before or args.after:
+            p.error("--repeats takes the runs of one version; leave out --before and --after")
+        print(repeats_table([_load([f]) for f in args.repeats]))
+        return
+    if not (args.before and args.after):
+        p.error("--before and --after are required (or --repeats)")
     if args.runs:
         print(runs_table([_load([f]) for f in args.before], [_load([f]) for f in args.after]))
     else:

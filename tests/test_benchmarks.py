@@ -76,7 +76,7 @@ def test_kernels(tmp_path):
     records, _ = _run(tmp_path, "kernels.py")
     assert {r["name"] for r in records} == {"adam_clip_10M_vs_torch_fused", "adam_clip_10M_vs_torch_default",
                                             "adam_clip_10M_vs_torch_forloop", "batchnorm1d_fwd_bwd",
-                                            "dropout_fwd_bwd"}
+                                            "dropout_fwd_bwd", "layernorm_fwd_bwd", "layernorm_fwd"}
 
 
 def test_step_overhead_and_the_before_after_table(tmp_path):
@@ -107,3 +107,21 @@ def test_compare_runs_table_gives_each_run_and_the_median_ratio():
                               [run(9.0, 10.0), run(8.0, 10.0), run(12.0, 10.0)]).splitlines()
     assert len(rows) == 3  # header, rule, and only the record with a PyTorch time
     assert rows[2] == "| cnn_epoch | 20 s / 30 s / 24 s | 2.00 / 3.00 / 2.00 | 9 s / 8 s / 12 s | 0.90 / 0.80 / 1.20 | 2.00 → 0.90 |"
+
+
+def test_compare_repeats_table_gives_both_libraries_each_run_and_the_median_ratio(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import compare
+    finally:
+        sys.path.pop(0)
+    paths = []
+    for i, (g, t) in enumerate([(2e-3, 1e-3), (3e-3, 2e-3), (1e-3, 4e-3)]):
+        paths.append(tmp_path / f"run{i}.json")
+        paths[-1].write_text(json.dumps([{"name": "layernorm_fwd", "shape": "4x8", "gpunet_s": g, "torch_s": t,
+                                          "ratio": g / t}]))
+    compare.main(["--repeats", *map(str, paths)])
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[2] == "| layernorm_fwd | 4x8 | 2 ms / 3 ms / 1 ms | 1 ms / 2 ms / 4 ms | 2.00 / 1.50 / 0.25 | 1.50 |"
+    with pytest.raises(SystemExit):
+        compare.main(["--repeats", str(paths[0]), "--after", str(paths[1])])

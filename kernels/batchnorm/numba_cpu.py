@@ -26,6 +26,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ..common.sums import SUMS, mean_m2
 from ..common.threads import serial_below
 
 # elements: smaller inputs run on one thread (common/threads.py); (N, C) rows and (N, C, S) planes
@@ -33,7 +34,6 @@ SERIAL_BELOW_ROWS = 1 << 20
 SERIAL_BELOW_PLANES = 1 << 16
 
 BLOCK_ROWS = 8
-SUMS = {"reassoc", "contract"}  # plane sums: vectorized, in a fixed order per build
 MAX_TASKS = 16
 
 
@@ -96,28 +96,13 @@ def _stats_nc(x, pmean, pm2, pcount):
         pcount[t] = cnt
 
 
-@njit(fastmath=SUMS, cache=True)
-def _plane_mean_m2(xp):
-    """(mean, M2) of one contiguous plane: two float64 passes over it (it stays in cache)."""
-    S = xp.size
-    s = 0.0
-    for q in range(S):
-        s += xp[q]
-    mean = s / S
-    s = 0.0
-    for q in range(S):
-        d = xp[q] - mean
-        s += d * d
-    return mean, s
-
-
 @njit(parallel=True, fastmath=False, cache=True)
 def _stats_ncs(x, pmean, pm2):
     N, C, S = x.shape
     for t in prange(N * C):
         n = t // C
         c = t - n * C
-        pmean[n, c], pm2[n, c] = _plane_mean_m2(x[n, c])
+        pmean[n, c], pm2[n, c] = mean_m2(x[n, c])
 
 
 @njit(fastmath=False, cache=True)

@@ -6,8 +6,10 @@ parameter, one reduction gives the global gradient norm, and optimizer state (mo
 and v) is a buffer of the same size.
 
 Layout: parameters that take weight decay come first, those that don't (biases, batch-norm
-scale and shift) after them, so a parameter group is a range: ``[0, n_decay)`` decays,
-``[n_decay, size)`` does not. Each parameter starts on a multiple of ``ALIGN`` elements (64 bytes
+scale and shift) after them, and the parameters of frozen layers (``Layer.freeze``) last, so a
+parameter group is a range: ``[0, n_decay)`` decays, ``[n_decay, n_train)`` does not, and
+``[n_train, size)`` is frozen — the optimizers update the prefix ``[0, n_train)`` alone, with the
+same kernels and no mask. Each parameter starts on a multiple of ``ALIGN`` elements (64 bytes
 in float32) so that every view is aligned for vector loads; the padding between views is zero in
 both buffers and stays zero.
 
@@ -34,6 +36,7 @@ class Entry:
     offset: int
     shape: tuple
     decay: bool
+    trainable: bool = True
 
     @property
     def size(self) -> int:
@@ -63,16 +66,24 @@ class Arena:
         xp = backend.get_array_module(entries[0][0]._params[entries[0][1]])
         self.xp = xp
 
-        ordered = [e for e in entries if e[3]] + [e for e in entries if not e[3]]
-        layout, offset, n_decay = [], 0, None
+        frozen = [e for e in entries if e[0]._frozen]
+        trained = [e for e in entries if not e[0]._frozen]
+        ordered = [e for e in trained if e[3]] + [e for e in trained if not e[3]] + frozen
+        layout, offset, n_decay, n_train = [], 0, None, None
         for layer, local, full, decay in ordered:
-            if not decay and n_decay is None:
+            if layer._frozen and n_train is None:
+                n_train = offset
+            if (not decay or layer._frozen) and n_decay is None:
                 n_decay = offset
             shape = tuple(layer._params[local].shape)
-            layout.append(Entry(full, offset, shape, decay))
+            layout.append(Entry(full, offset, shape, decay, not layer._frozen))
             offset = _round_up(offset + int(np.prod(shape, dtype=np.int64)), ALIGN)
         self.size = offset
-        self.n_decay = offset if n_decay is None else n_decay
+        self.n_train = offset if n_train is None else n_train
+        self.n_decay = self.n_train if n_decay is None else n_decay
+        self.frozen = tuple(full for _, _, full, _ in frozen)  # names of the frozen parameters
+        self.layout_key = model._frozen_key()
+        self.freezes = type(model)._freezes  # Layer.arena checks the layout again after a later freeze
         self.params = xp.zeros(self.size, dtype=self.dtype)
         self.grads = xp.zeros(self.size, dtype=self.dtype)
         self.entries = layout
@@ -96,6 +107,11 @@ class Arena:
                 return e
         raise KeyError(f"arena: no parameter named {name!r}; have {[e.name for e in self.entries]}")
 
+    def trainable(self, buffer):
+        """The prefix ``[0, n_train)`` of an arena-sized buffer (params, grads, optimizer state):
+        the values that training updates (a view; the whole buffer when nothing is frozen)."""
+        return buffer if self.n_train == self.size else buffer[: self.n_train]
+
     def decay_mask(self):
         """1 where weight decay applies, 0 elsewhere (padding included), on the arena's device."""
         mask = self.xp.zeros(self.size, dtype=self.dtype)
@@ -104,4 +120,5 @@ class Arena:
 
     def __repr__(self) -> str:
         return (f"Arena({len(self.entries)} parameters, {self.num_parameters:,} values in {self.size:,} slots, "
-                f"{self.dtype}, {self.device}, decay range [0, {self.n_decay}))")
+                f"{self.dtype}, {self.device}, decay range [0, {self.n_decay})"
+                + (f", frozen from {self.n_train}" if self.n_train < self.size else "") + ")")

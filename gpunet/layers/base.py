@@ -59,6 +59,9 @@ class Layer:
     """
 
     need_input_grad = True
+    _frozen = False  # freeze(): parameters out of every update
+    _frozen_eval = False  # freeze(eval_mode=True): train() leaves the layer in eval mode
+    _freezes = 0  # freeze()/unfreeze() calls in this process: an arena built before one is checked again
     _records = False  # True for forward-only subclasses: backward replays the record of the forward
 
     def __init_subclass__(cls, **kwargs):
@@ -213,10 +216,50 @@ class Layer:
 
     # ----------------------------------------------------------------- modes
     def train(self, mode: bool = True) -> "Layer":
-        self.training = bool(mode)
+        """Training mode (``mode=False``: evaluation) for this layer and its descendants; a layer
+        frozen with ``eval_mode=True`` stays in evaluation mode."""
+        self.training = bool(mode) and not self._frozen_eval
         for child in self._children.values():
             child.train(mode)
         return self
+
+    # ----------------------------------------------------------------- freezing
+    def freeze(self, eval_mode: bool = True) -> "Layer":
+        """Leave the parameters of this layer and its descendants out of every update: the arena
+        lays them out after the trained ones and the optimizers step on the trained prefix only
+        (the same fused kernels, no mask, no extra launch); clipping norms and weight decay leave
+        them out too. Gradients still flow through the layer to the ones before it.
+
+        ``eval_mode=True`` (Keras's ``trainable = False``) also keeps the layers in evaluation
+        mode, even under ``model.train()`` and ``fit``: a frozen batch norm normalizes with its
+        running statistics and leaves them unchanged, a frozen dropout passes its input through.
+        ``eval_mode=False`` (PyTorch's ``requires_grad_(False)``) only stops the updates.
+
+        Freezing changes the arena's layout: create the optimizer after freezing (an optimizer
+        made before refuses to step, as after ``model.to``). Returns the layer."""
+        for _, layer in self.named_layers():
+            layer._frozen, layer._frozen_eval = True, bool(eval_mode)
+            if eval_mode:
+                layer.training = False
+        Layer._freezes += 1
+        return self
+
+    def unfreeze(self) -> "Layer":
+        """Undo ``freeze`` for this layer and its descendants (the mode is left as it is until the
+        next ``train()``/``eval()``). Returns the layer."""
+        for _, layer in self.named_layers():
+            layer._frozen = layer._frozen_eval = False
+        Layer._freezes += 1
+        return self
+
+    @property
+    def frozen(self) -> bool:
+        """True when ``freeze`` left this layer's parameters out of the updates."""
+        return self._frozen
+
+    def _frozen_key(self) -> tuple:
+        """The names of the frozen parameters: the part of the arena's layout freezing decides."""
+        return tuple(full for layer, _, full, _ in self.parameter_entries() if layer._frozen)
 
     def eval(self) -> "Layer":
         return self.train(False)
@@ -372,10 +415,16 @@ class Layer:
 
     @property
     def arena(self):
-        """The model's flat parameter arena, built on first use."""
-        if self._arena is None:
-            self.flatten()
-        return self._arena
+        """The model's flat parameter arena, built on first use (and again when freezing changed
+        which of its parameters are trained)."""
+        a = self._arena
+        if a is None:
+            return self.flatten()
+        if a.freezes != Layer._freezes:  # a freeze somewhere since it was built: is it this model's?
+            if a.layout_key != self._frozen_key():
+                return self.flatten()
+            a.freezes = Layer._freezes
+        return a
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> "OrderedDict[str, object]":

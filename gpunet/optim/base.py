@@ -8,7 +8,7 @@ Every optimizer takes, besides its own hyper-parameters (named and defaulted as 
 - ``weight_decay`` (coupled L2, g ← g + λw; decoupled w ← w − ηλw for AdamW) and ``l1=0``
   (g ← g + λ₁ sign(w)). Decay applies to the arena's decay range [0, arena.n_decay): weights of
   Linear and Conv layers. Biases and batch-norm scales and shifts are laid out after it and get
-  no decay by default; ``decay_all=True`` decays every parameter;
+  no decay by default; ``decay_all=True`` decays every trained parameter;
 - ``nonfinite="skip"``: the policy for a gradient holding NaN or Inf. "skip" (default): the
   update kernel reads a device flag and leaves parameters and state untouched; the step is
   counted in ``skipped_steps``. "raise": the flag is read on the host before the update (one
@@ -19,7 +19,9 @@ Every optimizer takes, besides its own hyper-parameters (named and defaulted as 
 The step's statistics live on the device, in ``stats`` (``StepStats``: named views into one
 buffer); ``steps`` and ``skipped_steps`` read them (a sync). ``iterations`` counts calls to
 ``step()`` on the host. Create the optimizer after moving the model (``model.to``): moving
-rebuilds the arena, and a stale optimizer refuses to step.
+rebuilds the arena, and a stale optimizer refuses to step. The parameters of frozen layers
+(``Layer.freeze``) sit at the end of the arena, after ``arena.n_train``: every step, its norm
+and its statistics cover the trained prefix [0, n_train) alone.
 """
 from __future__ import annotations
 
@@ -180,7 +182,7 @@ class Optimizer:
     @property
     def n_decay(self) -> int:
         """Decay terms apply to the arena range [0, n_decay)."""
-        return self.arena.size if self.decay_all else self.arena.n_decay
+        return self.arena.n_train if self.decay_all else self.arena.n_decay
 
     def _decay_args(self) -> dict:
         """weight_decay, l1 and decoupled_wd for the kernel (AdamW overrides)."""
@@ -193,22 +195,31 @@ class Optimizer:
     def _states(self) -> tuple:
         return tuple(self.state.values())
 
+    def _buffers(self) -> tuple:
+        """(params, grads, state buffers): the trained prefix of each (all of it when nothing is
+        frozen)."""
+        a = self.arena
+        if a.n_train == 0:
+            raise RuntimeError(f"{type(self).__name__}: every parameter of the model is frozen; nothing to train "
+                               "(unfreeze a layer first)")
+        return a.trainable(a.params), a.trainable(a.grads), tuple(a.trainable(v) for v in self._states())
+
     # ----------------------------------------------------------------- the step
     def _check_arena(self):
         arena = self.arena  # binds an optimizer made before the model's sizes were known
         if self.model.arena is not arena:
             raise RuntimeError(
-                f"{type(self).__name__}: the model was moved or re-flattened after this optimizer was "
-                "created; create the optimizer after model.to(...)"
+                f"{type(self).__name__}: the model was moved, re-flattened or had layers frozen or unfrozen after "
+                "this optimizer was created; create the optimizer after model.to(...) and layer.freeze()"
             )
 
     def step(self) -> None:
         """One fused update of every parameter from the gradients in ``arena.grads`` (no host sync
         unless nonfinite="raise")."""
         self._check_arena()
+        params, grads, states = self._buffers()
         self.iterations += 1
-        a = self.arena
-        fused_step(self.rule, a.params, a.grads, self._states(), self.stats.kernel, n_decay=self.n_decay,
+        fused_step(self.rule, params, grads, states, self.stats.kernel, n_decay=self.n_decay,
                    lr=self._lr, clip_norm=self.clip_norm, clip_value=self.clip_value, norm_eps=self._norm_eps(),
                    nonfinite=self.nonfinite, seen=self.stats.nonfinite_seen if self.count_nonfinite else None,
                    check=registry.DEBUG, **self._decay_args(), **kernel_args(self.rule, self.hyper))
@@ -217,9 +228,9 @@ class Optimizer:
         """``step`` through a Numba-compiled update rule (``spec``, see rule.py) instead of a
         built-in kernel: the same preparation, guard and statistics, one fused pass."""
         self._check_arena()
+        params, grads, states = self._buffers()
         self.iterations += 1
-        a = self.arena
-        fused_rule_step(spec, a.params, a.grads, self._states(), self.stats.kernel, n_decay=self.n_decay,
+        fused_rule_step(spec, params, grads, states, self.stats.kernel, n_decay=self.n_decay,
                         lr=self._lr, clip_norm=self.clip_norm, clip_value=self.clip_value, nonfinite=self.nonfinite,
                         seen=self.stats.nonfinite_seen if self.count_nonfinite else None, check=registry.DEBUG,
                         **self._decay_args(), **hyper)
@@ -276,7 +287,7 @@ class Optimizer:
         self._check_arena()
         return {"optimizer": type(self).__name__, "lr": self.lr, "hyper": self._all_hyper(),
                 "steps": self.steps, "skipped_steps": self.skipped_steps, "iterations": self.iterations,
-                "state": {k: v.copy() for k, v in self.state.items()}}
+                "frozen": list(self.arena.frozen), "state": {k: v.copy() for k, v in self.state.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a ``state_dict`` (from any device) into this optimizer, exactly."""
@@ -287,6 +298,11 @@ class Optimizer:
         if state["hyper"] != self._all_hyper():
             fresh = type(self)(self.model, state["lr"], **state["hyper"])  # validates them, sizes the buffers
             self.__dict__.update(fresh.__dict__)
+        frozen = list(state.get("frozen", []))  # states written before freezing existed: nothing frozen
+        if frozen != list(self.arena.frozen):
+            raise ValueError(f"{who}: the state was written with the parameters {frozen} frozen, this model has "
+                             f"{list(self.arena.frozen)} frozen; the arena's layouts differ, so its buffers would "
+                             "land on the wrong parameters (freeze the same layers first)")
         buffers = {RENAMED_STATE.get(k, k): v for k, v in state["state"].items()}  # older checkpoints
         if set(buffers) != set(self.state):
             raise KeyError(f"{who}: state buffers {sorted(state['state'])}, expected {sorted(self.state)}")

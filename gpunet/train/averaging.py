@@ -190,15 +190,18 @@ class EMA(Callback):
 
 
 def _batchnorm_layers(model):
+    """The batch norms whose running statistics training updates (not those frozen in eval mode)."""
     return [layer for _, layer in model.named_layers()
-            if "running_mean" in layer._buffers and "running_var" in layer._buffers and hasattr(layer, "momentum")]
+            if "running_mean" in layer._buffers and "running_var" in layer._buffers and hasattr(layer, "momentum")
+            and not layer._frozen_eval]
 
 
 def update_bn(model, x, batch_size: int = 256) -> int:
     """Recompute batch-norm running statistics: reset them, then run ``x`` forward in train mode
     with momentum 1/k for the k-th batch, so each running value ends as the mean of the per-batch
-    values (PyTorch's ``update_bn``). Layers' random state and modes are restored. Returns the
-    number of batch-norm layers updated."""
+    values (PyTorch's ``update_bn``). Layers' random state and modes are restored; a batch norm
+    frozen in eval mode (``freeze()``) keeps its statistics. Returns the number of batch-norm
+    layers updated."""
     bns = _batchnorm_layers(model)
     if not bns:
         return 0

@@ -9,6 +9,12 @@ Every optimizer takes, besides its own hyper-parameters (named and defaulted as 
   (g ← g + λ₁ sign(w)). Decay applies to the arena's decay range [0, arena.n_decay): weights of
   Linear and Conv layers. Biases and batch-norm scales and shifts are laid out after it and get
   no decay by default; ``decay_all=True`` decays every trained parameter;
+- ``maximize=False`` (PyTorch's): ascend the objective instead, the step on −g (the sign taken
+  before clipping and decay, as PyTorch). It runs the same kernels on the mirrored problem: with
+  η, λ, λ₁ and λ_d negated, every rule gives the step on −g exactly — each is odd in (g, η) —
+  bit for bit, since negation is exact. The first-moment buffers (Adam's ``exp_avg``, RMSprop's
+  ``grad_avg``) then hold the moments of +g, the negatives of PyTorch's; weights, velocities in
+  parameter units and second moments are the same;
 - ``nonfinite="skip"``: the policy for a gradient holding NaN or Inf. "skip" (default): the
   update kernel reads a device flag and leaves parameters and state untouched; the step is
   counted in ``skipped_steps``. "raise": the flag is read on the host before the update (one
@@ -113,7 +119,7 @@ class Optimizer:
     count_nonfinite = False  # TerminateOnNaN turns it on: count non-finite gradients applied ("ignore")
 
     def __init__(self, model, lr, *, weight_decay=0.0, l1=0.0, clip_norm=None, clip_value=None,
-                 decay_all=False, nonfinite="skip"):
+                 decay_all=False, nonfinite="skip", maximize=False):
         who = type(self).__name__
         model = as_model(model, who)
         self.model = model
@@ -126,6 +132,9 @@ class Optimizer:
         self.clip_norm = check_optional_positive(clip_norm, "clip_norm", who)
         self.clip_value = check_optional_positive(clip_value, "clip_value", who)
         self.decay_all = bool(decay_all)
+        if not isinstance(maximize, (bool, np.bool_)):
+            raise TypeError(f"{who}: maximize must be True or False, got {maximize!r}")
+        self.maximize = bool(maximize)
         if nonfinite not in POLICIES:
             raise ValueError(f"{who}: nonfinite must be one of {POLICIES}, got {nonfinite!r}")
         self.nonfinite = nonfinite
@@ -188,6 +197,14 @@ class Optimizer:
         """weight_decay, l1 and decoupled_wd for the kernel (AdamW overrides)."""
         return {"weight_decay": self.weight_decay, "l1": self.l1, "decoupled_wd": 0.0}
 
+    def _kernel_lr_and_decay(self) -> tuple:
+        """(η, decay arguments) as the kernels take them: negated under ``maximize`` (the step on
+        −g, see the module docstring)."""
+        decay = self._decay_args()
+        if not self.maximize:
+            return self._lr, decay
+        return -self._lr, {k: -v for k, v in decay.items()}
+
     def _norm_eps(self) -> float:
         """ε of normalized SGD (0: no normalization)."""
         return 0.0
@@ -218,22 +235,24 @@ class Optimizer:
         unless nonfinite="raise")."""
         self._check_arena()
         params, grads, states = self._buffers()
+        lr, decay = self._kernel_lr_and_decay()
         self.iterations += 1
         fused_step(self.rule, params, grads, states, self.stats.kernel, n_decay=self.n_decay,
-                   lr=self._lr, clip_norm=self.clip_norm, clip_value=self.clip_value, norm_eps=self._norm_eps(),
+                   lr=lr, clip_norm=self.clip_norm, clip_value=self.clip_value, norm_eps=self._norm_eps(),
                    nonfinite=self.nonfinite, seen=self.stats.nonfinite_seen if self.count_nonfinite else None,
-                   check=registry.DEBUG, **self._decay_args(), **kernel_args(self.rule, self.hyper))
+                   check=registry.DEBUG, **decay, **kernel_args(self.rule, self.hyper))
 
     def _rule_step(self, spec, **hyper) -> None:
         """``step`` through a Numba-compiled update rule (``spec``, see rule.py) instead of a
         built-in kernel: the same preparation, guard and statistics, one fused pass."""
         self._check_arena()
         params, grads, states = self._buffers()
+        lr, decay = self._kernel_lr_and_decay()
         self.iterations += 1
         fused_rule_step(spec, params, grads, states, self.stats.kernel, n_decay=self.n_decay,
-                        lr=self._lr, clip_norm=self.clip_norm, clip_value=self.clip_value, nonfinite=self.nonfinite,
+                        lr=lr, clip_norm=self.clip_norm, clip_value=self.clip_value, nonfinite=self.nonfinite,
                         seen=self.stats.nonfinite_seen if self.count_nonfinite else None, check=registry.DEBUG,
-                        **self._decay_args(), **hyper)
+                        **decay, **hyper)
 
     def zero_grad(self) -> None:
         """Not needed (backward overwrites the gradients); zeroes them for code that expects it."""
@@ -280,7 +299,7 @@ class Optimizer:
     def _all_hyper(self) -> dict:
         return {"weight_decay": self.weight_decay, "l1": self.l1, "clip_norm": self.clip_norm,
                 "clip_value": self.clip_value, "decay_all": self.decay_all, "nonfinite": self.nonfinite,
-                **self.hyper}
+                "maximize": self.maximize, **self.hyper}
 
     def state_dict(self) -> dict:
         """Hyper-parameters, counters and copies of the state buffers (on their device)."""

@@ -74,6 +74,30 @@ class RuleSpec:
         self.lr_default = None if rest[0].default is rest[0].empty else rest[0].default
         self._compiled = {}
 
+    def check_odd(self, hyper: dict, lr: float) -> None:
+        """``maximize=True`` runs the rule with (g, η) for the step on (−g, η) (see
+        ``Optimizer``), exact when the rule's trajectory of w is the same under (g, η) → (−g, −η):
+        w − η·f(g, state) with f odd in g, as Adadelta's. Checked here on a few steps of scalars
+        (from the state's fills); a rule that fails is a clear error."""
+        lr = lr if lr else 1e-2
+
+        def walk(sign):
+            w, state = 0.7, [self.fills[k] for k in self.state]
+            out = []
+            for t, g in enumerate((0.3, -1.2, 0.5, 2.0), start=1):
+                args = [w, sign * g, *state, sign * lr] + ([t] if self.uses_t else []) + [hyper[h] for h in self.hyper]
+                res = self.fn(*args)
+                res = res if isinstance(res, tuple) else (res,)
+                w, state = float(res[0]), list(res[1:])
+                out.append(w)
+            return out
+
+        plain, mirrored = walk(1.0), walk(-1.0)
+        if any(not math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15) for a, b in zip(plain, mirrored)):
+            raise ValueError(f"{self.name}: maximize=True needs a rule whose step is odd in (g, lr) together "
+                             f"(w - lr*f(g, ...) with f odd in g); this one gives w = {plain} for (g, lr) and "
+                             f"{mirrored} for (-g, -lr). Negate the loss instead")
+
     def compiled(self, tier: str, module_of):
         """The tier function (compiled on first use, once per process)."""
         f = self._compiled.get(tier)
@@ -91,12 +115,12 @@ class RuleOptimizer(Optimizer):
         spec = self.spec
         who = type(self).__name__
         common = {k: kwargs.pop(k) for k in ("weight_decay", "l1", "clip_norm", "clip_value", "decay_all",
-                                             "nonfinite") if k in kwargs}
+                                             "nonfinite", "maximize") if k in kwargs}
         unknown = set(kwargs) - set(spec.hyper)
         if unknown:
             raise TypeError(f"{who}: unknown arguments {sorted(unknown)}; its hyper-parameters are "
                             f"{list(spec.hyper)}, besides lr, weight_decay, l1, clip_norm, clip_value, decay_all, "
-                            "nonfinite")
+                            "nonfinite, maximize")
         if lr is None:
             if spec.lr_default is None:
                 raise TypeError(f"{who}: lr is required (the rule gives it no default)")
@@ -108,6 +132,8 @@ class RuleOptimizer(Optimizer):
             self.hyper[h] = bool(value) if isinstance(value, bool) else check_number(value, h, who)
         for name in spec.state:
             self._add_state(name, spec.fills[name])
+        if self.maximize:
+            spec.check_odd(self.hyper, self.lr)
 
     def step(self) -> None:
         self._rule_step(self.spec, **self.hyper)

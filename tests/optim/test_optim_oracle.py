@@ -172,3 +172,12 @@ def test_amsgrad_state_and_dampening_checks():
         gn.optim.SGD(_model(), momentum=0.9, nesterov=True, dampening=0.1)
     with pytest.raises(ValueError, match="dampening is not available"):
         gn.optim.NormalizedSGD(_model(), momentum=0.9, dampening=0.1)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_maximize_matches_torch(case, rng):
+    """maximize=True: the step on −g (before clipping and decay), torch's maximize=True."""
+    cls, kw, tname, tkw = CASES[case]
+    model, tparams, opt, _ = _run((cls, {**kw, "maximize": True}, tname, {**tkw, "maximize": True}), rng)
+    assert _rel(model, tparams) < 1e-5
+    assert opt.maximize and "maximize=True" in repr(opt) and opt.state_dict()["hyper"]["maximize"] is True

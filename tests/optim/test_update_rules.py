@@ -92,7 +92,8 @@ def _mlp():
 
 
 @pytest.mark.oracle
-@pytest.mark.parametrize("kw", [dict(), dict(lr=0.5, rho=0.95, eps=1e-4, weight_decay=1e-2)])
+@pytest.mark.parametrize("kw", [dict(), dict(lr=0.5, rho=0.95, eps=1e-4, weight_decay=1e-2),
+                                dict(lr=0.5, weight_decay=1e-2, maximize=True)])
 def test_adadelta_matches_torch(kw):
     import torch
 
@@ -221,3 +222,15 @@ def test_amsgrad_and_dampening_rules_under_the_simulator_match_the_reference():
     for spec in _builtin_specs():
         compare_tiers({"reference": _spec_tier(spec, "reference"), "numba_cuda": _spec_tier(spec, "numba_cuda")},
                       _builtin_rule_case(spec), draws=2, seed=12).assert_below(5e-6)
+
+
+def test_maximize_refuses_a_rule_that_is_not_odd_in_g_and_lr():
+    @update_rule(state=())
+    def SquaredStep(w, g, lr=0.1):
+        return w - lr * g * g
+
+    with pytest.raises(ValueError, match=r"SquaredStep: maximize=True needs a rule whose step is odd in \(g, lr\)"):
+        SquaredStep(_mlp(), maximize=True)
+    SquaredStep(_mlp())  # fine when minimizing
+    with pytest.raises(TypeError, match="maximize must be True or False"):
+        Adadelta(_mlp(), maximize="yes")

@@ -42,7 +42,7 @@ from .backend import (  # noqa: E402
 from .layers import (  # noqa: E402
     Flatten, Identity, Layer, LayerDict, LayerList, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh,
 )
-from .layers import BatchNorm1d, BatchNorm2d, Dropout, Dropout2d, GroupNorm, LayerNorm  # noqa: E402
+from .layers import BatchNorm1d, BatchNorm2d, Dropout, Dropout2d, GroupNorm, LayerNorm, WeightNorm  # noqa: E402
 from .layers import AvgPool2d, Concat, Conv2d, GlobalAvgPool2d, MaxPool2d, Residual  # noqa: E402
 from . import models  # noqa: E402
 from .testing import gradcheck  # noqa: E402

@@ -8,8 +8,9 @@ from .dropout import Dropout, Dropout2d
 from .layernorm import GroupNorm, LayerNorm
 from .normalization import BatchNorm1d, BatchNorm2d
 from .linear import Linear
+from .weight_norm import WeightNorm
 from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 
 __all__ = ["Layer", "Linear", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "Flatten",
            "Identity", "Sequential", "LayerList", "LayerDict", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Dropout", "Dropout2d"]
-__all__ += ["Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Residual", "Concat"]
+__all__ += ["WeightNorm", "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Residual", "Concat"]

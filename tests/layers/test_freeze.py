@@ -6,6 +6,7 @@ import pytest
 
 import gpunet as gn
 from gpunet import backend
+from torch_steps import step_both
 
 
 def _mlp():
@@ -84,12 +85,7 @@ def test_matches_torch_with_requires_grad_false_and_a_module_in_eval_mode(make_o
         ours.train()
         theirs.train()
         theirs[1].eval()
-        loss(ours(x), y)
-        ours.backward(loss.backward())
-        opt.step()
-        topt.zero_grad()
-        tloss(theirs(torch.from_numpy(x)), torch.from_numpy(y)).backward()
-        topt.step()
+        step_both(ours, opt, loss, theirs, topt, tloss, x, y)
     assert ours[0].training and not ours[1].training
     for name, p in theirs.state_dict().items():
         mine = backend.to_numpy(ours.state_dict()[name]).astype(np.float64)

@@ -1,0 +1,88 @@
+"""What every experiment shares: its command line, the record of the run (date, machine, versions,
+command, seeds), and where its numbers and figure go.
+
+A full run writes ``docs/results/<name>.json`` and ``docs/figures/<name>.png``; ``--quick`` (a
+smoke test of seconds) writes to ``out/`` instead, so that it never replaces a committed result.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import gpunet as gn
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parser(doc: str, seeds=(0, 1, 2)) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a smoke test of seconds (results to out/)")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(seeds))
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for <name>.json and <name>.png (default: docs/results and docs/figures; "
+                        "out/ with --quick)")
+    return p
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def metadata(args, **extra) -> dict:
+    """The record of this run: when, where, with what, by which command."""
+    import numba
+
+    device = gn.backend.active()
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{_cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}",
+            "device": device, "gpunet": gn.__version__, "numpy": np.__version__, "numba": numba.__version__,
+            "python": platform.python_version(),
+            "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
+            "seeds": list(args.seeds), "quick": bool(args.quick), **extra}
+
+
+def paths(name: str, args) -> tuple[Path, Path]:
+    """(JSON path, figure path) of experiment ``name`` for this run."""
+    if args.out is not None:
+        return args.out / f"{name}.json", args.out / f"{name}.png"
+    if args.quick:
+        return ROOT / "out" / f"{name}.json", ROOT / "out" / f"{name}.png"
+    return ROOT / "docs" / "results" / f"{name}.json", ROOT / "docs" / "figures" / f"{name}.png"
+
+
+def write_json(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1, sort_keys=False) + "\n")
+    print(f"numbers: {os.path.relpath(path, Path.cwd())}")
+
+
+def mnist(quick: bool, n_train: int = 2000, n_test: int = 1000, normalize="unit"):
+    """(train, test) MNIST datasets: the full sets, or for --quick their first n images (the
+    bundled sample when the full set is absent)."""
+    train = gn.data.mnist("train", normalize=normalize, fallback_to_sample=quick)
+    test = gn.data.mnist("test", normalize=normalize, fallback_to_sample=quick)
+    if quick:
+        train, test = train[:n_train], test[:n_test]
+    return train, test
+
+
+def accuracy(model, x, y, batch_size: int = 1000) -> float:
+    """The fraction of ``x`` that ``model`` (in evaluation mode) classifies as ``y``."""
+    model.eval()
+    correct = 0
+    for xb, yb in gn.data.batches(x, y, batch_size, shuffle=False):
+        correct += int((gn.to_numpy(model(xb)).argmax(axis=1) == gn.to_numpy(yb)).sum())
+    return correct / len(x)

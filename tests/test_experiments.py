@@ -41,3 +41,15 @@ def test_input_scaling_quick(tmp_path):
     assert {r["scaling"] for r in record["summary"]} == {"raw 0..255", "[0, 1]", "[-1, 1]", "standardized"}
     assert len(record["runs"]) == 8 and all(0 <= r["test_accuracy"] <= 1 for r in record["runs"])
     assert (tmp_path / "input_scaling.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_weight_init_quick(tmp_path):
+    proc = _run("experiments/weight_init.py", "--quick", "--seeds", "0", "--out", str(tmp_path))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    record = json.loads((tmp_path / "weight_init.json").read_text())
+    assert len(record["signal"]) == 12 and all(len(r["act_std"]) == record["meta"]["depth"] for r in record["signal"])
+    assert {r["init"] for r in record["summary"]} == {"N(0, 1)", "U(±1/√n)", "N(0, 1/n)", "LeCun", "Glorot", "He"}
+    he_relu = next(r for r in record["signal"] if r["init"] == "He" and r["activation"] == "relu")
+    assert 0.1 < he_relu["act_std"][-1] < 10  # He keeps a ReLU stack's signal: a check that can fail
+    assert (tmp_path / "weight_init.png").stat().st_size > 10_000

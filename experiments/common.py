@@ -86,3 +86,18 @@ def accuracy(model, x, y, batch_size: int = 1000) -> float:
     for xb, yb in gn.data.batches(x, y, batch_size, shuffle=False):
         correct += int((gn.to_numpy(model(xb)).argmax(axis=1) == gn.to_numpy(yb)).sum())
     return correct / len(x)
+
+
+def summarize(runs: list, groups: list, means=()) -> list:
+    """One row per group (a dict of the keys a run must match, in table order): the group's keys,
+    the mean test accuracy over its runs (seeds) with its range, the mean final training loss,
+    the skipped steps added up, and the mean of each run field in ``means``."""
+    rows = []
+    for group in groups:
+        sel = [r for r in runs if all(r[k] == v for k, v in group.items())]
+        acc = [r["test_accuracy"] for r in sel]
+        rows.append({**group, "mean_test_accuracy": float(np.mean(acc)), "min": float(np.min(acc)),
+                     "max": float(np.max(acc)), "final_loss": float(np.mean([r["final_loss"] for r in sel])),
+                     "skipped_steps": int(sum(r["skipped_steps"] for r in sel)),
+                     **{k: float(np.mean([r[k] for r in sel])) for k in means}})
+    return rows

@@ -30,11 +30,12 @@ from pathlib import Path
 import numpy as np
 
 import gpunet as gn
-from common import accuracy, metadata, mnist, parser, paths, write_json
+from common import accuracy, metadata, mnist, parser, paths, summarize, write_json
 
 NAME = "input_scaling"  # docs/results/input_scaling.json, docs/figures/input_scaling.png, docs/input-scaling.md
 SCALINGS = ("raw 0..255", "[0, 1]", "[-1, 1]", "standardized")
-OPTIMIZERS = {"SGD (lr 0.05)": lambda m: gn.optim.SGD(m, lr=0.05), "Adam (lr 1e-3)": lambda m: gn.optim.Adam(m, lr=1e-3)}
+OPTIMIZERS = {"SGD (lr 0.05)": lambda m: gn.optim.SGD(m, lr=0.05),
+              "Adam (lr 1e-3)": lambda m: gn.optim.Adam(m, lr=1e-3)}
 EPOCHS, BATCH, EVERY = 2, 128, 25
 
 
@@ -67,7 +68,8 @@ def run(x, y, x_test, y_test, make_opt, seed: int, epochs: int) -> dict:
         curve.append(float(np.mean(gn.to_numpy(gn.xp.stack(window)))))
     test_accuracy = accuracy(model, x_test, y_test)  # leaves the model in eval mode
     hidden = gn.to_numpy(model[1](model[0](gn.to_device(x_test, model.device))))
-    return {"curve": curve, "test_accuracy": test_accuracy, "skipped_steps": opt.skipped_steps,
+    return {"curve": curve, "final_loss": curve[-1], "test_accuracy": test_accuracy,
+            "skipped_steps": opt.skipped_steps,
             "dead_units": float((hidden.max(axis=0) <= 0).mean())}
 
 
@@ -106,20 +108,6 @@ def figure(runs, path):
     print(f"figure: {os.path.relpath(path, Path.cwd())}")
 
 
-def summarize(runs) -> list:
-    rows = []
-    for opt in OPTIMIZERS:
-        for scaling in SCALINGS:
-            sel = [r for r in runs if r["optimizer"] == opt and r["scaling"] == scaling]
-            acc = [r["test_accuracy"] for r in sel]
-            rows.append({"optimizer": opt, "scaling": scaling, "mean_test_accuracy": float(np.mean(acc)),
-                         "min": float(np.min(acc)), "max": float(np.max(acc)),
-                         "final_loss": float(np.mean([r["curve"][-1] for r in sel])),
-                         "skipped_steps": int(sum(r["skipped_steps"] for r in sel)),
-                         "dead_units": float(np.mean([r["dead_units"] for r in sel]))})
-    return rows
-
-
 def main(argv=None):
     args = parser(__doc__).parse_args(argv)
     train, test = mnist(args.quick, normalize=None)
@@ -138,7 +126,8 @@ def main(argv=None):
     json_path, fig_path = paths(NAME, args)
     record = {"name": NAME, "meta": metadata(args, epochs=epochs, batch_size=BATCH, train_size=len(train),
                                              test_size=len(test), seconds=round(time.perf_counter() - t0, 1)),
-              "summary": summarize(runs), "float_sums": float_sums(), "runs": runs}
+              "summary": summarize(runs, [{"optimizer": o, "scaling": sc} for o in OPTIMIZERS for sc in SCALINGS],
+                                   means=("dead_units",)), "float_sums": float_sums(), "runs": runs}
     write_json(json_path, record)
     figure(runs, fig_path)
 

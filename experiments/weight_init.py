@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import gpunet as gn
-from common import accuracy, metadata, mnist, parser, paths, write_json
+from common import accuracy, metadata, mnist, parser, paths, summarize, write_json
 
 NAME = "weight_init"  # docs/results/weight_init.json, docs/figures/weight_init.png, docs/weight-init.md
 INITS = {"N(0, 1)": gn.init.get("gaussian", std=1.0), "U(±1/√n)": "uniform", "N(0, 1/n)": "gaussian",
@@ -98,7 +98,8 @@ def figure(signal, path):
                     ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=r["init"])
             ax.set_yscale("log")
             ax.grid(alpha=0.3)
-            what = "activation std (after each tanh/ReLU)" if key == "act_std" else "gradient std (at each Linear's output)"
+            what = ("activation std (after each tanh/ReLU)" if key == "act_std"
+                    else "gradient std (at each Linear's output)")
             ax.set_title(f"{act}: {what}", fontsize=10)
             if row == 1:
                 ax.set_xlabel("layer")
@@ -107,19 +108,6 @@ def figure(signal, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     print(f"figure: {os.path.relpath(path, Path.cwd())}")
-
-
-def summarize(runs) -> list:
-    rows = []
-    for act in ACTIVATIONS:
-        for name in INITS:
-            sel = [r for r in runs if r["init"] == name and r["activation"] == act]
-            acc = [r["test_accuracy"] for r in sel]
-            rows.append({"activation": act, "init": name, "mean_test_accuracy": float(np.mean(acc)),
-                         "min": float(np.min(acc)), "max": float(np.max(acc)),
-                         "final_loss": float(np.mean([r["final_loss"] for r in sel])),
-                         "skipped_steps": int(sum(r["skipped_steps"] for r in sel))})
-    return rows
 
 
 def main(argv=None):
@@ -144,7 +132,9 @@ def main(argv=None):
                                              train_width=TRAIN_WIDTH, batch_size=BATCH, lr=LR, epochs=1,
                                              train_size=len(data[0]), test_size=len(data[1]),
                                              seconds=round(time.perf_counter() - t0, 1)),
-              "signal": signal, "summary": summarize(runs), "runs": runs}
+              "signal": signal,
+              "summary": summarize(runs, [{"activation": a, "init": i} for a in ACTIVATIONS for i in INITS]),
+              "runs": runs}
     write_json(json_path, record)
     figure(signal, fig_path)
 
@@ -161,7 +151,8 @@ def tables(record: dict) -> dict:
     tr = ["| activation | initialization | test accuracy (mean over seeds) | range | final training loss | "
           "skipped steps |", "| --- | --- | ---: | ---: | ---: | ---: |"]
     for r in record["summary"]:
-        tr.append(f"| {r['activation']} | {r['init']} | {r['mean_test_accuracy']:.4f} | {r['min']:.4f}–{r['max']:.4f} | "
+        tr.append(f"| {r['activation']} | {r['init']} | {r['mean_test_accuracy']:.4f} | "
+                  f"{r['min']:.4f}–{r['max']:.4f} | "
                   f"{r['final_loss']:.4g} | {r['skipped_steps']} |")
     return {"signal": "\n".join(sig), "training": "\n".join(tr)}
 

@@ -12,5 +12,6 @@ from .weight_norm import WeightNorm
 from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 
 __all__ = ["Layer", "Linear", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "Flatten",
-           "Identity", "Sequential", "LayerList", "LayerDict", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Dropout", "Dropout2d"]
+           "Identity", "Sequential", "LayerList", "LayerDict", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm",
+           "Dropout", "Dropout2d"]
 __all__ += ["WeightNorm", "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Residual", "Concat"]

@@ -33,7 +33,8 @@ class LayerNorm(Layer):
 
     Backward, per sample with g = dy·γ and D values: dx = (invstd/D)·(D·g − Σg − x̂·Σg·x̂);
     dγ = Σ dy·x̂ and dβ = Σ dy over the samples. ``elementwise_affine=False`` leaves out γ and β,
-    ``bias=False`` only β; without them the layer takes float32 or float64 input as it comes. γ and β take no weight decay by default, as batch norm's. The kernels:
+    ``bias=False`` only β; without them the layer takes float32 or float64 input as it comes.
+    γ and β take no weight decay by default, as batch norm's. The kernels:
     kernels/layernorm/ (float64 statistics, two passes or a shifted one: stable for large means).
     """
 

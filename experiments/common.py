@@ -101,3 +101,20 @@ def summarize(runs: list, groups: list, means=()) -> list:
                      "skipped_steps": int(sum(r["skipped_steps"] for r in sel)),
                      **{k: float(np.mean([r[k] for r in sel])) for k in means}})
     return rows
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path) -> None:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"figure: {os.path.relpath(path, Path.cwd())}")

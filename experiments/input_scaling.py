@@ -23,14 +23,12 @@ and float64.
 """
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 
 import gpunet as gn
-from common import accuracy, metadata, mnist, parser, paths, summarize, write_json
+from common import accuracy, metadata, mnist, parser, paths, pyplot, save_figure, summarize, write_json
 
 NAME = "input_scaling"  # docs/results/input_scaling.json, docs/figures/input_scaling.png, docs/input-scaling.md
 SCALINGS = ("raw 0..255", "[0, 1]", "[-1, 1]", "standardized")
@@ -84,11 +82,7 @@ def float_sums() -> list:
 
 
 def figure(runs, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(OPTIMIZERS), figsize=(11, 4), sharey=True)
     for ax, opt in zip(axes, OPTIMIZERS):
         for scaling in SCALINGS:
@@ -102,10 +96,7 @@ def figure(runs, path):
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"training loss (mean of {EVERY} steps, over seeds)")
     axes[0].legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    print(f"figure: {os.path.relpath(path, Path.cwd())}")
+    save_figure(fig, path)
 
 
 def main(argv=None):

@@ -22,14 +22,12 @@ is skipped (the optimizer's default) and counted.
 """
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 
 import gpunet as gn
-from common import accuracy, metadata, mnist, parser, paths, summarize, write_json
+from common import accuracy, metadata, mnist, parser, paths, pyplot, save_figure, summarize, write_json
 
 NAME = "weight_init"  # docs/results/weight_init.json, docs/figures/weight_init.png, docs/weight-init.md
 INITS = {"N(0, 1)": gn.init.get("gaussian", std=1.0), "U(±1/√n)": "uniform", "N(0, 1/n)": "gaussian",
@@ -83,11 +81,7 @@ def train(init, act, data, seed: int, epochs: int) -> dict:
 
 
 def figure(signal, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharex=True)
     for row, act in enumerate(ACTIVATIONS):
         for col, key in enumerate(("act_std", "grad_std")):
@@ -104,10 +98,7 @@ def figure(signal, path):
             if row == 1:
                 ax.set_xlabel("layer")
     axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    print(f"figure: {os.path.relpath(path, Path.cwd())}")
+    save_figure(fig, path)
 
 
 def main(argv=None):

@@ -5,13 +5,16 @@ docs/gpu-results.md.
     python benchmarks/compare.py --before a/*.json --after b/*.json
     python benchmarks/compare.py --runs --before b1.json b2.json b3.json --after a1.json a2.json a3.json
     python benchmarks/compare.py --repeats r1.json r2.json r3.json
+    python benchmarks/compare.py --only step_ --before a.json --after b.json
 
 For each record: gpunet's time before and after and the ratio to PyTorch (or to the hand loop, for
 trainer_overhead; or the overhead in µs, for step_overhead's layer rows) in each run. Numbers are
 printed from the files, never typed. With ``--runs`` each file is one run of the same script (the
 before and after runs alternating on one machine), and the table gives each run's time and ratio
 and the median ratio. With ``--repeats`` (no before/after) each file is one run of the same code:
-gpunet's and PyTorch's times and the ratio, run by run, and the median ratio.
+gpunet's and PyTorch's times and the ratio, run by run, and the median ratio. ``--only PREFIX``
+keeps the records whose name starts with PREFIX (``step_``: a step's profile). ``render(argv)`` gives
+the table as text (experiments/render.py fills the pages' ``<!-- bench: ... -->`` markers with it).
 """
 from __future__ import annotations
 
@@ -20,11 +23,12 @@ import json
 from pathlib import Path
 
 
-def _load(paths) -> dict:
+def _load(paths, only: str = "") -> dict:
     records = {}
     for path in paths:
         for r in json.loads(Path(path).read_text()):
-            records[r["name"]] = r
+            if r["name"].startswith(only):
+                records[r["name"]] = r
     return records
 
 
@@ -87,24 +91,29 @@ def repeats_table(runs: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def render(argv) -> str:
+    """The table for these command-line arguments, as main prints it."""
+    p = argparse.ArgumentParser(prog="compare.py", description=__doc__.splitlines()[0])
     p.add_argument("--before", nargs="+", help="JSON record files of the first run")
     p.add_argument("--after", nargs="+", help="JSON record files of the second run")
     p.add_argument("--runs", action="store_true", help="each file is one run; a row per record, run by run")
     p.add_argument("--repeats", nargs="+", metavar="RUN", help="runs of one version, one JSON file each")
+    p.add_argument("--only", default="", metavar="PREFIX", help="only the records whose name starts with PREFIX")
     args = p.parse_args(argv)
+    only = args.only
     if args.repeats:
         if args.before or args.after:
             p.error("--repeats takes the runs of one version; leave out --before and --after")
-        print(repeats_table([_load([f]) for f in args.repeats]))
-        return
+        return repeats_table([_load([f], only) for f in args.repeats])
     if not (args.before and args.after):
         p.error("--before and --after are required (or --repeats)")
     if args.runs:
-        print(runs_table([_load([f]) for f in args.before], [_load([f]) for f in args.after]))
-    else:
-        print(table(_load(args.before), _load(args.after)))
+        return runs_table([_load([f], only) for f in args.before], [_load([f], only) for f in args.after])
+    return table(_load(args.before, only), _load(args.after, only))
+
+
+def main(argv=None):
+    print(render(argv))
 
 
 if __name__ == "__main__":

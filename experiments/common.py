@@ -69,11 +69,12 @@ def write_json(path: Path, record: dict) -> None:
     print(f"numbers: {os.path.relpath(path, Path.cwd())}")
 
 
-def mnist(quick: bool, n_train: int = 2000, n_test: int = 1000, normalize="unit"):
+def mnist(quick: bool, n_train: int = 2000, n_test: int = 1000, normalize="unit", flatten: bool = True):
     """(train, test) MNIST datasets: the full sets, or for --quick their first n images (the
-    bundled sample when the full set is absent)."""
-    train = gn.data.mnist("train", normalize=normalize, fallback_to_sample=quick)
-    test = gn.data.mnist("test", normalize=normalize, fallback_to_sample=quick)
+    bundled sample when the full set is absent); images (N, 784), or (N, 1, 28, 28) with
+    ``flatten=False``."""
+    train = gn.data.mnist("train", normalize=normalize, flatten=flatten, fallback_to_sample=quick)
+    test = gn.data.mnist("test", normalize=normalize, flatten=flatten, fallback_to_sample=quick)
     if quick:
         train, test = train[:n_train], test[:n_test]
     return train, test
@@ -118,3 +119,59 @@ def save_figure(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     print(f"figure: {os.path.relpath(path, Path.cwd())}")
+
+
+def small_mnist(quick: bool, n_train: int = 1000, n_val: int = 1000):
+    """(train, val, test): the first ``n_train`` MNIST training images, the last ``n_val`` as a
+    validation set (never trained on), and the whole test set (its first 1,000 for --quick). The
+    setting where a large model overfits: early stopping and weight decay are measured on it."""
+    train = gn.data.mnist("train", fallback_to_sample=quick)
+    test = gn.data.mnist("test", fallback_to_sample=quick)
+    if quick:
+        n_train, n_val, test = min(n_train, 500), min(n_val, 500), test[:1000]
+    return train[:n_train], train[len(train) - n_val:], test
+
+
+def mlp(widths, init="he_normal", activation=None):
+    """A ReLU (or ``activation``) MLP 784 → widths... → 10."""
+    layers, n_in = [], 784
+    for w in widths:
+        layers += [gn.Linear(n_in, w, init=init), (activation or gn.ReLU)()]
+        n_in = w
+    return gn.Sequential(*layers, gn.Linear(n_in, 10, init=init))
+
+
+def curves(history, keys=("loss", "accuracy", "val_loss", "val_accuracy")) -> dict:
+    """The per-epoch columns of a fit's History that it has, as lists of floats."""
+    return {k: list(history[k]) for k in keys if k in history}
+
+
+def loss_curve(model, opt, x, y, epochs: int, batch_size: int, every: int, grad_norms: list | None = None) -> list:
+    """Train ``model`` with ``opt`` on ``x, y`` (shuffled batches, cross-entropy) and return the
+    training loss averaged over each window of ``every`` steps (a last, shorter window too: a
+    --quick run may have fewer steps than one window). The four-line step, no Trainer: the losses
+    stay on the device and are read once per window. ``grad_norms``: a list that receives, per
+    window, the mean global gradient norm ‖∇L‖ before clipping (from the optimizer's statistics)."""
+    loss_fn = gn.losses.CrossEntropy()
+    curve, window, norms = [], [], []
+
+    def read():
+        curve.append(float(np.mean(gn.to_numpy(gn.xp.stack(window)))))
+        if grad_norms is not None:
+            grad_norms.append(float(np.mean(np.sqrt(gn.to_numpy(gn.xp.concatenate(norms))))))
+        window.clear()
+        norms.clear()
+
+    for _ in range(epochs):
+        for xb, yb in gn.data.batches(x, y, batch_size, shuffle=True):
+            model.train()
+            window.append(loss_fn(model(xb), yb))
+            model.backward(loss_fn.backward())
+            opt.step()
+            if grad_norms is not None:
+                norms.append(opt.stats.grad_sq_norm.copy())
+            if len(window) == every:
+                read()
+    if window:
+        read()
+    return curve

@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 import gpunet as gn
-from common import accuracy, metadata, mnist, parser, paths, pyplot, save_figure, summarize, write_json
+from common import accuracy, loss_curve, metadata, mnist, parser, paths, pyplot, save_figure, summarize, write_json
 
 NAME = "input_scaling"  # docs/results/input_scaling.json, docs/figures/input_scaling.png, docs/input-scaling.md
 SCALINGS = ("raw 0..255", "[0, 1]", "[-1, 1]", "standardized")
@@ -51,19 +51,7 @@ def run(x, y, x_test, y_test, make_opt, seed: int, epochs: int) -> dict:
     model = gn.Sequential(gn.Linear(784, 128, init="he_normal"), gn.ReLU(), gn.Linear(128, 10, init="he_normal"))
     model.need_input_grad = False
     opt = make_opt(model)
-    loss_fn = gn.losses.CrossEntropy()
-    curve, window = [], []
-    for _ in range(epochs):
-        for xb, yb in gn.data.batches(x, y, BATCH, shuffle=True):
-            model.train()
-            window.append(loss_fn(model(xb), yb))
-            model.backward(loss_fn.backward())
-            opt.step()
-            if len(window) == EVERY:
-                curve.append(float(np.mean(gn.to_numpy(gn.xp.stack(window)))))
-                window = []
-    if window:  # a last, shorter window (a --quick run may have fewer steps than one window)
-        curve.append(float(np.mean(gn.to_numpy(gn.xp.stack(window)))))
+    curve = loss_curve(model, opt, x, y, epochs, BATCH, EVERY)
     test_accuracy = accuracy(model, x_test, y_test)  # leaves the model in eval mode
     hidden = gn.to_numpy(model[1](model[0](gn.to_device(x_test, model.device))))
     return {"curve": curve, "final_loss": curve[-1], "test_accuracy": test_accuracy,

@@ -1,4 +1,4 @@
-"""Render the measured tables of the documentation pages from the experiments' JSON records.
+"""Render the documentation pages' measured tables from the experiments' and benchmarks' JSON records.
 
 A page marks each table it shows as
 
@@ -6,18 +6,25 @@ A page marks each table it shows as
     ...the table...
     <!-- /table -->
 
-and a run-record line as ``<!-- run: <experiment> -->`` … ``<!-- /run -->``. This script replaces
-what lies between the markers with what ``experiments/<experiment>.py``'s ``tables(record)``
-makes from ``docs/results/<experiment>.json``, and the run line from the record's ``meta`` (date,
-machine, versions, command, seeds). ``--check`` writes nothing and exits 1 when a committed page
-differs from its rendering (the tests run it), so no number on a page is typed by hand.
+a run-record line as ``<!-- run: <experiment> -->`` … ``<!-- /run -->``, and a benchmark table as
+``<!-- bench: <benchmarks/compare.py's arguments> -->`` … ``<!-- /bench -->`` (e.g. ``--repeats
+docs/cpu-runs/a-run1.json docs/cpu-runs/a-run2.json``, paths from the repository root). This script
+replaces what lies between the markers with what ``experiments/<experiment>.py``'s
+``tables(record)`` makes from ``docs/results/<experiment>.json``, the run line from the record's
+``meta`` (date, machine, versions, command, seeds), and the benchmark table with what compare.py
+prints for those arguments, in README.md and docs/*.md. ``--check`` writes nothing and exits 1 when
+a committed page differs from its rendering (the tests run it), so no number on a page is typed by
+hand.
 
     python experiments/render.py [--check]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import importlib
+import importlib.util
 import json
 import re
 import sys
@@ -26,11 +33,25 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DOCS = ROOT / "docs"
-MARK = re.compile(r"(<!-- (table|run): ([\w.]+) -->\n)(.*?)(<!-- /\2 -->)", re.S)
+# a marker's key: <experiment>.<table>, <experiment>, or compare.py's arguments (options and paths)
+MARK = re.compile(r"(<!-- (table|run|bench): ([\w./ -]+) -->\n)(.*?)(<!-- /\2 -->)", re.S)
 
 
 def _record(name: str) -> dict:
     return json.loads((DOCS / "results" / f"{name}.json").read_text())
+
+
+@functools.cache
+def _compare():
+    spec = importlib.util.spec_from_file_location("compare", ROOT / "benchmarks" / "compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_table(args: str) -> str:
+    with contextlib.chdir(ROOT):  # the paths are the repository root's
+        return _compare().render(args.split())
 
 
 def run_line(meta: dict) -> str:
@@ -47,6 +68,8 @@ def render(text: str) -> str:
         kind, key = m.group(2), m.group(3)
         if kind == "run":
             body = run_line(_record(key)["meta"])
+        elif kind == "bench":
+            body = bench_table(key)
         else:
             name, table = key.split(".", 1)
             body = importlib.import_module(name).tables(_record(name))[table]
@@ -60,7 +83,7 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true", help="exit 1 if a page differs from its rendering")
     args = p.parse_args(argv)
     stale = []
-    for page in sorted(DOCS.glob("*.md")):
+    for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
         text = page.read_text()
         new = render(text)
         if new != text:

@@ -43,7 +43,9 @@ def leaf_layers(model):
 @contextlib.contextmanager
 def hooks(model, forward=None, backward=None):
     """Call ``forward(name, layer, x, y)`` after each leaf layer's forward and
-    ``backward(name, layer, dy, dx)`` after its backward, while the context is open."""
+    ``backward(name, layer, dy, dx)`` after its backward, while the context is open. A layer a
+    ``Sequential`` would fuse with the ReLU after it (Conv2d, BatchNorm) runs apart from it
+    meanwhile, so that both are seen."""
     patched = []
     for name, layer in leaf_layers(model):
         saved = {k: layer.__dict__[k] for k in ("forward", "backward") if k in layer.__dict__}
@@ -63,11 +65,13 @@ def hooks(model, forward=None, backward=None):
 
         object.__setattr__(layer, "forward", f)
         object.__setattr__(layer, "backward", b)
+        layer.__dict__["_observed"] = True  # a Sequential then runs it apart from a fused partner
         patched.append((layer, saved))
     try:
         yield
     finally:
         for layer, saved in patched:
+            layer.__dict__.pop("_observed", None)
             for k in ("forward", "backward"):
                 layer.__dict__.pop(k, None)
                 if k in saved:

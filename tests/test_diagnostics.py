@@ -150,3 +150,35 @@ def test_locate_nonfinite(rng):
     r = D.locate_nonfinite(inf_model, loss, x, y)
     assert (r.kind, r.layer, r.layer_type) == ("activation", "1", "Inf")
     assert str(r).startswith("non-finite activation of layer '1' (Inf)")
+
+
+@pytest.mark.parametrize("block", ["conv", "batchnorm", "residual"])
+def test_layers_fused_with_a_relu_are_seen_by_the_hooks(rng, block):
+    """A Sequential runs Conv2d / BatchNorm / Residual → ReLU as one fused step; under the
+    diagnostics' hooks the pair runs apart, so both layers are recorded, with the same outputs."""
+    gn.seed(0)
+    first = {"conv": lambda: gn.Conv2d(1, 4, 3, padding=1), "batchnorm": lambda: gn.BatchNorm2d(1),
+             "residual": lambda: gn.Residual(gn.Sequential(gn.Conv2d(1, 1, 3, padding=1)))}[block]()
+    model = gn.Sequential(first, gn.ReLU(), gn.Flatten(), gn.Linear(None, 3))
+    x = rng.normal(size=(8, 1, 6, 6)).astype(np.float32)
+    fused = model(x)
+    assert model._ran[0][1] is not None  # fused outside the hooks
+    seen = []
+    with D.hooks(model, forward=lambda n, l, xi, yo: seen.append((n, yo.copy()))):
+        apart = model(x)
+    if block == "residual":  # a container: its leaves are hooked, and the ReLU after it
+        assert [n for n, _ in seen] == ["0.block.0", "1", "2", "3"]
+    else:
+        assert [n for n, _ in seen] == ["0", "1", "2", "3"]
+        np.testing.assert_array_equal(seen[1][1], np.maximum(seen[0][1], 0))
+    np.testing.assert_array_equal(apart, fused)
+    assert model(x) is not None and model._ran[0][1] is not None  # fused again after the hooks
+
+
+def test_locate_nonfinite_names_a_conv_that_a_relu_follows(rng):
+    model = gn.Sequential(gn.Conv2d(1, 2, 3), gn.ReLU(), gn.Flatten(), gn.Linear(32, 3))
+    model[0].weight[...] = 1e38  # the convolution's output overflows
+    x = rng.normal(size=(4, 1, 6, 6)).astype(np.float32)
+    with np.errstate(all="ignore"):
+        report = D.locate_nonfinite(model, gn.losses.CrossEntropy(), x, np.arange(4) % 3)
+    assert "layer '0' (Conv2d)" in str(report), str(report)

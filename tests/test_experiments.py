@@ -53,3 +53,95 @@ def test_weight_init_quick(tmp_path):
     he_relu = next(r for r in record["signal"] if r["init"] == "He" and r["activation"] == "relu")
     assert 0.1 < he_relu["act_std"][-1] < 10  # He keeps a ReLU stack's signal: a check that can fail
     assert (tmp_path / "weight_init.png").stat().st_size > 10_000
+
+
+def _quick(name, tmp_path, *seeds):
+    proc = _run(f"experiments/{name}.py", "--quick", "--seeds", *map(str, seeds or (0,)), "--out", str(tmp_path))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+    record = json.loads((tmp_path / f"{name}.json").read_text())
+    assert record["meta"]["quick"] and record["name"] == name
+    return record
+
+
+@pytest.mark.slow
+def test_early_stopping_quick(tmp_path):
+    record = _quick("early_stopping", tmp_path)
+    modes = {r["mode"]: r for r in record["runs"]}
+    assert len(modes) == 3
+    full, restored = modes["no early stopping"], modes["early stopping, best weights restored"]
+    assert full["epochs_run"] == record["meta"]["epochs"] and full["restored_epoch"] is None
+    # the restored epoch is the one with the lowest validation loss, and the run stopped patience epochs after it
+    assert restored["restored_epoch"] == restored["best_epoch"]
+    if restored["epochs_run"] < record["meta"]["epochs"]:
+        assert restored["epochs_run"] == restored["best_epoch"] + record["meta"]["patience"]
+
+
+@pytest.mark.slow
+def test_weight_decay_quick(tmp_path):
+    record = _quick("weight_decay", tmp_path)
+    norms = {r["penalty"]: r["weight_norm"] for r in record["summary"]}
+    assert len(norms) == 7
+    assert norms["L2 λ = 0.03"] < norms["none"]  # decay shrinks the weights: a check that can fail
+
+
+@pytest.mark.slow
+def test_optimizers_quick(tmp_path):
+    record = _quick("optimizers", tmp_path)
+    assert len(record["summary"]) == 8 and all(0 <= r["mean_test_accuracy"] <= 1 for r in record["summary"])
+    adam = next(r for r in record["summary"] if r["optimizer"].startswith("Adam"))
+    assert adam["mean_test_accuracy"] > 0.5
+
+
+@pytest.mark.slow
+def test_lr_decay_quick(tmp_path):
+    record = _quick("lr_decay", tmp_path)
+    lrs = {r["schedule"]: r["lr"] for r in record["runs"] if r["batch_size"] == 32}
+    assert len(set(map(tuple, lrs.values()))) == 4  # four different schedules were applied
+    assert lrs["constant"] == [0.05] * record["meta"]["epochs"]
+    assert lrs["cosine to 0"][0] == 0.05 and lrs["cosine to 0"][-1] < 0.05
+
+
+@pytest.mark.slow
+def test_model_averaging_quick(tmp_path):
+    record = _quick("model_averaging", tmp_path, 0, 1)
+    assert [r["ensembles"] for r in record["by_size"]] == [2, 1]
+    assert {r["variant"] for r in record["runs"]} == {"plain", "EMA (β = 0.999)", "SWA (last half of the epochs)"}
+    assert 0.5 < record["ensemble"]["test_accuracy"] <= 1
+
+
+
+
+
+@pytest.mark.slow
+def test_main_job_quick(tmp_path):
+    proc = _run("experiments/main_job.py", "--quick", "--out", str(tmp_path))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    record = json.loads((tmp_path / "main_job.json").read_text())
+    (run,) = record["runs"]
+    assert run["epochs"] == 1 and 0.8 < run["test_accuracy"] <= 1  # one epoch of the README's MLP
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        import main_job
+    finally:
+        sys.path.pop(0)
+    assert run["last_line"] in main_job.tables(record)["headline"]
+
+
+def test_a_bench_marker_renders_what_compare_py_prints():
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        import render
+    finally:
+        sys.path.pop(0)
+    args = "--only layernorm_ --repeats docs/cpu-runs/2026-12-02-normalization-run1.json"
+    printed = _run("benchmarks/compare.py", *args.split())
+    assert printed.returncode == 0, printed.stderr
+    table = printed.stdout.rstrip("\n")
+    assert [row.split(" | ")[0] for row in table.splitlines()[2:]] == ["| layernorm_fwd_bwd", "| layernorm_fwd"]
+    page = f"Before.\n\n<!-- bench: {args} -->\n{table}\n<!-- /bench -->\n\nAfter.\n"
+    assert render.render(page) == page
+    row = table.splitlines()[2]
+    edited = page.replace(row, row.replace(" | 4096x1024 | ", " | 4096x1024 | 9", 1))
+    assert edited != page and render.render(edited) == page
+    assert render.render(page.replace(table, "")) == page  # an empty marker is filled

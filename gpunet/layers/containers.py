@@ -40,7 +40,9 @@ class Sequential(Numbered, Layer):
     mask in its backward passes (``forward_fused``), and the ReLU layer's own passes are skipped.
     The ReLU's formulas are the same; every forward number is the same bits as running the two
     apart, and gradients are too, except that a batch norm's float64 sums may add in another
-    order (a last-bit difference at most).
+    order (a last-bit difference at most). While either layer is observed by
+    ``gpunet.diagnostics.hooks`` (Diagnostics, signal_propagation, locate_nonfinite), the pair runs
+    apart, so that each layer is seen.
     """
 
     _sequential_shapes = True
@@ -68,20 +70,21 @@ class Sequential(Numbered, Layer):
     def _steps(self):
         """[(layer, None) or (layer, relu) for a fused layer → ReLU pair], cached per child list."""
         layers = tuple(self._children.values())
+        hooked = tuple(i for i, layer in enumerate(layers) if layer.__dict__.get("_observed"))
         cached = self.__dict__.get("_plan")
-        if cached is not None and cached[0] == layers:
-            return cached[1]
+        if cached is not None and cached[0] == layers and cached[1] == hooked:
+            return cached[2]
         steps, i = [], 0
         while i < len(layers):
             layer = layers[i]
             nxt = layers[i + 1] if i + 1 < len(layers) else None
-            if type(nxt) is ReLU and _fuses_relu(layer):
+            if type(nxt) is ReLU and _fuses_relu(layer) and i not in hooked and i + 1 not in hooked:
                 steps.append((layer, nxt))
                 i += 2
             else:
                 steps.append((layer, None))
                 i += 1
-        self.__dict__["_plan"] = (layers, steps)
+        self.__dict__["_plan"] = (layers, hooked, steps)
         return steps
 
     def backward(self, dy):

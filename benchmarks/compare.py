@@ -5,6 +5,7 @@ docs/gpu-results.md.
     python benchmarks/compare.py --before a/*.json --after b/*.json
     python benchmarks/compare.py --runs --before b1.json b2.json b3.json --after a1.json a2.json a3.json
     python benchmarks/compare.py --repeats r1.json r2.json r3.json
+    python benchmarks/compare.py --run kernels.json mlp_epoch.json cnn_epoch.json
     python benchmarks/compare.py --only step_ --before a.json --after b.json
 
 For each record: gpunet's time before and after and the ratio to PyTorch (or to the hand loop, for
@@ -12,7 +13,8 @@ trainer_overhead; or the overhead in µs, for step_overhead's layer rows) in eac
 printed from the files, never typed. With ``--runs`` each file is one run of the same script (the
 before and after runs alternating on one machine), and the table gives each run's time and ratio
 and the median ratio. With ``--repeats`` (no before/after) each file is one run of the same code:
-gpunet's and PyTorch's times and the ratio, run by run, and the median ratio. ``--only PREFIX``
+gpunet's and PyTorch's times and the ratio, run by run, and the median ratio. With ``--run`` the
+files hold the records of one run: both libraries' times and the ratio. ``--only PREFIX``
 keeps the records whose name starts with PREFIX (``step_``: a step's profile). ``render(argv)`` gives
 the table as text (experiments/render.py fills the pages' ``<!-- bench: ... -->`` markers with it).
 """
@@ -91,6 +93,20 @@ def repeats_table(runs: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def run_table(records: dict) -> str:
+    """The records of one run (spread over several files): those with a PyTorch ratio, or, when
+    none has one, gpunet's own timings (``phase_s``, ``step_s``: the pieces of a profile)."""
+    if any("torch_s" in r for r in records.values()):
+        rows = ["| record | gpunet | PyTorch | ratio |", "| --- | ---: | ---: | ---: |"]
+        rows += [f"| {n} | {_time(r['gpunet_s'])} | {_time(r['torch_s'])} | {r['ratio']:.2f} |"
+                 for n, r in records.items() if "torch_s" in r]
+    else:
+        rows = ["| record | time |", "| --- | ---: |"]
+        rows += [f"| {n} | {_time(r.get('phase_s', r.get('step_s')))} |" for n, r in records.items()
+                 if "phase_s" in r or "step_s" in r]
+    return "\n".join(rows)
+
+
 def render(argv) -> str:
     """The table for these command-line arguments, as main prints it."""
     p = argparse.ArgumentParser(prog="compare.py", description=__doc__.splitlines()[0])
@@ -98,9 +114,14 @@ def render(argv) -> str:
     p.add_argument("--after", nargs="+", help="JSON record files of the second run")
     p.add_argument("--runs", action="store_true", help="each file is one run; a row per record, run by run")
     p.add_argument("--repeats", nargs="+", metavar="RUN", help="runs of one version, one JSON file each")
+    p.add_argument("--run", nargs="+", metavar="FILE", help="one run, its records in these files")
     p.add_argument("--only", default="", metavar="PREFIX", help="only the records whose name starts with PREFIX")
     args = p.parse_args(argv)
     only = args.only
+    if args.run:
+        if args.before or args.after or args.repeats:
+            p.error("--run takes the files of one run alone")
+        return run_table(_load(args.run, only))
     if args.repeats:
         if args.before or args.after:
             p.error("--repeats takes the runs of one version; leave out --before and --after")

@@ -89,18 +89,19 @@ def accuracy(model, x, y, batch_size: int = 1000) -> float:
     return correct / len(x)
 
 
-def summarize(runs: list, groups: list, means=()) -> list:
+def summarize(runs: list, groups: list, means=("final_loss",), sums=("skipped_steps",), std: bool = False) -> list:
     """One row per group (a dict of the keys a run must match, in table order): the group's keys,
-    the mean test accuracy over its runs (seeds) with its range, the mean final training loss,
-    the skipped steps added up, and the mean of each run field in ``means``."""
+    the mean test accuracy over its runs (seeds) with its range (and, with ``std``, its sample
+    standard deviation), the mean of each run field in ``means`` and the total of each in ``sums``."""
     rows = []
     for group in groups:
         sel = [r for r in runs if all(r[k] == v for k, v in group.items())]
         acc = [r["test_accuracy"] for r in sel]
-        rows.append({**group, "mean_test_accuracy": float(np.mean(acc)), "min": float(np.min(acc)),
-                     "max": float(np.max(acc)), "final_loss": float(np.mean([r["final_loss"] for r in sel])),
-                     "skipped_steps": int(sum(r["skipped_steps"] for r in sel)),
-                     **{k: float(np.mean([r[k] for r in sel])) for k in means}})
+        row = {**group, "mean_test_accuracy": float(np.mean(acc)), "min": float(np.min(acc)), "max": float(np.max(acc))}
+        if std:
+            row["std"] = float(np.std(acc, ddof=1)) if len(acc) > 1 else 0.0
+        rows.append({**row, **{k: float(np.mean([r[k] for r in sel])) for k in means},
+                     **{k: int(sum(r[k] for r in sel)) for k in sums}})
     return rows
 
 

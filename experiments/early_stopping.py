@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 import gpunet as gn
-from common import curves, metadata, mlp, parser, paths, pyplot, save_figure, small_mnist, write_json
+from common import curves, metadata, mlp, parser, paths, pyplot, save_figure, small_mnist, summarize, write_json
 
 NAME = "early_stopping"  # docs/results/early_stopping.json, docs/figures/early_stopping.png, docs/early-stopping.md
 WIDTHS, LR, BATCH, EPOCHS, PATIENCE = (1024, 1024), 1e-3, 32, 150, 10
@@ -85,15 +85,8 @@ def main(argv=None):
             runs.append({"mode": mode, "seed": seed, **r})
             print(f"{mode:<38} seed {seed}: {r['epochs_run']} epochs (best {r['best_epoch']}), test loss "
                   f"{r['test_loss']:.4f}, test accuracy {r['test_accuracy']:.4f}", flush=True)
-    summary = []
-    for mode in MODES:
-        sel = [r for r in runs if r["mode"] == mode]
-        acc = [r["test_accuracy"] for r in sel]
-        summary.append({"mode": mode, "epochs_run": float(np.mean([r["epochs_run"] for r in sel])),
-                        "best_epoch": float(np.mean([r["best_epoch"] for r in sel])),
-                        "test_loss": float(np.mean([r["test_loss"] for r in sel])),
-                        "mean_test_accuracy": float(np.mean(acc)), "min": float(np.min(acc)),
-                        "max": float(np.max(acc))})
+    summary = summarize(runs, [{"mode": mode} for mode in MODES], means=("epochs_run", "best_epoch", "test_loss"),
+                        sums=())
     json_path, fig_path = paths(NAME, args)
     train, val, test = data
     record = {"name": NAME, "meta": metadata(args, widths=list(WIDTHS), lr=LR, batch_size=BATCH, epochs=epochs,

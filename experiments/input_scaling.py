@@ -106,7 +106,7 @@ def main(argv=None):
     record = {"name": NAME, "meta": metadata(args, epochs=epochs, batch_size=BATCH, train_size=len(train),
                                              test_size=len(test), seconds=round(time.perf_counter() - t0, 1)),
               "summary": summarize(runs, [{"optimizer": o, "scaling": sc} for o in OPTIMIZERS for sc in SCALINGS],
-                                   means=("dead_units",)), "float_sums": float_sums(), "runs": runs}
+                                   means=("final_loss", "dead_units")), "float_sums": float_sums(), "runs": runs}
     write_json(json_path, record)
     figure(runs, fig_path)
 

@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 import gpunet as gn
-from common import curves, metadata, mlp, mnist, parser, paths, pyplot, save_figure, write_json
+from common import curves, metadata, mlp, mnist, parser, paths, pyplot, save_figure, summarize, write_json
 
 NAME = "lr_decay"  # docs/results/lr_decay.json, docs/figures/lr_decay.png, docs/lr-decay.md
 WIDTHS, EPOCHS, BATCHES, LR, MOMENTUM = (256, 256), 10, (32, 128), 0.05, 0.9
@@ -79,16 +79,10 @@ def main(argv=None):
                 runs.append({"batch_size": batch, "schedule": name, "seed": seed, **r})
                 print(f"batch {batch:<4} {name:<38} seed {seed}: test accuracy {r['test_accuracy']:.4f} "
                       f"(best {r['best_test_accuracy']:.4f}), final loss {r['final_loss']:.4g}", flush=True)
-    summary = []
-    for batch in BATCHES:
-        for name in SCHEDULES:
-            sel = [r for r in runs if r["schedule"] == name and r["batch_size"] == batch]
-            acc = [r["test_accuracy"] for r in sel]
-            summary.append({"batch_size": batch, "schedule": name, "mean_test_accuracy": float(np.mean(acc)),
-                            "min": float(np.min(acc)), "max": float(np.max(acc)),
-                            **{k: float(np.mean([r[k] for r in sel])) for k in ("test_loss", "final_loss",
-                                                                               "best_test_accuracy")},
-                            "final_lr": sel[0]["lr"][-1]})
+    summary = summarize(runs, [{"batch_size": b, "schedule": name} for b in BATCHES for name in SCHEDULES],
+                        means=("test_loss", "final_loss", "best_test_accuracy"), sums=())
+    for row in summary:  # the schedule's rate in the last epoch (the same for every seed)
+        row["final_lr"] = next(r["lr"][-1] for r in runs if r["schedule"] == row["schedule"])
     json_path, fig_path = paths(NAME, args)
     record = {"name": NAME, "meta": metadata(args, widths=list(WIDTHS), epochs=epochs, batch_sizes=list(BATCHES),
                                              lr=LR, momentum=MOMENTUM, train_size=len(data[0]),
@@ -100,8 +94,8 @@ def main(argv=None):
 
 def tables(record: dict) -> dict:
     """The page's table from the JSON record (rendered into docs/lr-decay.md by render.py)."""
-    rows = ["| batch | schedule | η in the last epoch | test accuracy after the last epoch (mean over seeds) | range | "
-            "best epoch's test accuracy | test loss | final training loss |",
+    rows = ["| batch | schedule | η in the last epoch | test accuracy after the last epoch (mean over seeds) | "
+            "range | best epoch's test accuracy | test loss | final training loss |",
             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in record["summary"]:
         rows.append(f"| {r['batch_size']} | {r['schedule']} | {r['final_lr']:.3g} | {r['mean_test_accuracy']:.4f} | "

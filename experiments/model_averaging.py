@@ -13,8 +13,9 @@ MNIST for 10 epochs with SGD and momentum (η = 0.05, γ = 0.9, batch 128, a con
 last weights still move). Each seed trains three times: plainly, with ``EMA(0.999)`` (the model
 ends with w̄) and with ``SWA(start_epoch=5)`` (the mean of the weights after epochs 6 to 10). The
 ensemble (``gn.train.Ensemble``) averages the five plain members' softmax probabilities; every
-ensemble of k of them (k = 1 … 5, each subset) shows how the accuracy and its spread change with k. Test accuracy and loss on the
-10,000 test images: each member's, their mean and range, and the ensemble's.
+ensemble of k of them (k = 1 … 5, each subset) shows how the accuracy and its spread change with k.
+Test accuracy and loss on the 10,000 test images: each member's, their mean and range, and the
+ensemble's.
 
     python experiments/model_averaging.py [--quick] [--seeds 0 1 2 3 4] [--out DIR]
 """
@@ -26,7 +27,7 @@ import time
 import numpy as np
 
 import gpunet as gn
-from common import metadata, mlp, mnist, parser, paths, pyplot, save_figure, write_json
+from common import metadata, mlp, mnist, parser, paths, pyplot, save_figure, summarize, write_json
 
 NAME = "model_averaging"  # docs/results/model_averaging.json, docs/figures/model_averaging.png, docs/model-averaging.md
 WIDTHS, EPOCHS, BATCH, LR, MOMENTUM, EMA_DECAY, SWA_START = (256, 256), 10, 128, 0.05, 0.9, 0.999, 5
@@ -106,14 +107,7 @@ def main(argv=None):
                for subset in itertools.combinations(range(len(members)), k)]
         by_size.append({"members": k, "ensembles": len(acc), "mean_test_accuracy": float(np.mean(acc)),
                         "std": float(np.std(acc)), "min": float(np.min(acc)), "max": float(np.max(acc))})
-    summary = []
-    for name in VARIANTS:
-        sel = [r for r in runs if r["variant"] == name]
-        acc = [r["test_accuracy"] for r in sel]
-        summary.append({"variant": name, "mean_test_accuracy": float(np.mean(acc)),
-                        "std": float(np.std(acc, ddof=1)) if len(acc) > 1 else 0.0,
-                        "min": float(np.min(acc)), "max": float(np.max(acc)),
-                        "test_loss": float(np.mean([r["test_loss"] for r in sel]))})
+    summary = summarize(runs, [{"variant": name} for name in VARIANTS], means=("test_loss",), sums=(), std=True)
     json_path, fig_path = paths(NAME, args)
     record = {"name": NAME, "meta": metadata(args, widths=list(WIDTHS), epochs=epochs, batch_size=BATCH, lr=LR,
                                              momentum=MOMENTUM, ema_decay=EMA_DECAY, swa_start_epoch=epochs // 2,
@@ -137,10 +131,9 @@ def tables(record: dict) -> dict:
     seeds = record["meta"]["seeds"]
     per = ["| seed | " + " | ".join(r["variant"] for r in record["summary"]) + " |",
            "| ---: |" + " ---: |" * len(record["summary"])]
+    acc = {(r["seed"], r["variant"]): r["test_accuracy"] for r in record["runs"]}
     for seed in seeds:
-        per.append(f"| {seed} | " + " | ".join(
-            f"{next(r for r in record['runs'] if r['seed'] == seed and r['variant'] == s['variant'])['test_accuracy']:.4f}"
-            for s in record["summary"]) + " |")
+        per.append(f"| {seed} | " + " | ".join(f"{acc[seed, s['variant']]:.4f}" for s in record["summary"]) + " |")
     size = ["| members in the ensemble | ensembles (every subset of the seeds) | test accuracy, mean | "
             "standard deviation | range |", "| ---: | ---: | ---: | ---: | ---: |"]
     for r in record["by_size"]:

@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 import gpunet as gn
-from common import metadata, mlp, parser, paths, pyplot, save_figure, small_mnist, write_json
+from common import metadata, mlp, parser, paths, pyplot, save_figure, small_mnist, summarize, write_json
 
 NAME = "weight_decay"  # docs/results/weight_decay.json, docs/figures/weight_decay.png, docs/weight-decay.md
 WIDTHS, LR, MOMENTUM, BATCH, EPOCHS = (1024, 1024), 0.01, 0.9, 32, 60
@@ -87,15 +87,8 @@ def main(argv=None):
             print(f"{label(kind, lam):<16} seed {seed}: test accuracy {r['test_accuracy']:.4f}, test loss "
                   f"{r['test_loss']:.4f}, train loss {r['final_loss']:.4g}, ‖w‖ {r['weight_norm']:.1f}, "
                   f"|w| < 1e-3: {r['near_zero']:.1%}", flush=True)
-    summary = []
-    for kind, lam in PENALTIES:
-        sel = [r for r in runs if r["penalty"] == label(kind, lam)]
-        acc = [r["test_accuracy"] for r in sel]
-        summary.append({"penalty": label(kind, lam), "kind": kind, "lambda": lam,
-                        "mean_test_accuracy": float(np.mean(acc)), "min": float(np.min(acc)), "max": float(np.max(acc)),
-                        **{k: float(np.mean([r[k] for r in sel]))
-                           for k in ("test_loss", "final_loss", "weight_norm", "near_zero")},
-                        "skipped_steps": int(sum(r["skipped_steps"] for r in sel))})
+    summary = summarize(runs, [{"penalty": label(kind, lam), "kind": kind, "lambda": lam} for kind, lam in PENALTIES],
+                        means=("test_loss", "final_loss", "weight_norm", "near_zero"))
     json_path, fig_path = paths(NAME, args)
     train, _, test = data
     record = {"name": NAME, "meta": metadata(args, widths=list(WIDTHS), lr=LR, momentum=MOMENTUM, batch_size=BATCH,

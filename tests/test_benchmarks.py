@@ -125,3 +125,21 @@ def test_compare_repeats_table_gives_both_libraries_each_run_and_the_median_rati
     assert rows[2] == "| layernorm_fwd | 4x8 | 2 ms / 3 ms / 1 ms | 1 ms / 2 ms / 4 ms | 2.00 / 1.50 / 0.25 | 1.50 |"
     with pytest.raises(SystemExit):
         compare.main(["--repeats", str(paths[0]), "--after", str(paths[1])])
+
+
+def test_compare_run_table_joins_the_files_of_one_run(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import compare
+    finally:
+        sys.path.pop(0)
+    (tmp_path / "kernels.json").write_text(json.dumps([{"name": "ema", "gpunet_s": 2e-3, "torch_s": 4e-3,
+                                                         "ratio": 0.5}]))
+    (tmp_path / "epochs.json").write_text(json.dumps([{"name": "cnn_epoch", "gpunet_s": 1.5, "torch_s": 1.0,
+                                                        "ratio": 1.5}, {"name": "phase_x", "phase_s": 1e-3}]))
+    rows = compare.render(["--run", str(tmp_path / "kernels.json"), str(tmp_path / "epochs.json")]).splitlines()
+    assert rows[2:] == ["| ema | 2 ms | 4 ms | 0.50 |", "| cnn_epoch | 1.5 s | 1 s | 1.50 |"]
+    with pytest.raises(SystemExit):
+        compare.render(["--run", str(tmp_path / "kernels.json"), "--repeats", str(tmp_path / "epochs.json")])
+    (tmp_path / "profile.json").write_text(json.dumps([{"name": "phase_gemm", "phase_s": 3e-3}]))
+    assert compare.render(["--run", str(tmp_path / "profile.json")]).splitlines()[2] == "| phase_gemm | 3 ms |"

@@ -110,7 +110,28 @@ def test_model_averaging_quick(tmp_path):
     assert 0.5 < record["ensemble"]["test_accuracy"] <= 1
 
 
+@pytest.mark.slow
+def test_batchnorm_quick(tmp_path):
+    record = _quick("batchnorm", tmp_path)
+    assert {(r["model"], r["batchnorm"], r["lr"]) for r in record["summary"]} == {
+        (m, bn, lr) for m in ("MLP", "CNN") for bn in (False, True) for lr in (0.01, 0.1, 1.0)}
 
+
+@pytest.mark.slow
+def test_dropout_quick(tmp_path):
+    record = _quick("dropout", tmp_path)
+    assert [r["p"] for r in record["summary"]] == [0.0, 0.2, 0.5, 0.8]
+    assert all(0.5 < r["val_accuracy"][-1] <= 1 for r in record["summary"])  # 2,000 images, one epoch
+
+
+@pytest.mark.slow
+def test_clipping_quick(tmp_path):
+    record = _quick("clipping", tmp_path)
+    grad = {r["gain"]: r["grad_norm"] for r in record["signal"]}
+    assert len(grad[1.0]) == record["meta"]["depth"]
+    assert grad[0.5][0] < 1e-3 * grad[0.5][-1]  # too small: the first layer's gradient vanishes
+    assert grad[2.0][0] > 1e3 * grad[1.0][0]    # too large: it explodes
+    assert len(record["summary"]) == 11
 
 
 @pytest.mark.slow
@@ -145,3 +166,14 @@ def test_a_bench_marker_renders_what_compare_py_prints():
     edited = page.replace(row, row.replace(" | 4096x1024 | ", " | 4096x1024 | 9", 1))
     assert edited != page and render.render(edited) == page
     assert render.render(page.replace(table, "")) == page  # an empty marker is filled
+
+
+@pytest.mark.slow
+def test_architectures_quick(tmp_path):
+    record = _quick("architectures", tmp_path)
+    params = {r["model"]: r["parameters"] for r in record["summary"]}
+    assert set(params) == {"plain, 4 layers", "plain, 20 layers", "residual, 20 layers", "inception_small"}
+    # the residual stack has the plain stack's layers and parameters: only the shortcuts differ
+    assert params["residual, 20 layers"] == params["plain, 20 layers"] > params["plain, 4 layers"]
+    big = {r["model"]: r for r in record["overfit"]}
+    assert big["large MLP (784-2048-2048-10)"]["parameters"] > 100 * big["small CNN (dropout_cnn(0))"]["parameters"]

@@ -30,7 +30,9 @@ def _numeric(f, arr, idx, eps):
 def gradcheck(layer, x, eps: float = 1e-6, rtol: float = 1e-5, atol: float = 1e-7,
               max_checks: int = 200, seed: int = 0, check_input: bool = True,
               raise_error: bool = True) -> dict:
-    """Compare ``layer.backward`` with central differences; return the worst error per array.
+    """Compare ``layer.backward`` with central differences; return, per array ("input" and each
+    parameter's name), the worst error relative to the tolerance,
+    max |analytic − numeric| / (atol + rtol·|numeric|): at most 1 passes.
 
     The layer is copied and cast to float64 (the caller's layer is left alone). At most
     ``max_checks`` randomly chosen elements of each array are perturbed. Raises

@@ -26,6 +26,14 @@ def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
+def batch_sizes(n: int, batch_size: int, drop_last: bool = False) -> set[int]:
+    """The distinct sizes of an epoch's batches over ``n`` examples (at most two)."""
+    sizes = {batch_size} if n >= batch_size else set()
+    if n % batch_size and not drop_last:
+        sizes.add(n % batch_size)
+    return sizes
+
+
 def _as_generator(rng):
     if rng is None:
         return backend.rng()

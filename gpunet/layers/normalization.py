@@ -9,6 +9,7 @@ import numpy as np
 from .. import backend
 from ..ops import registry
 from ..ops.batchnorm import batch_norm_backward, batch_norm_eval, batch_norm_train
+from . import sync_batchnorm
 from .base import Layer
 from .checks import check_input
 
@@ -26,15 +27,25 @@ class _BatchNorm(Layer):
     and "num_batches_tracked" are buffers, as in PyTorch's state dict. In a ``Sequential``, a
     BatchNorm followed by a ``ReLU`` runs as one step (``forward_fused``): max(y, 0) in the
     normalizing pass, the ReLU's mask read by the backward's passes, the same numbers.
+
+    Data-parallel training: by default each rank normalizes with its own shard's statistics (so
+    a 2-rank run with global batch B normalizes over B/2 samples, unlike one process with B).
+    ``sync=comm`` (a ``gpunet.distributed`` communicator) reduces the per-channel sums over the
+    ranks in training (layers/sync_batchnorm.py): the global batch's statistics, forward,
+    backward and running statistics as one process computes them, to float rounding.
     """
 
     _ndims: tuple = ()
     _shape_text = ""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, dtype="float32"):
+                 track_running_stats: bool = True, dtype="float32", sync=None):
         super().__init__()
         name = type(self).__name__
+        if sync is not None and not hasattr(sync, "allreduce"):
+            raise TypeError(f"{name}(sync): expected a communicator from gpunet.distributed.init(), got "
+                            f"{type(sync).__name__}")
+        self.sync = sync
         if isinstance(num_features, bool) or not isinstance(num_features, numbers.Integral) or num_features < 1:
             raise ValueError(f"{name}: num_features must be a positive integer, got {num_features!r}")
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
@@ -119,6 +130,12 @@ class _BatchNorm(Layer):
                 nbt[...] += 1
                 self._tracked += 1
                 factor = 1.0 / self._tracked
+            if self.training and self.sync is not None and self.sync.size > 1:
+                y = sync_batchnorm.forward(self, x, weight, bias, factor, update, relu)
+                if update and self.momentum is not None:
+                    nbt[...] += 1
+                self._relu_y = y if relu else None
+                return y
             y, mean, invstd = batch_norm_train(
                 x, weight, bias, self.running_mean if update else None, self.running_var if update else None,
                 self.eps, factor, update_running=update, check=registry.DEBUG, relu=relu)
@@ -135,7 +152,7 @@ class _BatchNorm(Layer):
     def backward(self, dy):
         if self._saved is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
-        x, mean, invstd, batch_stats = self._saved
+        x, mean, invstd, batch_stats = self._saved[:4]
         if not batch_stats:  # running statistics, fixed: computed here, in float64
             xp = backend.get_array_module(x)
             mean = self.running_mean.astype(np.float64)
@@ -146,6 +163,8 @@ class _BatchNorm(Layer):
         if tuple(dy.shape) != tuple(x.shape):
             raise ValueError(f"{self.name}.backward: dy has shape {tuple(dy.shape)}, expected {tuple(x.shape)} "
                              "(the shape of the forward's output)")
+        if batch_stats == "sync":
+            return sync_batchnorm.backward(self, dy, weight, dw, db)
         dx, _, _ = batch_norm_backward(dy, x, weight, mean, invstd, batch_stats=batch_stats, dweight=dw, dbias=db,
                                        check=registry.DEBUG, relu_y=self._relu_y)
         return dx
@@ -161,6 +180,8 @@ class _BatchNorm(Layer):
             out += ", affine=False"
         if not self.track_running_stats:
             out += ", track_running_stats=False"
+        if self.sync is not None:
+            out += f", sync={self.sync.size} ranks"
         return out
 
 

@@ -18,6 +18,9 @@ class Callback:
     (device arrays); nothing of a batch is read back to the host. ``on_readback(step, logs)`` runs
     at the Trainer's read-backs (every ``sync_every`` batches and at the end of an epoch) with the
     running means so far; ``trainer.step_stats`` then holds the optimizer's step statistics.
+
+    In a data-parallel run every rank runs every callback on the same (global) logs, so every
+    rank takes the same decisions; only rank 0 prints (``_print``) and writes files.
     """
 
     order = 0
@@ -45,6 +48,15 @@ class Callback:
         pass
 
     # helpers ------------------------------------------------------------------
+    @property
+    def _is_root(self) -> bool:
+        """False on the ranks of a data-parallel run other than 0, which neither print nor write."""
+        return getattr(getattr(self, "trainer", None), "is_root", True)
+
+    def _print(self, *args, **kwargs) -> None:
+        if self._is_root:
+            print(*args, **kwargs)
+
     @staticmethod
     def _check_every(every) -> int:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:

@@ -125,9 +125,9 @@ class EarlyStopping(Callback):
             if not self.beat_baseline:
                 best += f" (the baseline {self.baseline:g} was never beaten)"
         if self.stopped_epoch is None:
-            print(f"EarlyStopping: {best}; weights restored")
+            self._print(f"EarlyStopping: {best}; weights restored")
         else:
-            print(f"EarlyStopping: stopped after epoch {self.stopped_epoch}; {best}"
+            self._print(f"EarlyStopping: stopped after epoch {self.stopped_epoch}; {best}"
                   f"{'; weights restored' if restored else ''}")
 
     def state_dict(self):
@@ -199,9 +199,11 @@ class ModelCheckpoint(Callback):
 
     def _clean(self, folder: str) -> None:
         self._cleaned.add(folder)
+        if not self._is_root:
+            return
         count, freed = remove_stale_temporaries(folder)
         if count:
-            print(f"ModelCheckpoint: removed {count} stale temporary file{'s' * (count != 1)} "
+            self._print(f"ModelCheckpoint: removed {count} stale temporary file{'s' * (count != 1)} "
                   f"({freed / 1e6:.1f} MB) that interrupted saves left in {folder!r}", file=sys.stderr)
 
     def on_epoch_end(self, epoch, logs):
@@ -225,13 +227,13 @@ class ModelCheckpoint(Callback):
             self.saved.remove(filename)
         self.saved.append(filename)
         if self.verbose:
-            print(f"ModelCheckpoint: saved {filename}")
+            self._print(f"ModelCheckpoint: saved {filename}")
         if self.keep is not None:
             resumed = getattr(self.trainer, "resumed_from", None)
             while len(self.saved) > self.keep:
                 old = self.saved.pop(0)
-                if resumed is not None and _same_file(old, resumed):
-                    continue  # the checkpoint this run started from stays
+                if not self._is_root or resumed is not None and _same_file(old, resumed):
+                    continue  # the checkpoint this run started from stays; other ranks wrote nothing
                 try:
                     os.remove(old)
                 except FileNotFoundError:
@@ -291,7 +293,7 @@ class LRScheduler(Callback):
         if self.schedule.unit == "epoch":
             self.trainer.optimizer.lr = self.schedule(epoch)
             if self.verbose:
-                print(f"LRScheduler: epoch {epoch + 1}: lr = {self.trainer.optimizer.lr:.6g}")
+                self._print(f"LRScheduler: epoch {epoch + 1}: lr = {self.trainer.optimizer.lr:.6g}")
 
     def on_batch_begin(self, step, logs=None):
         if self.schedule.unit == "step":
@@ -328,6 +330,9 @@ class CSVLogger(Callback):
 
     def on_train_begin(self, logs=None):
         self.keys = ["epoch"] + list(self.trainer.log_keys())
+        self._file = None
+        if not self._is_root:  # one file, written by rank 0
+            return
         start = int((logs or {}).get("initial_epoch", 0))
         rows = []
         if (start > 0 or self.append) and os.path.exists(self.path):
@@ -345,7 +350,7 @@ class CSVLogger(Callback):
         self._file.flush()
 
     def on_epoch_end(self, epoch, logs):
-        if not self._due(epoch):
+        if not self._due(epoch) or self._file is None:
             return
         self._writer.writerow({"epoch": epoch + 1, **{k: repr(float(v)) for k, v in logs.items()}})
         self._file.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 
+from ..data.batching import batch_sizes
 from ..layers.activations import Softmax
 from ..layers.base import Layer
 from ..layers.containers import Sequential
@@ -93,21 +94,24 @@ def split_validation(x, y, validation_split, who: str):
     return (x[:cut], y[:cut]), (x[cut:], y[cut:])
 
 
-def check_batch_norm_batches(model, n: int, batch_size: int, drop_last: bool, who: str) -> None:
+def check_batch_norm_batches(model, n: int, batch_size: int, drop_last: bool, who: str, sizes=None) -> None:
     """A batch-norm layer cannot take a training batch of one sample when each sample holds one
-    value per channel; say so before the epoch's work rather than at its last batch."""
-    sizes = set()
-    if n >= batch_size:
-        sizes.add(batch_size)
-    if n % batch_size and not drop_last:
-        sizes.add(n % batch_size)
-    if 1 not in sizes:
-        return
+    value per channel; say so before the epoch's work rather than at its last batch. ``sizes``
+    (data-parallel): (the global batch sizes, the smallest shard of each), what a synchronized
+    layer (``sync=``) and a rank-local one normalize over."""
+    whole, shards = sizes if sizes is not None else (batch_sizes(n, batch_size, drop_last),) * 2
     for name, layer in model.named_layers():
-        if isinstance(layer, _BatchNorm) and layer.sample_values_per_channel() == 1:
-            where = f"layer {name!r} ({type(layer).__name__})" if name else type(layer).__name__
+        if not isinstance(layer, _BatchNorm) or layer.sample_values_per_channel() != 1:
+            continue
+        synced = getattr(layer, "sync", None) is not None
+        if 1 not in (whole if synced else shards):
+            continue
+        where = f"layer {name!r} ({type(layer).__name__})" if name else type(layer).__name__
+        if 1 not in whole:  # only a rank's shard is of one sample
+            what = f"{n} samples in batches of {batch_size} leave a rank a shard of 1 sample"
+        else:
             what = (f"batch_size=1" if batch_size == 1 else
                     f"{n} samples in batches of {batch_size} leave a last batch of 1 sample")
-            raise ValueError(
-                f"{who}: {what}, and {where} cannot compute batch statistics from one sample. Pass "
-                "drop_last=True or choose another batch_size")
+        raise ValueError(
+            f"{who}: {what}, and {where} cannot compute batch statistics from one sample. Pass "
+            "drop_last=True or choose another batch_size")

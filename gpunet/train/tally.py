@@ -16,10 +16,12 @@ class Tally:
     the float64 device array ``extra``, if given) to the host at once (the one synchronization,
     ``backend.read_back``), adds it to float64 totals there and returns (the means so far, the
     host copy of ``extra``). The loss averages over examples (each batch's mean weighted by its
-    size); with ``skip``, batches whose loss is not finite are left out of it and counted."""
+    size); with ``skip``, batches whose loss is not finite are left out of it and counted. With
+    ``reduce`` (a data-parallel run: ``Communicator.allreduce_host``), the means are those of the
+    totals summed over the ranks, the same on every rank."""
 
-    def __init__(self, metrics, loss, skip: bool = False):
-        self.metrics, self.skip = metrics, skip
+    def __init__(self, metrics, loss, skip: bool = False, reduce=None):
+        self.metrics, self.skip, self.reduce = metrics, skip, reduce
         self.mean_loss = getattr(loss, "reduction", "mean") == "mean"
         self.pending = [[] for _ in range(1 + len(metrics))]
         self.sizes = []
@@ -60,11 +62,27 @@ class Tally:
             for p in self.pending:
                 p.clear()
             self.sizes.clear()
-        logs = {"loss": self.loss_sum / self.counted if self.counted else math.nan}
-        for m, v in zip(self.metrics, self.metric_sums):
-            logs[m.name] = m.value(v, self.n) if self.n and v is not None else math.nan
+        loss_sum, counted, nonfinite, n, metric_sums = self._totals()
+        logs = {"loss": loss_sum / counted if counted else math.nan}
+        for m, v in zip(self.metrics, metric_sums):
+            logs[m.name] = m.value(v, n) if n and v is not None else math.nan
         if self.skip:
-            logs["skipped"] = self.nonfinite
+            logs["skipped"] = nonfinite
         if extra is not None and extra_host is None:  # nothing pending: read it alone
             extra_host = backend.read_back(extra)
         return logs, extra_host
+
+    def _totals(self):
+        """(loss sum, examples counted, non-finite batches, examples, metric sums): this rank's,
+        or with ``reduce`` the sums over every rank."""
+        local = (self.loss_sum, self.counted, self.nonfinite, self.n, self.metric_sums)
+        if self.reduce is None:
+            return local
+        if any(v is None for v in self.metric_sums):
+            raise RuntimeError("Tally: a rank has no batches to reduce (every rank needs a shard)")
+        total = self.reduce(np.concatenate([np.asarray(local[:4], dtype=np.float64), *self.metric_sums]))
+        sums, at = [], 4
+        for v in self.metric_sums:  # 1-d float64 vectors
+            sums.append(total[at:at + v.size])
+            at += v.size
+        return (*total[:4].tolist(), sums)

@@ -35,11 +35,13 @@ import numpy as np
 from .. import backend
 from .. import metrics as metrics_mod
 from ..data.batching import batches, check_batch_size, num_batches
+from ..layers.dropout import batch_offset
 from . import checkpoint as ckpt
 from .callback import Callback
 from .checks import check_batch_norm_batches, check_verbose, resolve_components, split_validation
 from .data_checks import check_data, training_data, unpack
 from .history import History
+from . import parallel
 from .tally import Tally
 from .terminate import TerminateOnNaN
 
@@ -73,9 +75,16 @@ class Trainer:
     the running values, for the progress bar and for callbacks that ask for them
     (``on_readback``: TerminateOnNaN). ``step_stats``: the optimizer's step statistics (host
     floats, ``StepStats.FIELDS``) as of the last read-back.
+
+    ``distributed``: a communicator (``gpunet.distributed.init()``) for data-parallel training:
+    ``fit`` starts every rank from rank 0's parameters, trains each rank on its shard of every
+    global batch (``batch_size`` is the global batch) and all-reduces the gradients before each
+    step; the logs, ``evaluate`` and every callback's decisions are the global ones on every
+    rank; rank 0 alone prints and writes checkpoints. A size-1 communicator changes nothing.
     """
 
-    def __init__(self, model, loss, optimizer, metrics=("accuracy",), callbacks=(), sync_every: int = 25):
+    def __init__(self, model, loss, optimizer, metrics=("accuracy",), callbacks=(), sync_every: int = 25,
+                 distributed=None):
         loss, optimizer = resolve_components(model, loss, optimizer, callbacks)
         self.model, self.loss, self.optimizer = model, loss, optimizer
         if isinstance(metrics, str) or not hasattr(metrics or (), "__iter__"):
@@ -93,6 +102,11 @@ class Trainer:
         if int(sync_every) != sync_every or sync_every < 1:
             raise ValueError(f"Trainer: sync_every must be a positive integer, got {sync_every!r}")
         self.sync_every = int(sync_every)
+        if distributed is not None and not hasattr(distributed, "allreduce_gradients"):
+            raise TypeError(f"Trainer(distributed): expected a communicator from gpunet.distributed.init(), got "
+                            f"{type(distributed).__name__}")
+        self.distributed = distributed
+        self._comm = distributed if distributed is not None and distributed.size > 1 else None
         self.history = History()
         self.epoch = 0            # epochs completed (so the 1-based number of the last one)
         self.epochs = 0           # the epoch count fit was asked to reach
@@ -123,6 +137,14 @@ class Trainer:
         if backend.device_of(y) != dev:
             y = backend.to_device(y, dev)
         return x, y
+
+    @property
+    def is_root(self) -> bool:
+        """True unless this is a rank other than 0 of a data-parallel run (which prints and writes nothing)."""
+        return self._comm is None or self._comm.rank == 0
+
+    def _tally(self, skip=False):
+        return Tally(self.metrics, self.loss, skip=skip, reduce=None if self._comm is None else self._comm.allreduce_host)
 
     # ------------------------------------------------------------------ logs
     def _penalty_coefs(self):
@@ -194,7 +216,15 @@ class Trainer:
         xv = yv = None
         if val is not None:
             xv, yv = self._prepare(val, f"{who}(val)")
-        check_batch_norm_batches(self.model, len(x), batch_size, drop_last, who)
+        comm = self._comm
+        if comm is None:
+            check_batch_norm_batches(self.model, len(x), batch_size, drop_last, who)
+        else:
+            parallel.check_shards(comm, len(x), batch_size, drop_last, who)
+            check_batch_norm_batches(self.model, len(x), batch_size, drop_last, who,
+                                     sizes=parallel.bn_batch_sizes(comm, len(x), batch_size, drop_last))
+            if not self.is_root:
+                verbose = 0
         if verbose == 1 and not _is_terminal(sys.stderr):
             verbose = 2  # a bar's redrawn states are unreadable in a file: one line per epoch
         self._has_val = val is not None
@@ -207,6 +237,8 @@ class Trainer:
             cb.reset()
         if resume is not None:
             self.load_checkpoint(resume)
+        if comm is not None:
+            parallel.common_start(comm, self)
         saved_input_grad = self.model.need_input_grad
         self.model.need_input_grad = False  # the data is not trained: no gradient for the input
         try:
@@ -227,6 +259,8 @@ class Trainer:
                         self._fire("on_validation_end", epoch, logs)
                     logs["lr"] = self._epoch_lr
                     logs["time"] = time.perf_counter() - t_epoch
+                    if comm is not None:  # rank 0's logs (its time) on every rank: the same decisions
+                        logs = comm.broadcast_object(logs)
                     if bar is not None:
                         bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "time"}, refresh=True)
                 finally:
@@ -258,15 +292,27 @@ class Trainer:
         return tqdm(total=num_batches(n, batch_size, drop_last), desc=f"epoch {epoch + 1}/{epochs}",
                     unit="batch", leave=True, file=sys.stderr, dynamic_ncols=True)
 
-    def train_step(self, x, y):
+    def train_step(self, x, y, shard=None):
         """One training step on a batch on the model's device, from a data set the Trainer has
         checked: forward, loss (``forward_trusted``), backward, optimizer step. Returns the loss
         and the model's output as device arrays; reads nothing back (no host synchronization).
         ``fit`` sets ``model.need_input_grad = False`` for its duration (the data is not trained,
-        so the first layer skips dx); a step called by hand computes dx unless told the same."""
-        out = self.model(x)
+        so the first layer skips dx); a step called by hand computes dx unless told the same.
+
+        Data-parallel: ``shard=(start, m)`` says x is rows [start, start + len(x)) of a global
+        batch of m rows; dropout then draws those rows of the global batch's masks, and before
+        the step the gradients are all-reduced, this rank's weighted by len(x)/m."""
+        comm = self._comm
+        if comm is None:
+            out = self.model(x)
+        else:
+            start, m = shard if shard is not None else (0, len(x))
+            with batch_offset(start):
+                out = self.model(x)
         value = _trusted_forward(self.loss)(out, y)
         self.model.backward(self.loss.backward())
+        if comm is not None:
+            comm.allreduce_gradients(self.model, weight=len(x) / m)
         self.optimizer.step()
         return value, out
 
@@ -285,18 +331,18 @@ class Trainer:
         end = [cb for cb in self.callbacks if _overrides(cb, "on_batch_end")]
         readers = [cb for cb in self.callbacks if _overrides(cb, "on_readback")]
         read_every = self.sync_every if readers or bar is not None else 0
-        tally = Tally(self.metrics, self.loss, skip=getattr(opt, "nonfinite", None) == "skip")
+        tally = self._tally(skip=getattr(opt, "nonfinite", None) == "skip")
         self._epoch_lr = None
         done = read_at = 0
         logs = {}
         model.train()
-        for xb, yb in batches(x, y, batch_size, shuffle=shuffle, drop_last=drop_last, device=model.device):
+        for xb, yb, shard in parallel.epoch_batches(self._comm, x, y, batch_size, shuffle, drop_last, model.device):
             step = self.global_step
             for cb in begin:
                 cb.on_batch_begin(step)
             if self._epoch_lr is None:  # the epoch's rate: the first batch's, after its hooks
                 self._epoch_lr = float(opt.lr)
-            value, logits = self.train_step(xb, yb)
+            value, logits = self.train_step(xb, yb, shard)
             tally.add(value, logits, yb)  # device arrays: kept, not copied nor read
             done += 1
             self.global_step += 1
@@ -346,7 +392,8 @@ class Trainer:
         model = self.model
         was_training = model.training
         model.eval()
-        tally = Tally(self.metrics, self.loss)
+        x, y = parallel.evaluation_rows(self._comm, x, y)
+        tally = self._tally()
         try:
             for xb, yb in batches(x, y, batch_size, shuffle=False, device=model.device):
                 out = model(xb)
@@ -390,8 +437,12 @@ class Trainer:
         return ckpt.trainer_state(self)
 
     def save_checkpoint(self, path) -> None:
-        """Write ``state_dict()`` to ``path`` atomically (see ``gpunet.train.checkpoint``)."""
-        ckpt.save(path, self.state_dict())
+        """Write ``state_dict()`` to ``path`` atomically (see ``gpunet.train.checkpoint``). In a
+        data-parallel run rank 0 writes and every rank waits for it (call it on every rank)."""
+        if self.is_root:
+            ckpt.save(path, self.state_dict())
+        if self._comm is not None:
+            self._comm.barrier()
 
     def load_checkpoint(self, path) -> dict:
         """Restore a checkpoint written by ``save_checkpoint`` (on either device)."""

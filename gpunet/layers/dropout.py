@@ -3,6 +3,7 @@ channel (Dropout2d)."""
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
 
 from .. import backend
@@ -17,10 +18,13 @@ _offset = {"rows": 0}
 
 @contextlib.contextmanager
 def batch_offset(rows: int):
-    """Inside, a training forward takes its input as rows [rows, rows + N) of a larger batch and
-    draws those rows of that batch's masks (data-parallel shards); the previous offset after."""
-    if isinstance(rows, bool) or not isinstance(rows, numbers.Integral) or rows < 0:
-        raise ValueError(f"batch_offset(rows): expected a non-negative integer, got {rows!r}")
+    """Inside, a training forward takes its input (N, ...) as rows [rows, rows + N) of a larger
+    batch and draws those rows of that batch's mask: element offset rows · (elements per row) in
+    the dropout stream (data-parallel shards). The previous offset is restored after."""
+    if isinstance(rows, bool) or not isinstance(rows, numbers.Integral):
+        raise TypeError(f"batch_offset(rows): rows must be an integer, got {type(rows).__name__}")
+    if rows < 0:
+        raise ValueError(f"batch_offset(rows): rows must be non-negative, got {rows}")
     previous, _offset["rows"] = _offset["rows"], int(rows)
     try:
         yield
@@ -29,19 +33,8 @@ def batch_offset(rows: int):
 
 
 def current_batch_offset() -> int:
+    """The rows of the innermost active ``batch_offset`` (0 outside)."""
     return _offset["rows"]
-
-
-def _shard_multiplier(shape, dtype, xp, p, layer_id, step, rows):
-    """0 or 1/(1 − p) for each element of a shard that starts at row ``rows`` of a batch: the
-    batch's mask drawn up to the shard's end and the shard's part kept (the same kernels)."""
-    per_row = 1
-    for d in shape[1:]:
-        per_row *= int(d)
-    start = rows * per_row
-    full, _ = dropout_forward(xp.ones(start + per_row * int(shape[0]), dtype=dtype), p, backend.get_seed(),
-                              layer_id, step, check=registry.DEBUG)
-    return full[start:].reshape(shape)
 
 
 def _next_layer_id() -> int:
@@ -65,9 +58,9 @@ class Dropout(Layer):
     GPU. ``step`` counts this layer's training forwards and advances after each one;
     ``get_rng_state()``/``set_rng_state()`` save and restore it (and ``layer_id``), so a
     checkpoint resumes the same mask sequence and a repeated forward can reuse a mask. The
-    backward pass reads a 1-bit-per-element mask kept from the forward. Inside
-    ``batch_offset(r)``, a shard of a global batch that starts at row r draws the rows of the
-    whole batch's mask (and keeps a multiplier for the backward).
+    backward pass reads a 1-bit-per-element mask kept from the forward. A shard of a global
+    batch that starts at row r, inside ``batch_offset(r)``, draws the rows of the whole batch's
+    mask (element offset r · (elements per row) in the stream).
     """
 
     def __init__(self, p: float = 0.5):
@@ -75,7 +68,7 @@ class Dropout(Layer):
         self.p = check_p(p, "Dropout")
         self.layer_id = _next_layer_id()
         self.step = 0
-        self._mask = self._mult = None
+        self._mask = None
         self._identity = None  # None until the first forward
 
     def forward(self, x):
@@ -83,15 +76,8 @@ class Dropout(Layer):
         if not self.training or self.p == 0.0:
             self._identity, self._mask = True, None
             return x
-        rows = _offset["rows"]
-        if rows:
-            xp = backend.get_array_module(x)
-            self._mult = _shard_multiplier(x.shape, x.dtype, xp, self.p, self.layer_id, self.step, rows)
-            y, self._mask = x * self._mult, None
-        else:
-            y, self._mask = dropout_forward(x, self.p, backend.get_seed(), self.layer_id, self.step,
-                                            check=registry.DEBUG)
-            self._mult = None
+        y, self._mask = dropout_forward(x, self.p, backend.get_seed(), self.layer_id, self.step,
+                                        check=registry.DEBUG, offset=_offset["rows"] * math.prod(x.shape[1:]))
         self._identity = False
         self._shape, self._dtype = tuple(x.shape), x.dtype
         self.step += 1
@@ -112,8 +98,6 @@ class Dropout(Layer):
             return dy
         if dy.dtype != self._dtype:
             raise TypeError(f"{self.name}: dy has dtype {dy.dtype}, the forward's output {self._dtype}")
-        if self._mult is not None:
-            return dy * self._mult
         return dropout_backward(dy, self._mask, self.p, check=registry.DEBUG)
 
     def get_rng_state(self):
@@ -144,12 +128,9 @@ class Dropout2d(Dropout):
             self._identity, self._mask = True, None
             return x
         xp = backend.get_array_module(x)
-        rows = _offset["rows"]
-        if rows:
-            scale = _shard_multiplier(x.shape[:2], x.dtype, xp, self.p, self.layer_id, self.step, rows)
-        else:
-            scale, _ = dropout_forward(xp.ones(x.shape[:2], dtype=x.dtype), self.p, backend.get_seed(),
-                                       self.layer_id, self.step, check=registry.DEBUG)
+        scale, _ = dropout_forward(xp.ones(x.shape[:2], dtype=x.dtype), self.p, backend.get_seed(),
+                                   self.layer_id, self.step, check=registry.DEBUG,
+                                   offset=_offset["rows"] * x.shape[1])
         self._mask = scale.reshape(scale.shape + (1,) * (x.ndim - 2))  # 0 or 1/(1 − p) per (n, c)
         self._identity = False
         self._shape, self._dtype = tuple(x.shape), x.dtype

@@ -2,9 +2,10 @@
 
 Inverted dropout with probability p: y = x·m/(1 − p), m_i ~ Bernoulli(1 − p), and
 dx = dy·m/(1 − p). The bits m come from Philox4x32-10 keyed by (seed, layer_id, step, element
-index), identical in every tier (kernels/common/philox.py documents the mapping); the forward
-returns them packed one bit per element (uint8, ceil(n/8) bytes), and the backward reads them
-back instead of drawing again. ``check=False`` skips the argument checks, for the Dropout layer,
+index), identical in every tier (kernels/common/philox.py documents the mapping); element j of x
+draws as element ``offset`` + j of a larger tensor (a shard of a batch). The forward returns them
+packed one bit per element of x (uint8, ceil(n/8) bytes), and the backward reads them back
+instead of drawing again. ``check=False`` skips the argument checks, for the Dropout layer,
 which has made them (GPUNET_CHECKS=debug runs them anyway).
 """
 from __future__ import annotations
@@ -38,20 +39,22 @@ def mask_bytes(n: int) -> int:
 
 
 def dropout_forward(x, p: float, seed: int, layer_id: int, step: int, tier: str | None = None,
-                    check: bool = True):
-    """(y, mask): y = x·m/(1 − p) with m from (seed, layer_id, step); mask packs m (uint8)."""
+                    check: bool = True, offset: int = 0):
+    """(y, mask): y = x·m/(1 − p), m_j drawn for (seed, layer_id, step, offset + j); mask packs m (uint8)."""
     if check:
         p = check_p(p)
         _check_float(x, "x")
-        for name, v in (("seed", seed), ("layer_id", layer_id), ("step", step)):
+        for name, v in (("seed", seed), ("layer_id", layer_id), ("step", step), ("offset", offset)):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
                 raise ValueError(f"dropout: {name} must be a non-negative integer, got {v!r}")
+        if offset >= 1 << 62:
+            raise ValueError(f"dropout: offset must be below 2^62, got {offset!r}")
     xp = backend.get_array_module(x)
     x = xp.ascontiguousarray(x)
     k = OP.select(x, tier=tier)
     y = xp.empty_like(x)
     mask = xp.empty(mask_bytes(x.size), dtype=xp.uint8)
-    k.forward(x, y, mask, int(seed), int(layer_id), int(step), keep_threshold(p), 1.0 / (1.0 - p))
+    k.forward(x, y, mask, int(seed), int(layer_id), int(step), keep_threshold(p), 1.0 / (1.0 - p), int(offset))
     return y, mask
 
 

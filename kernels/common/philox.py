@@ -18,9 +18,10 @@ Dropout's stream (identical in every tier; see ``dropout_counter``):
     counter = (b mod 2³², b div 2³², step mod 2³², step div 2³² mod 2³²),   b = i div 4
     word(i) = philox4x32_10(counter, key)[i mod 4]
 
-for element i (flat, C order) of the tensor at the layer's training step ``step``. Element i is
-kept iff word(i) >= threshold, threshold = min(round(p · 2³²), 2³² − 1) (see
-``keep_threshold``): p = 0 keeps every element, and the keep probability is
+for element i (flat, C order) of the tensor at the layer's training step ``step``; element j of a
+tensor at offset o uses word(o + j) (0 <= o < 2⁶²: a shard that starts at element o of a larger
+tensor). An element is kept iff its word >= threshold, threshold = min(round(p · 2³²), 2³² − 1)
+(see ``keep_threshold``): p = 0 keeps every element, and the keep probability is
 (2³² − threshold) / 2³² = 1 − p to within 2⁻³³.
 """
 from __future__ import annotations
@@ -75,14 +76,16 @@ def dropout_counter_hi(step: int) -> tuple[int, int]:
     return step & 0xFFFFFFFF, (step >> 32) & 0xFFFFFFFF
 
 
-def dropout_words(n: int, seed: int, layer_id: int, step: int) -> np.ndarray:
-    """word(i) for i = 0 … n−1 as uint32 (NumPy; the reference stream)."""
+def dropout_words(n: int, seed: int, layer_id: int, step: int, offset: int = 0) -> np.ndarray:
+    """word(offset + i) for i = 0 … n−1 as uint32 (NumPy; the reference stream), from blocks
+    offset div 4 … (offset + n − 1) div 4."""
     k0, k1 = dropout_key(seed, layer_id)
     c2, c3 = dropout_counter_hi(step)
-    b = np.arange((n + 3) // 4, dtype=np.uint64)
+    offset = int(offset)
+    b = np.arange(offset // 4, (offset + n + 3) // 4, dtype=np.uint64)
     u = np.uint64
     words = philox4x32_10(b & MASK32, b >> SHIFT32, np.full_like(b, c2), np.full_like(b, c3), u(k0), u(k1))
-    return np.stack(words, axis=1).reshape(-1)[:n].astype(np.uint32)
+    return np.stack(words, axis=1).reshape(-1)[offset % 4:offset % 4 + n].astype(np.uint32)
 
 
 _njit_cache = None

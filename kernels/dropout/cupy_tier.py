@@ -28,7 +28,7 @@ def _grid(dev, work: int) -> int:
     return grid(dev, work, THREADS, per_sm=32)
 
 
-def forward(x, y, mask, seed, layer_id, step, threshold, scale):
+def forward(x, y, mask, seed, layer_id, step, threshold, scale, offset=0):
     """y = x · m · scale and mask = m packed; see reference.forward."""
     dev = _device()
     k0, k1 = dropout_key(seed, layer_id)
@@ -39,7 +39,7 @@ def forward(x, y, mask, seed, layer_id, step, threshold, scale):
     u32, i64 = np.uint32, np.int64
     dev.kernel("dropout_fwd_" + suffix(x.dtype))(
         (_grid(dev, nbytes),), (THREADS,),
-        (x, y, mask, i64(n), i64(nbytes), u32(k0), u32(k1), u32(c2), u32(c3), u32(threshold),
+        (x, y, mask, i64(n), i64(nbytes), u32(k0), u32(k1), u32(c2), u32(c3), i64(offset), u32(threshold),
          x.dtype.type(scale), aligned(dev, x, y)))
 
 

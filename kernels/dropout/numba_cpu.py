@@ -1,8 +1,10 @@
 """Dropout on the CPU with Numba: one fused pass per chunk of ``CHUNK`` elements.
 
-Same stream and mask layout as reference.py. Per chunk: Philox blocks → a keep nibble per block
-of four elements (vectorizes across blocks), then y = x · table[nibble] (table[t, l] = scale if
-bit l of t is set, else 0) and mask byte j = nibble 2j | nibble 2j+1 << 4. Backward:
+Same stream and mask layout as reference.py. Per chunk (local start s, global start
+g = offset + s): Philox blocks g div 4 … → a keep nibble per block of four elements (vectorizes
+across blocks), shifted to the chunk's elements when g mod 4 = h ≠ 0 (local nibble
+k = (gn[k] | gn[k+1] << 4) >> h & 15), then y = x · table[nibble] (table[t, l] = scale if bit l
+of t is set, else 0) and mask byte j = nibble 2j | nibble 2j+1 << 4. Backward:
 dx = dy · table8[mask byte]. Chunks start on multiples of 8 elements, so each owns whole bytes.
 """
 from __future__ import annotations
@@ -22,19 +24,26 @@ _BITS8 = ((np.arange(256)[:, None] >> np.arange(8)) & 1).astype(bool)
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _forward(x, y, mask, k0, k1, c2, c3, threshold, table):
+def _forward(x, y, mask, k0, k1, c2, c3, threshold, table, offset):
     n = x.size
     for ch in prange((n + CHUNK - 1) // CHUNK):
         s = ch * CHUNK
         L = min(n - s, CHUNK)
         nb = (L + 3) // 4
-        nib = np.empty(nb + 1, np.uint8)
-        b0 = np.uint64(s // 4)
-        for k in range(nb):
+        g = offset + np.uint64(s)
+        h = int(g & np.uint64(3))
+        ng = (h + L + 3) // 4  # blocks g div 4 … (g + L − 1) div 4: nb or nb + 1
+        nib = np.empty(nb + 2, np.uint8)
+        b0 = g >> np.uint64(2)
+        for k in range(ng):
             b = b0 + np.uint64(k)
             w0, w1, w2, w3 = _philox(b & MASK32, b >> SHIFT32, c2, c3, k0, k1)
             nib[k] = np.uint8((w0 >= threshold) | ((w1 >= threshold) << 1)
                               | ((w2 >= threshold) << 2) | ((w3 >= threshold) << 3))
+        nib[ng] = 0
+        if h:
+            for k in range(nb):
+                nib[k] = np.uint8(((nib[k] | (nib[k + 1] << 4)) >> h) & 15)
         nib[nb] = 0
         full = L // 4
         xs = x[s:s + 4 * full].reshape(full, 4)
@@ -68,13 +77,14 @@ def _backward(dy, mask, dx, table):
 
 
 @serial_below(SERIAL_BELOW)
-def forward(x, y, mask, seed, layer_id, step, threshold, scale):
+def forward(x, y, mask, seed, layer_id, step, threshold, scale, offset=0):
     """y = x · m · scale and mask = m packed; see reference.forward."""
     k0, k1 = dropout_key(seed, layer_id)
     c2, c3 = dropout_counter_hi(step)
     u = np.uint64
     table = np.where(_BITS4, x.dtype.type(scale), x.dtype.type(0)).astype(x.dtype)
-    _forward(x.reshape(-1), y.reshape(-1), mask.reshape(-1), u(k0), u(k1), u(c2), u(c3), u(threshold), table)
+    _forward(x.reshape(-1), y.reshape(-1), mask.reshape(-1), u(k0), u(k1), u(c2), u(c3), u(threshold), table,
+             u(offset))
 
 
 @serial_below(SERIAL_BELOW)

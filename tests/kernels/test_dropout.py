@@ -1,5 +1,6 @@
-"""Dropout kernels (kernels/dropout): every tier against the reference, bit-identical masks across
-tiers, keep rate and scaling by a binomial z-test, and argument checks of gpunet.ops.dropout.
+"""Dropout kernels (kernels/dropout): every tier against the reference (also at element offsets,
+the shards of a batch), bit-identical masks across tiers, keep rate and scaling by a binomial
+z-test, and argument checks of gpunet.ops.dropout.
 
 Tolerances: the mask must match the reference exactly (error 0). y and dx: relative 1e-6. The
 tiers multiply the float32-rounded input by the float32-rounded scale 1/(1−p) (one rounding,
@@ -145,6 +146,87 @@ def test_masks_and_outputs_are_bit_identical_across_cpu_tiers(rng):
     assert outs["reference"][0].tobytes() == outs["numba_cpu"][0].tobytes()
 
 
+OFFSETS = [0, 1, 3, 5, 8, 37, 4093, 2**34 + 6]  # the last puts block b = g div 4 past 2^32
+OFFSET_SIZES = [1, 7, 13, 1000, 4097, 12347]  # 4097, 12347: several numba_cpu chunks
+
+
+def _offset_forward(mod, x, offset, p=0.4):
+    """(y, mask) of ``mod``'s forward at ``offset``, as NumPy arrays (outputs prefilled with junk)."""
+    xp = backend.get_array_module(x)
+    y, mask = xp.full_like(x, np.nan), xp.full((x.size + 7) // 8, 0xAA, np.uint8)
+    mod.forward(x, y, mask, 11, 3, 2**33 + 7, keep_threshold(p), 1.0 / (1.0 - p), offset)
+    return backend.to_numpy(y), backend.to_numpy(mask)
+
+
+def _check_offsets(run, sizes, offsets=OFFSETS, unaligned=False):
+    """``run(x, offset)`` = (y, mask) equals the reference bit for bit, in float32 and float64, and
+    the reference at offset o is elements o … of the reference on a tensor o elements longer.
+    ``unaligned``: x is a view one element into its buffer (not 16-byte aligned)."""
+    ref = tier_module("reference")
+    for dtype in (np.float32, np.float64):
+        for n in sizes:
+            x = np.random.default_rng(n).standard_normal(n + 1).astype(dtype)
+            x = x[1:] if unaligned else x[:n].copy()
+            for o in offsets:
+                want_y, want_mask = _offset_forward(ref, x, o)
+                y, mask = run(x, o)
+                assert y.tobytes() == want_y.tobytes(), (n, o, dtype)
+                assert np.array_equal(mask, want_mask), (n, o, dtype)
+                if o < 100:
+                    long_y, long_mask = _offset_forward(ref, np.concatenate([np.ones(o, dtype), x]), 0)
+                    assert want_y.tobytes() == long_y[o:].tobytes(), (n, o, dtype)
+                    bits = np.unpackbits(long_mask, bitorder="little")[o:o + n]
+                    assert np.array_equal(np.packbits(bits, bitorder="little"), want_mask), (n, o, dtype)
+
+
+def test_offset_reference_draws_the_words_at_offset_plus_j():
+    from gpunet.kernels.common.philox import dropout_words
+
+    x = np.ones(1001, np.float32)
+    for o in OFFSETS:
+        y, mask = _offset_forward(tier_module("reference"), x, o)
+        keep = dropout_words(x.size, 11, 3, 2**33 + 7, o) >= np.uint32(keep_threshold(0.4))
+        assert np.array_equal(y != 0, keep) and np.array_equal(mask, np.packbits(keep, bitorder="little")), o
+
+
+def test_offset_numba_cpu_matches_reference():
+    mod = tier_module("numba_cpu")
+    _check_offsets(lambda x, o: _offset_forward(mod, x, o), OFFSET_SIZES + [BIG])
+
+
+def test_offset_cuda_c_tier_on_the_cpu_emulator_matches_reference():
+    from cuda_host_emulator import emulated, require_compiler
+
+    from gpunet.kernels.dropout import cupy_tier
+
+    require_compiler()
+
+    def run(x, o):
+        with emulated(cupy_tier):
+            return _offset_forward(cupy_tier, x, o)
+    _check_offsets(run, OFFSET_SIZES[:4])
+    _check_offsets(run, [1001], [3, 37], unaligned=True)  # the scalar path
+
+
+@pytest.mark.cudasim
+def test_offset_numba_cuda_matches_reference_in_the_simulator():
+    mod = tier_module("numba_cuda")
+    _check_offsets(lambda x, o: _offset_forward(mod, x, o), OFFSET_SIZES[:4])
+
+
+def test_offset_in_the_op_and_its_checks(rng):
+    x = rng.standard_normal((5, 9)).astype(np.float32)
+    whole, mask = dropout_forward(np.concatenate([x, x]), 0.3, 1, 2, 3)
+    y, m = dropout_forward(x, 0.3, 1, 2, 3, offset=45)
+    assert y.tobytes() == whole[5:].tobytes()
+    assert np.array_equal(np.unpackbits(m, bitorder="little")[:45], np.unpackbits(mask, bitorder="little")[45:90])
+    for bad in (-1, 1.5, True, "3"):
+        with pytest.raises(ValueError, match="offset must be a non-negative integer"):
+            dropout_forward(x, 0.3, 1, 2, 3, offset=bad)
+    with pytest.raises(ValueError, match=r"offset must be below 2\^62"):
+        dropout_forward(x, 0.3, 1, 2, 3, offset=2**62)
+
+
 def _z(k, n, q):
     return (k - n * q) / math.sqrt(n * q * (1 - q))
 
@@ -244,6 +326,15 @@ def test_gpu_tier_matches_reference_and_the_cpu_bit_for_bit(tier):
     assert y_gpu.get().tobytes() == y_cpu.tobytes()
     dx_gpu = dropout_backward(cupy.asarray(x), m_gpu, 0.37, tier=tier)
     assert dx_gpu.get().tobytes() == dropout_backward(x, m_cpu, 0.37).tobytes()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("tier", ["cupy", "numba_cuda"])
+def test_offset_gpu_tier_matches_reference(tier):
+    import cupy
+
+    mod = tier_module(tier)
+    _check_offsets(lambda x, o: _offset_forward(mod, cupy.asarray(x), o), OFFSET_SIZES + [BIG, (1 << 22) + 3])
 
 
 def test_keep_decision_at_the_threshold_is_word_ge_threshold():

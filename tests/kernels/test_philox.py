@@ -94,6 +94,20 @@ def test_dropout_word_mapping(seed, layer, step, rng):
         assert words[i] == int(P.philox4x32_10(*map(U, ctr), *map(U, key))[int(i) % 4])
 
 
+@pytest.mark.parametrize("offset", [0, 1, 3, 5, 8, 37, 2**34 + 6, 2**62 - 1001])
+def test_dropout_words_at_an_offset_are_the_words_of_offset_plus_j(offset):
+    n = 1001
+    words = P.dropout_words(n, 7, 3, 11, offset)
+    assert words.dtype == np.uint32 and words.shape == (n,)
+    if offset < 100:
+        assert np.array_equal(words, P.dropout_words(offset + n, 7, 3, 11)[offset:])
+    for j in [0, 1, 2, 3, 4, n - 1]:
+        g = offset + j
+        b = g // 4
+        assert words[j] == int(P.philox4x32_10(U(b & 0xFFFFFFFF), U(b >> 32), U(11), U(0), U(7), U(3))[g % 4])
+    assert P.dropout_words(0, 7, 3, 11, offset).shape == (0,)
+
+
 def test_streams_differ_by_seed_layer_and_step():
     base = P.dropout_words(4096, 1, 2, 3)
     for other in [(2, 2, 3), (1, 3, 3), (1, 2, 4), (1, 2, 3 + 2**32)]:

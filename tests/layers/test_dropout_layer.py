@@ -1,5 +1,7 @@
 """Dropout layer: modes, the mask's key (seed, layer id, step), rng state for gradcheck and
-checkpoints, gradients, devices and clear errors."""
+checkpoints, gradients, devices, shards of a batch (batch_offset) and clear errors."""
+import copy
+
 import numpy as np
 import pytest
 
@@ -149,3 +151,62 @@ def test_dropout2d_in_a_cnn_trains():
         model.backward(loss.backward())
         opt.step()
     assert value < first
+
+
+# ---------------------------------------------------------------------- batch_offset: data-parallel shards
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cls,shape", [(gn.Dropout, (10, 7)), (gn.Dropout2d, (6, 3, 2, 2))])
+@pytest.mark.parametrize("k", [1, 3, 4])
+def test_shards_inside_batch_offset_draw_the_whole_batch_mask(cls, shape, k, dtype, device):
+    """Forward of the whole batch = the forwards of x[:k] inside batch_offset(0) and of x[k:]
+    inside batch_offset(k), by two more layers with the same layer id and step; the same for dx."""
+    rng = np.random.default_rng(k)
+    x = backend.to_device(rng.standard_normal(shape).astype(dtype))
+    dy = backend.to_device(rng.standard_normal(shape).astype(dtype))
+    gn.seed(3)
+    whole, first, rest = cls(0.4), cls(0.4), cls(0.4)
+    whole.step = 5
+    for shard in (first, rest):
+        shard.set_rng_state(whole.get_rng_state())
+    y, dx = backend.to_numpy(whole(x)), backend.to_numpy(whole.backward(dy))
+    with gn.layers.dropout.batch_offset(0):
+        y0, dx0 = backend.to_numpy(first(x[:k])), backend.to_numpy(first.backward(dy[:k]))
+    with gn.layers.dropout.batch_offset(k):
+        y1, dx1 = backend.to_numpy(rest(x[k:])), backend.to_numpy(rest.backward(dy[k:]))
+    assert np.concatenate([y0, y1]).tobytes() == y.tobytes()
+    assert np.concatenate([dx0, dx1]).tobytes() == dx.tobytes()
+    assert 0 < (y != 0).mean() < 1 and whole.step == first.step == rest.step == 6
+
+
+def test_batch_offset_reaches_functional_dropout_and_nests():
+    import gpunet.functional as F
+    from gpunet.layers.dropout import batch_offset, current_batch_offset
+
+    class Net(gn.Layer):
+        def forward(self, x):
+            return F.dropout(x, 0.5)
+
+    x = np.random.default_rng(0).standard_normal((8, 5)).astype(np.float32)
+    gn.seed(2)
+    whole, shard = Net(), Net()
+    whole(x)  # makes its hidden Dropout
+    shard.set_rng_state(copy.deepcopy(whole.get_rng_state()))  # the same layer id and step
+    y = whole(x)
+    assert current_batch_offset() == 0
+    with batch_offset(3):
+        with batch_offset(5):
+            assert current_batch_offset() == 5
+            y5 = shard(x[5:])
+        assert current_batch_offset() == 3
+    assert current_batch_offset() == 0
+    assert y5.tobytes() == y[5:].tobytes()
+
+
+@pytest.mark.parametrize("bad,error", [(-1, ValueError), (1.5, TypeError), (True, TypeError), ("2", TypeError)])
+def test_batch_offset_rows_must_be_a_non_negative_integer(bad, error):
+    from gpunet.layers.dropout import batch_offset, current_batch_offset
+
+    with pytest.raises(error, match=r"batch_offset\(rows\)"):
+        with batch_offset(bad):
+            pass
+    assert current_batch_offset() == 0

@@ -7,6 +7,7 @@ docs/gpu-results.md.
     python benchmarks/compare.py --repeats r1.json r2.json r3.json
     python benchmarks/compare.py --run kernels.json mlp_epoch.json cnn_epoch.json
     python benchmarks/compare.py --only step_ --before a.json --after b.json
+    python benchmarks/compare.py --links data_parallel-run1.json data_parallel-run2.json
 
 For each record: gpunet's time before and after and the ratio to PyTorch (or to the hand loop, for
 trainer_overhead; or the overhead in µs, for step_overhead's layer rows) in each run. Numbers are
@@ -14,7 +15,10 @@ printed from the files, never typed. With ``--runs`` each file is one run of the
 before and after runs alternating on one machine), and the table gives each run's time and ratio
 and the median ratio. With ``--repeats`` (no before/after) each file is one run of the same code:
 gpunet's and PyTorch's times and the ratio, run by run, and the median ratio. With ``--run`` the
-files hold the records of one run: both libraries' times and the ratio. ``--only PREFIX``
+files hold the records of one run: both libraries' times and the ratio. Records timed against a
+baseline of their own (``baseline_s``, as data_parallel.py writes) get ``--repeats``' table with
+that baseline in place of PyTorch; ``--links`` turns them into an estimate of the cost over
+several machines (``links_table``). ``--only PREFIX``
 keeps the records whose name starts with PREFIX (``step_``: a step's profile). ``render(argv)`` gives
 the table as text (experiments/render.py fills the pages' ``<!-- bench: ... -->`` markers with it).
 """
@@ -93,6 +97,52 @@ def repeats_table(runs: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def baseline_table(runs: list[dict]) -> str:
+    """Records timed against a named baseline of their own (``baseline``, ``baseline_s``: one
+    process for data_parallel's epoch, MPI's own Allreduce for its all-reduce), run by run: both
+    times, the ratio gpunet / baseline and its median (and the median scaling efficiency, where a
+    record has one)."""
+    import statistics
+
+    names = [n for n in runs[0] if "baseline_s" in runs[0][n]]
+    rows = ["| record | gpunet | baseline | baseline's time | ratio | median ratio |",
+            "| --- | --- | --- | ---: | ---: | ---: |"]
+    for name in names:
+        rs = [r[name] for r in runs if name in r]
+        cells = [" / ".join(_time(r[key]) for r in rs) for key in ("gpunet_s", "baseline_s")]
+        ratios = " / ".join(f"{r['ratio']:.3f}" for r in rs)
+        median = f"{statistics.median(r['ratio'] for r in rs):.3f}"
+        if "efficiency" in rs[0]:
+            median += f" (efficiency {statistics.median(r['efficiency'] for r in rs):.2f})"
+        rows.append(f"| {name} | {cells[0]} | {rs[0]['baseline']} | {cells[1]} | {ratios} | {median} |")
+    return "\n".join(rows)
+
+
+def links_table(runs: list[dict], links=(1, 10, 25, 100), ranks=(2, 4, 8)) -> str:
+    """What data-parallel training over several machines would spend per step, from data_parallel's
+    records (medians over the runs): a ring all-reduce moves 2(P−1)/P of the gradient's bytes
+    through each rank's link, t_P = 2(P−1)/P · 4·floats / bandwidth (latency left out); the step's
+    compute, split over P machines that each run it as this one does on one process, is t₁/P; with
+    no overlap of the two (gpunet reduces after the backward), the efficiency is
+    (t₁/P) / (t₁/P + t_P). The all-reduce bandwidth measured between the processes of this one
+    machine is given for scale."""
+    import statistics
+
+    epoch = [r["mlp_bn_dropout_epoch"] for r in runs]
+    floats = epoch[0]["grad_floats"]
+    step = statistics.median(r["baseline_s"] / r["steps"] for r in epoch)
+    measured = statistics.median(r["allreduce_10M_float32"]["GBps"] for r in runs)
+    rows = [f"Gradient per step: {floats:,} float32 = {4 * floats / 1e6:.2f} MB; one process's step here: "
+            f"{_time(step)}; the all-reduce between two processes of this machine: {measured:.2f} GB/s.", "",
+            "| link | machines P | all-reduce per step | compute per step (t₁/P) | efficiency |",
+            "| --- | ---: | ---: | ---: | ---: |"]
+    for g in links:
+        for P in ranks:
+            t = 2 * (P - 1) / P * 4 * floats / (g / 8 * 1e9)
+            rows.append(f"| {g} Gb/s | {P} | {_time(t)} | {_time(step / P)} | {step / P / (step / P + t):.2f} |")
+    return "\n".join(rows)
+
+
 def run_table(records: dict) -> str:
     """The records of one run (spread over several files): those with a PyTorch ratio, or, when
     none has one, gpunet's own timings (``phase_s``, ``step_s``: the pieces of a profile)."""
@@ -115,9 +165,12 @@ def render(argv) -> str:
     p.add_argument("--runs", action="store_true", help="each file is one run; a row per record, run by run")
     p.add_argument("--repeats", nargs="+", metavar="RUN", help="runs of one version, one JSON file each")
     p.add_argument("--run", nargs="+", metavar="FILE", help="one run, its records in these files")
+    p.add_argument("--links", nargs="+", metavar="RUN", help="data_parallel.py's runs: a multi-machine estimate")
     p.add_argument("--only", default="", metavar="PREFIX", help="only the records whose name starts with PREFIX")
     args = p.parse_args(argv)
     only = args.only
+    if args.links:
+        return links_table([_load([f], only) for f in args.links])
     if args.run:
         if args.before or args.after or args.repeats:
             p.error("--run takes the files of one run alone")
@@ -125,7 +178,9 @@ def render(argv) -> str:
     if args.repeats:
         if args.before or args.after:
             p.error("--repeats takes the runs of one version; leave out --before and --after")
-        return repeats_table([_load([f], only) for f in args.repeats])
+        runs = [_load([f], only) for f in args.repeats]
+        torch = any("torch_s" in r for r in runs[0].values())
+        return repeats_table(runs) if torch else baseline_table(runs)
     if not (args.before and args.after):
         p.error("--before and --after are required (or --repeats)")
     if args.runs:

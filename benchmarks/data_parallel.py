@@ -12,13 +12,13 @@
 
     python benchmarks/data_parallel.py [--processes 2] [--json out.json] [--device cpu|gpu]
 
-The script starts its own ``mpiexec -n P`` (the mpiexec beside this Python, else on PATH).
+The script starts its own ``mpiexec -n P`` (``gpunet.distributed.find_mpiexec``).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -29,16 +29,17 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from common import parser  # noqa: E402
+# not benchmarks/common.py here: it imports PyTorch, whose OpenMP runtime, loaded first, would move
+# gpunet's Numba kernels to the slower workqueue layer (gpunet/cpu_threads.py) in every rank
 
 ARENA = 10_000_000
 GPU_ARENA = 100_000_000
 
 
 def mpiexec() -> str:
-    here = Path(sys.executable).with_name("mpiexec")
-    found = str(here) if here.exists() else shutil.which("mpiexec")
+    from gpunet.distributed import find_mpiexec
+
+    found = find_mpiexec()
     if found is None:
         sys.exit("data_parallel: no mpiexec found; pip install mpi4py mpich")
     return found
@@ -59,7 +60,8 @@ def _epoch_times(epochs: int, subset: int):
     trainer = gn.Trainer(model, gn.losses.CrossEntropy(), gn.optim.Adam(model, lr=1e-3, clip_norm=1.0),
                          metrics=["accuracy"], distributed=comm)
     h = trainer.fit(train, epochs=epochs + 1, batch_size=128, verbose=0)
-    return comm, [float(t) for t in h["time"][1:]], len(train)
+    grad_floats = int(model.arena.trainable(model.arena.grads).size)
+    return comm, [float(t) for t in h["time"][1:]], len(train), grad_floats
 
 
 def _allreduce_times(repeat: int):
@@ -93,8 +95,8 @@ def _allreduce_times(repeat: int):
 def worker(args) -> None:
     out = {}
     if args.part == "epoch":
-        comm, times, n = _epoch_times(args.epochs, args.subset)
-        out = {"epoch_s": statistics.median(times), "times": times, "examples": n}
+        comm, times, n, grad_floats = _epoch_times(args.epochs, args.subset)
+        out = {"epoch_s": statistics.median(times), "times": times, "examples": n, "grad_floats": grad_floats}
     else:
         comm, gn_s, mpi_s, size = _allreduce_times(args.repeat)
         out = {"gpunet_s": gn_s, "mpi_s": mpi_s, "floats": size}
@@ -136,7 +138,10 @@ def gpu_records() -> list[dict]:
 
 
 def main(argv=None) -> list[dict]:
-    p = parser(__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", metavar="PATH", help="write the records as a JSON list")
+    p.add_argument("--device", choices=["cpu", "gpu", "both"], default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="the cores to use (default: all this process may use)")
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--subset", type=int, default=0, help="train on the first N images (0: the main job's 55,000)")
@@ -155,7 +160,8 @@ def main(argv=None) -> list[dict]:
         recs.append({"name": "mlp_bn_dropout_epoch", "device": "cpu", "gpunet_s": many["epoch_s"],
                      "baseline": f"1 process x {cores} threads", "baseline_s": one["epoch_s"],
                      "ratio": many["epoch_s"] / one["epoch_s"], "efficiency": one["epoch_s"] / many["epoch_s"],
-                     "processes": P, "threads_per_process": max(1, cores // P), "examples": one["examples"]})
+                     "processes": P, "threads_per_process": max(1, cores // P), "examples": one["examples"],
+                     "steps": -(-one["examples"] // 128), "grad_floats": one["grad_floats"]})
         red = launch("allreduce", P, max(1, cores // P), args)
         recs.append({"name": "allreduce_10M_float32", "device": "cpu", "gpunet_s": red["gpunet_s"],
                      "baseline": "MPI Allreduce, NumPy buffer", "baseline_s": red["mpi_s"],

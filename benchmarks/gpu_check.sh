@@ -39,6 +39,11 @@ bench kernels "${GPU_CHECK_BENCH_TIMEOUT:-90}" $py benchmarks/kernels.py
 bench mlp_epoch "${GPU_CHECK_BENCH_TIMEOUT:-60}" $py benchmarks/mlp_epoch.py --epochs 3
 bench cnn_epoch "${GPU_CHECK_BENCH_TIMEOUT:-60}" $py benchmarks/cnn_epoch.py
 bench trainer_overhead "${GPU_CHECK_BENCH_TIMEOUT:-30}" $py benchmarks/trainer_overhead.py --epochs 3
+if $py -c "import mpi4py" 2>/dev/null; then  # the distributed tests and benchmark need mpi4py and an MPI
+  bench data_parallel "${GPU_CHECK_BENCH_TIMEOUT:-60}" $py benchmarks/data_parallel.py
+else
+  echo "== benchmark data_parallel skipped: no mpi4py (pip install mpi4py mpich); its GPU tests skipped too"
+fi
 
 echo
 echo "================ summary ================"
@@ -48,7 +53,8 @@ $py - "$out" <<'PY'
 import json, pathlib, sys
 for f in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
     for r in json.loads(f.read_text()):
-        a, b = ("gpunet_s", "torch_s") if "torch_s" in r else ("trainer_s", "hand_s")
+        a, b = next((a, b) for a, b in (("gpunet_s", "torch_s"), ("gpunet_s", "baseline_s"), ("trainer_s", "hand_s"))
+                    if b in r)
         extra = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()
                          if k not in ("name", "device", a, b, "ratio"))
         print(f"{r['name']:<40} {r['device']} {a[:-2]} {r[a]*1e3:9.3f} ms  {b[:-2]} {r[b]*1e3:9.3f} ms  "

@@ -12,7 +12,7 @@ docs/cpu-runs/a-run1.json docs/cpu-runs/a-run2.json``, paths from the repository
 replaces what lies between the markers with what ``experiments/<experiment>.py``'s
 ``tables(record)`` makes from ``docs/results/<experiment>.json``, the run line from the record's
 ``meta`` (date, machine, versions, command, seeds), and the benchmark table with what compare.py
-prints for those arguments, in README.md and docs/*.md. ``--check`` writes nothing and exits 1 when
+prints for those arguments, in README.md, docs/*.md and docs/guides/*.md. ``--check`` writes nothing and exits 1 when
 a committed page differs from its rendering (the tests run it), so no number on a page is typed by
 hand.
 
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true", help="exit 1 if a page differs from its rendering")
     args = p.parse_args(argv)
     stale = []
-    for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+    for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md")), *sorted(DOCS.glob("guides/*.md"))]:
         text = page.read_text()
         new = render(text)
         if new != text:

@@ -79,12 +79,17 @@ def case_syncbn(comm):
     and a Trainer run of an MLP with a synchronized BatchNorm."""
     out = {}
     rng = np.random.default_rng(3)
-    for name, shape, cls in (("bn1", (10, 5), gn.BatchNorm1d), ("bn2", (6, 3, 4, 4), gn.BatchNorm2d)):
-        x = rng.normal(size=shape) * 2 + 1
-        dy = rng.normal(size=shape)
+    cases = (("bn1", (10, 5), gn.BatchNorm1d, {"dtype": "float64"}, 2, 1),
+             ("bn2", (6, 3, 4, 4), gn.BatchNorm2d, {"dtype": "float64"}, 2, 1),
+             # float32 values far from 0 with a small spread; no running statistics (no shift)
+             ("far", (12, 4), gn.BatchNorm1d, {"dtype": "float32"}, 0.01, 1000.0),
+             ("nostats", (9, 3), gn.BatchNorm1d, {"dtype": "float64", "track_running_stats": False}, 3, -2))
+    for name, shape, cls, kw, scale, offset in cases:
+        x = (rng.normal(size=shape) * scale + offset).astype(kw["dtype"])
+        dy = rng.normal(size=shape).astype(kw["dtype"])
         a, b = gn.distributed.shard_bounds(shape[0], comm.rank, comm.size)
         for tag, c, rows in (("dp", comm, slice(a, b)), ("one", None, slice(None))):
-            layer = cls(shape[1], dtype="float64", sync=c)
+            layer = cls(shape[1], sync=c, **kw)
             layer.weight[...] = np.linspace(0.5, 1.5, shape[1])
             layer.train()
             share = (b - a) / shape[0] if tag == "dp" else 1.0
@@ -94,11 +99,14 @@ def case_syncbn(comm):
             if tag == "dp":
                 comm.allreduce(grads)
             out[f"{name}_{tag}_y"], out[f"{name}_{tag}_dx"], out[f"{name}_{tag}_grads"] = y, dx, grads
-            out[f"{name}_{tag}_running"] = np.concatenate([layer.running_mean, layer.running_var])
+            if layer.track_running_stats:
+                out[f"{name}_{tag}_running"] = np.concatenate([layer.running_mean, layer.running_var])
         out[f"{name}_rows"] = np.array([a, b])
     x, y = data(200)
     r = fit_both(comm, lambda c: mlp(bn=True, comm=c), x, y, epochs=2, batch_size=32)
     out.update({f"fit_{k}": v for k, v in r.items()})
+    r = fit_both(comm, lambda c: mlp(bn=True), x, y, epochs=2, batch_size=32)  # rank-local batch norm
+    out.update({f"local_{k}": v for k, v in r.items()})
     return out
 
 
@@ -185,6 +193,22 @@ def case_fail(comm):
     return {}
 
 
+def case_small_sets(comm):
+    """A validation or evaluation set of fewer rows than ranks fails at once, naming the argument."""
+    x, y = data(40)
+    t = trainer(mlp(), comm)
+    out = {}
+    for key, call in (("fit", lambda: t.fit(x, y, val=(x[:1], y[:1]), epochs=1, batch_size=8, verbose=0)),
+                      ("evaluate", lambda: t.evaluate(x[:1], y[:1]))):
+        try:
+            call()
+            out[key] = np.array(["no error"])
+        except ValueError as exc:
+            out[key] = np.array([str(exc)])
+    out["epoch"] = np.array([t.epoch])  # the failed fit trained nothing
+    return out
+
+
 def case_collectives(comm):
     """allreduce (sum, mean, int), broadcast, objects, layout signature."""
     r = comm.rank
@@ -198,13 +222,58 @@ def case_collectives(comm):
     comm.broadcast(c, root=1)
     objs = comm.allgather_object({"rank": r})
     comm.barrier()
+    from gpunet.kernels.common import blas
+
+    blas_now = blas.BLAS.set_threads_local(1) if blas.BLAS is not None else -1  # read back (and restore)
+    if blas.BLAS is not None:
+        blas.BLAS.set_threads_local(blas_now)
     return {"a": a, "b": b, "i": i, "c": c, "objs": np.array([json.dumps(objs)]),
+            "threads": np.array([json.dumps(comm.cpu_threads)]), "blas_now": np.array([blas_now]),
             "meta": np.array([comm.size, comm.local_rank, comm.local_size])}
+
+
+def case_gpu_staged(comm):
+    """GPU backend, two ranks sharing the one GPU (NCCL refuses that): device buffers reduced
+    through host copies over MPI; a Trainer run against one process on the GPU."""
+    import cupy
+
+    a = cupy.arange(6, dtype=cupy.float32) + comm.rank
+    comm.allreduce(a)
+    b = cupy.full(4, float(comm.rank), dtype=cupy.float64)
+    comm.broadcast(b, root=1)
+    x, y = data(620)
+    r = fit_both(comm, lambda c: mlp(), x, y, epochs=1, batch_size=31)
+    return {"a": cupy.asnumpy(a), "b": cupy.asnumpy(b), "backend": np.array([comm.backend_name]),
+            "device": np.array([gn.backend.active()]), **r}
+
+
+def case_nccl_one_rank(comm):
+    """An NCCLCommunicator of one rank (this process alone): every collective runs through NCCL on
+    CuPy's stream and leaves the values as they are; a dtype NCCL lacks is refused."""
+    import cupy
+
+    nccl = gn.distributed.NCCLCommunicator()
+    out = {"backend": np.array([nccl.backend_name]), "size": np.array([nccl.size])}
+    for dtype in ("float32", "float64", "int32", "int64"):
+        a = cupy.arange(1000, dtype=dtype)
+        nccl._allreduce_sum(a)
+        nccl._broadcast(a, 0)
+        out[dtype] = cupy.asnumpy(a)
+    model = mlp()
+    model.arena.grads[...] = 1.0
+    nccl.allreduce_gradients(model, weight=0.5)
+    out["grads"] = gn.to_numpy(model.arena.trainable(model.arena.grads))
+    try:
+        nccl._allreduce_sum(cupy.zeros(3, dtype=cupy.float16))
+        out["float16"] = np.array(["accepted"])
+    except TypeError as exc:
+        out["float16"] = np.array([str(exc)])
+    return out
 
 
 def main():
     case, out = sys.argv[1], sys.argv[2]
-    gn.use("cpu")
+    gn.use(os.environ.get("GPUNET_BACKEND", "cpu"))
     comm = gn.distributed.init()
     if case == "checkpoint":
         result = case_checkpoint(comm, out, sys.argv[3])

@@ -14,18 +14,29 @@ batch's mean, so every rank takes the same optimizer step. See docs/guides/distr
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import sys
 import traceback
+from pathlib import Path
 
 from .. import backend
+from ..cpu_threads import limit_threads
 from .comm import Communicator, MPICommunicator, NCCLCommunicator, SingleProcess, layout_signature
 from .sharding import shard_bounds, shard_sizes
 
-__all__ = ["init", "Communicator", "SingleProcess", "MPICommunicator", "NCCLCommunicator", "shard_bounds",
+__all__ = ["init", "find_mpiexec", "Communicator", "SingleProcess", "MPICommunicator", "NCCLCommunicator", "shard_bounds",
            "shard_sizes", "layout_signature"]
 
 # set by mpiexec (MPICH's Hydra, Open MPI, Intel MPI) and by PMI/PMIx launchers such as srun
 _LAUNCHER_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "MPI_LOCALRANKID", "SLURM_PROCID")
+
+
+def find_mpiexec() -> str | None:
+    """The ``mpiexec`` to start a job with from Python: the one beside this interpreter (the
+    ``mpich`` wheel installs it in the virtual environment), else the first on PATH; None if none."""
+    here = Path(sys.executable).with_name("mpiexec")
+    return str(here) if here.exists() else shutil.which("mpiexec")
 
 
 def _launched_by_mpi() -> bool:
@@ -48,9 +59,18 @@ def _abort_on_uncaught(comm) -> None:
     sys.excepthook = hook
 
 
-def _one_rank_per_gpu(comm) -> bool:
-    import socket
+def _share_cores(comm) -> dict:
+    """Cap this rank's CPU thread pools at its share of the cores: the CPUs it may run on divided
+    by the ranks of its machine that may run on any of them (all of them, unless the launcher
+    bound each rank to cores of its own). Returns what ``limit_threads`` set."""
+    mine = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        frozenset(range(os.cpu_count() or 1))
+    host = socket.gethostname()
+    sharing = sum(1 for h, cpus in comm.allgather_object((host, mine)) if h == host and cpus & mine)
+    return limit_threads(max(1, len(mine) // max(1, sharing)))
 
+
+def _one_rank_per_gpu(comm) -> bool:
     import cupy
 
     where = comm.allgather_object((socket.gethostname(), cupy.cuda.Device().id))
@@ -63,7 +83,10 @@ def init(nccl: bool | None = None) -> Communicator:
     first makes GPU ``local_rank`` (mod the node's GPU count) its device, and device buffers are
     reduced with NCCL when ``nccl`` is True or None (auto) and every rank has a GPU of its own;
     otherwise (``nccl=False``, or ranks sharing a GPU, which NCCL refuses) through host copies
-    over MPI. With more than one rank, an uncaught exception on any rank aborts the whole job."""
+    over MPI. With more than one rank, an uncaught exception on any rank aborts the whole job, and
+    each rank's CPU thread pools (Numba's and OpenBLAS's) are capped at its share of the cores of
+    its machine (``comm.cpu_threads`` says what was set; a pool whose size the environment sets,
+    e.g. ``NUMBA_NUM_THREADS``, is left alone)."""
     if not _launched_by_mpi():
         return SingleProcess()
     try:
@@ -76,6 +99,7 @@ def init(nccl: bool | None = None) -> Communicator:
     if comm.size == 1:
         return SingleProcess()
     _abort_on_uncaught(comm)
+    threads = _share_cores(comm)
     if backend.active() == "gpu":
         import cupy
 
@@ -89,4 +113,5 @@ def init(nccl: bool | None = None) -> Communicator:
                                    "built with NCCL; pass nccl=None to fall back to host copies over MPI")
             if usable:
                 comm = NCCLCommunicator(comm.mpi)
+    comm.cpu_threads = threads
     return comm

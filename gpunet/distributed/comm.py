@@ -59,6 +59,7 @@ class Communicator:
     local_rank = 0
     local_size = 1
     backend_name = "none"
+    cpu_threads: dict = {}  # the thread-pool sizes init() set for this rank, e.g. {"numba": 1, "blas": 1}
 
     @property
     def is_root(self) -> bool:

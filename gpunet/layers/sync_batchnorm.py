@@ -1,9 +1,12 @@
 """Synchronized batch normalization (``BatchNorm1d(C, sync=comm)``): statistics over the global batch.
 
 Rank r holds n_r of the N = Σ_r n_r values of each channel (its shard's N·S). The forward reduces
-per-channel sums over the ranks, in two passes as the 1-process layer computes them,
+per-channel sums over the ranks in one all-reduce, of the values shifted by k = the running mean
+(the same on every rank, and near μ, so the difference below loses no digits; 0 without running
+statistics):
 
-    μ = (1/N) Σ_r Σ x,   σ² = (1/N) Σ_r Σ (x − μ)²,   x̂ = (x − μ)/√(σ² + ε),   y = γ·x̂ + β
+    μ = k + (1/N) Σ_r Σ (x − k),   σ² = (1/N) Σ_r Σ (x − k)² − (μ − k)²,
+    x̂ = (x − μ)/√(σ² + ε),   y = γ·x̂ + β
 
 and the running statistics move with the global μ and σ²·N/(N − 1), identically on every rank.
 The backward takes each rank's dy as the gradient of its shard's mean loss (the Trainer's and
@@ -33,14 +36,16 @@ def forward(layer, x, weight, bias, factor: float, update: bool, relu: bool):
     C = layer.num_features
     x64 = xp.ascontiguousarray(x).reshape(x.shape[0], C, -1).astype(np.float64)
     n = x64.shape[0] * x64.shape[2]
-    sums = xp.concatenate([x64.sum(axis=(0, 2)), xp.asarray([float(n)])])
-    comm.allreduce(sums)
+    k = getattr(layer, "running_mean", None)
+    shift = xp.zeros(C) if k is None else k.astype(np.float64)
+    d = x64 - _col(shift)
+    sums = comm.allreduce(xp.concatenate([d.sum(axis=(0, 2)), (d * d).sum(axis=(0, 2)), xp.asarray([float(n)])]))
     total = float(sums[-1])
-    mean = sums[:C] / total
-    centered = x64 - _col(mean)
-    var = comm.allreduce((centered * centered).sum(axis=(0, 2))) / total
+    dmean = sums[:C] / total
+    mean = shift + dmean
+    var = xp.maximum(sums[C:2 * C] / total - dmean * dmean, 0.0)
     invstd = 1.0 / xp.sqrt(var + layer.eps)
-    xhat = centered * _col(invstd)
+    xhat = (d - _col(dmean)) * _col(invstd)
     y = (_col(weight.astype(np.float64)) * xhat + _col(bias.astype(np.float64))).astype(x.dtype).reshape(x.shape)
     if relu:
         xp.maximum(y, 0, out=y)

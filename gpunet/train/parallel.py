@@ -40,6 +40,19 @@ def common_start(comm, trainer) -> None:
         backend.set_rng_state(root)
 
 
+def average_buffers(comm, model) -> None:
+    """Each rank-local layer's float buffers (a batch norm's running statistics, which saw only its
+    rank's shards) replaced by their mean over the ranks, after every epoch's training: evaluation,
+    checkpoints and the trained model are then the same on every rank. Layers built with
+    ``sync=comm`` hold equal statistics already and are left as they are."""
+    for _, layer in model.named_layers():
+        if getattr(layer, "sync", None) is not None:
+            continue
+        for buf in layer._buffers.values():
+            if buf.size and buf.dtype.kind == "f":
+                comm.allreduce(buf, op="mean")
+
+
 def epoch_batches(comm, x, y, batch_size, shuffle, drop_last, device):
     """``(xb, yb, shard)`` for one epoch: ``shard = (start, m)`` places xb in its global batch of
     m rows; None in a 1-process run."""
@@ -51,11 +64,17 @@ def epoch_batches(comm, x, y, batch_size, shuffle, drop_last, device):
         yield xb, yb, (start, m)
 
 
-def evaluation_rows(comm, x, y):
+def check_evaluation_rows(comm, n: int, who: str) -> None:
+    """An evaluation set must give every rank at least one row."""
+    if n < comm.size:
+        raise ValueError(f"{who}: {n} samples cannot be split over {comm.size} ranks (each evaluates a part); "
+                         f"pass at least {comm.size}")
+
+
+def evaluation_rows(comm, x, y, who: str = "Trainer.evaluate"):
     """This rank's contiguous part of an evaluation set (all of it in a 1-process run)."""
     if comm is None:
         return x, y
-    if len(x) < comm.size:
-        raise ValueError(f"Trainer.evaluate: {len(x)} samples cannot be split over {comm.size} ranks")
+    check_evaluation_rows(comm, len(x), who)
     rows = shard_rows(len(x), comm.rank, comm.size)
     return x[rows], y[rows]

@@ -10,7 +10,8 @@ range), so the step calls the loss's ``forward_trusted`` and reads nothing back.
 and metric values stay on the device (0-d arrays kept, not read); they are read back, all at once
 with the optimizer's step statistics, every ``sync_every`` batches when a callback or the
 progress bar asks for them, and at the end of an epoch: read-backs are decided by batch count,
-never by the clock, so every process of a data-parallel run reads back at the same batch.
+never by the clock, so every process of a data-parallel run reads back at the same batch (the
+epoch itself: gpunet/train/epoch.py).
 
 Non-finite losses, the policy: without ``TerminateOnNaN`` training goes on, and at the end of an
 epoch whose loss is not finite a warning says where non-finite values are now (usually the
@@ -23,11 +24,9 @@ out of the epoch's loss, warns, and logs their number as ``logs["skipped"]`` (in
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
-import warnings
 import weakref
 
 import numpy as np
@@ -37,13 +36,12 @@ from .. import metrics as metrics_mod
 from ..data.batching import batches, check_batch_size, num_batches
 from ..layers.dropout import batch_offset
 from . import checkpoint as ckpt
-from .callback import Callback
 from .checks import check_batch_norm_batches, check_verbose, resolve_components, split_validation
 from .data_checks import check_data, training_data, unpack
+from .epoch import train_epoch
 from .history import History
 from . import parallel
 from .tally import Tally
-from .terminate import TerminateOnNaN
 
 __all__ = ["Trainer"]
 
@@ -58,10 +56,6 @@ def _is_terminal(stream) -> bool:
 def _trusted_forward(loss):
     """The loss's forward for checked data (``Loss.forward_trusted``), or the loss itself."""
     return getattr(loss, "forward_trusted", loss)
-
-
-def _overrides(cb, hook: str) -> bool:
-    return getattr(type(cb), hook) is not getattr(Callback, hook)
 
 
 class Trainer:
@@ -221,6 +215,8 @@ class Trainer:
             check_batch_norm_batches(self.model, len(x), batch_size, drop_last, who)
         else:
             parallel.check_shards(comm, len(x), batch_size, drop_last, who)
+            if xv is not None:
+                parallel.check_evaluation_rows(comm, len(xv), f"{who}(val)")
             check_batch_norm_batches(self.model, len(x), batch_size, drop_last, who,
                                      sizes=parallel.bn_batch_sizes(comm, len(x), batch_size, drop_last))
             if not self.is_root:
@@ -251,7 +247,9 @@ class Trainer:
                 t_epoch = time.perf_counter()
                 bar = self._bar(len(x), batch_size, drop_last, epoch, int(epochs), verbose)
                 try:
-                    logs = self._train_epoch(x, y, batch_size, shuffle, drop_last, epoch, bar)
+                    logs = train_epoch(self, x, y, batch_size, shuffle, drop_last, epoch, bar)
+                    if comm is not None:  # rank-local running statistics: their mean, on every rank
+                        parallel.average_buffers(comm, self.model)
                     if xv is not None:
                         self._fire("on_validation_begin", epoch)
                         vlogs = self._evaluate_arrays(xv, yv, val_batch_size or max(batch_size, 256))
@@ -315,77 +313,6 @@ class Trainer:
             comm.allreduce_gradients(self.model, weight=len(x) / m)
         self.optimizer.step()
         return value, out
-
-    def _read(self, tally):
-        """The running logs and the optimizer's step statistics, in one read-back."""
-        stats = getattr(self.optimizer, "stats", None)
-        logs, host = tally.read(None if stats is None else stats.buffer)
-        if host is not None:
-            self.step_stats = dict(zip(stats.FIELDS, host.tolist()))
-        return logs
-
-    def _train_epoch(self, x, y, batch_size, shuffle, drop_last, epoch, bar):
-        model, opt = self.model, self.optimizer
-        n_batches = num_batches(len(x), batch_size, drop_last)
-        begin = [cb for cb in self.callbacks if _overrides(cb, "on_batch_begin")]
-        end = [cb for cb in self.callbacks if _overrides(cb, "on_batch_end")]
-        readers = [cb for cb in self.callbacks if _overrides(cb, "on_readback")]
-        read_every = self.sync_every if readers or bar is not None else 0
-        tally = self._tally(skip=getattr(opt, "nonfinite", None) == "skip")
-        self._epoch_lr = None
-        done = read_at = 0
-        logs = {}
-        model.train()
-        for xb, yb, shard in parallel.epoch_batches(self._comm, x, y, batch_size, shuffle, drop_last, model.device):
-            step = self.global_step
-            for cb in begin:
-                cb.on_batch_begin(step)
-            if self._epoch_lr is None:  # the epoch's rate: the first batch's, after its hooks
-                self._epoch_lr = float(opt.lr)
-            value, logits = self.train_step(xb, yb, shard)
-            tally.add(value, logits, yb)  # device arrays: kept, not copied nor read
-            done += 1
-            self.global_step += 1
-            self.last_batch = (xb, yb)
-            for cb in end:
-                cb.on_batch_end(step, {"x": xb, "y": yb})
-            if read_every and done % read_every == 0:
-                logs = self._read(tally)
-                read_at = done
-                if bar is not None:
-                    bar.update(done - bar.n)
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "skipped"}, refresh=False)
-                for cb in readers:
-                    cb.on_readback(self.global_step, logs)
-                if self.stop_training:
-                    break
-        if self._epoch_lr is None:
-            self._epoch_lr = float(opt.lr)
-        self.epoch_complete = done == n_batches
-        if read_at != done or not logs:
-            logs = self._read(tally)
-            for cb in readers:
-                cb.on_readback(self.global_step, logs)
-        if bar is not None:
-            bar.update(done - bar.n)
-        if logs.get("skipped"):
-            warnings.warn(f"Trainer: {int(logs['skipped'])} batches of epoch {epoch + 1} had a non-finite loss; the "
-                          "optimizer skipped their steps and the epoch's loss leaves them out", RuntimeWarning,
-                          stacklevel=3)
-        else:
-            logs.pop("skipped", None)
-        pen = self.penalties()
-        if pen:
-            logs.update(pen)
-            logs["total_loss"] = logs["loss"] + sum(pen.values())
-        if not math.isfinite(logs["loss"]) and not any(isinstance(cb, TerminateOnNaN) for cb in self.callbacks):
-            from ..diagnostics import locate_nonfinite
-
-            warnings.warn(f"Trainer: the training loss of epoch {epoch + 1} is {logs['loss']}; origin: "
-                          f"{locate_nonfinite(model, self.loss, *self.last_batch)}. Add "
-                          "gpunet.callbacks.TerminateOnNaN() to stop at the first non-finite loss.",
-                          RuntimeWarning, stacklevel=3)
-        return logs
 
     # ------------------------------------------------------------------ evaluate / predict
     def _evaluate_arrays(self, x, y, batch_size):

@@ -10,7 +10,7 @@ epochs and test accuracy over seeds 0–3 was 0.980–0.984; with these defaults
 the CPU otherwise; reads the full MNIST from $GPUNET_DATA/mnist or the cache and falls back to
 the bundled sample with a note.
 
-    python examples/train_mnist.py [--epochs 20] [--batch-size 128] [--gamma 0.8] [--patience 5] [--seed 0] [--plot mnist_curves.png]
+    python examples/train_mnist.py [--epochs 20] [--batch-size 128] [--gamma 0.8] [--patience 5] [--seed 0] [--plot mnist_curves.png] [--save model.gnet]
     mpiexec -n 4 python examples/train_mnist.py   # data-parallel on 4 processes: the same global batch of 128
 
 Started by ``mpiexec``, each process trains on its share of every batch (on GPU ``local_rank`` of
@@ -47,6 +47,7 @@ def main(argv=None) -> float:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backend", default="auto", choices=["auto", "cpu", "gpu"])
     ap.add_argument("--plot", default="mnist_curves.png", help="PNG of the training curves ('' for none)")
+    ap.add_argument("--save", default="", help="write the trained model to this file (gn.save; reload with gn.load)")
     ap.add_argument("--verbose", type=int, default=1)
     args = ap.parse_args(argv)
 
@@ -80,6 +81,9 @@ def main(argv=None) -> float:
     if args.plot and comm.is_root:
         history.plot(args.plot)
         say(f"training curves: {args.plot}")
+    if args.save and comm.is_root:
+        gn.save(model, args.save)
+        say(f"model saved: {args.save} (gn.load reads it back)")
     result = trainer.evaluate(test)
     say(f"{len(history['loss'])} epochs in {elapsed:.1f} s; test loss {result['loss']:.4f}")
     say(f"test_accuracy: {result['accuracy']:.4f}")

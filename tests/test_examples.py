@@ -24,13 +24,20 @@ def _run(script, *args, cwd):
 
 def test_train_mnist_prints_its_test_accuracy_last(tmp_path):
     out = _run("train_mnist.py", "--epochs", "1", "--verbose", "0", "--plot", str(tmp_path / "curves.png"),
-               cwd=tmp_path)
+               "--save", str(tmp_path / "model.gnet"), cwd=tmp_path)
     last = out.strip().splitlines()[-1]
     m = re.fullmatch(r"test_accuracy: (0\.\d{4})", last)
     assert m, last
     # one epoch of this MLP reaches well over 90% on MNIST, full set or bundled sample
     assert float(m.group(1)) > 0.9
     assert (tmp_path / "curves.png").stat().st_size > 0
+    # the saved model, reloaded, has the same test accuracy
+    import gpunet as gn
+
+    model = gn.load(tmp_path / "model.gnet")
+    test = gn.data.mnist("test", fallback_to_sample=True)
+    accuracy = gn.Trainer(model, "cross_entropy", None, metrics=["accuracy"]).evaluate(test)["accuracy"]
+    assert f"{accuracy:.4f}" == m.group(1)
 
 
 def test_resnet_mnist_reports_test_accuracy(tmp_path):

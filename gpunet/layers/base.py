@@ -16,7 +16,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import backend
-from . import record, state
+from . import config, record, state
 from .record import Recorded
 
 
@@ -66,6 +66,10 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:  # its constructor arguments: the layer's config (layers/config.py)
+            cls.__init__ = config.recording(cls.__dict__["__init__"])
+        if cls.__module__.split(".")[0] == "gpunet":  # gpunet's own layers are loadable by class name
+            config.register(cls)
         f, b = _owner(cls, "forward"), _owner(cls, "backward")
         cls._records = b is Layer and f is not Layer
         if b is not Layer and f is not b and issubclass(f, b):

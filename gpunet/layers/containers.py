@@ -121,6 +121,10 @@ class LayerList(Numbered, Layer):
         self.add_child(str(len(self._children)), layer)
         return self
 
+    def config_arguments(self) -> dict:
+        """The layers it holds now (appended ones too), for a saved config."""
+        return {"layers": list(self._children.values())}
+
     def forward(self, x):
         raise TypeError(f"{self.name}: a LayerList holds layers; call its items (for layer in self.layers: "
                         "x = layer(x)) or use a Sequential")
@@ -138,6 +142,10 @@ class LayerDict(Layer):
 
     def __setitem__(self, key: str, layer: Layer) -> None:
         self.add_child(str(key), layer)
+
+    def config_arguments(self) -> dict:
+        """The layers it holds now (added ones too), for a saved config."""
+        return {"layers": dict(self._children)}
 
     def __getitem__(self, key: str) -> Layer:
         return self._children[key]

@@ -48,7 +48,7 @@ from . import models  # noqa: E402
 from .testing import gradcheck  # noqa: E402
 from .optim import clip_grad_norm  # noqa: E402
 from .train import Trainer, callbacks  # noqa: E402
-from . import diagnostics, distributed, functional, interop, metrics, plot  # noqa: E402
+from . import diagnostics, distributed, functional, interop, metrics, onnx, plot  # noqa: E402
 from .saving import load, save  # noqa: E402
 
 

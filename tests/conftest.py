@@ -1,12 +1,15 @@
 """Test conventions (see DESIGN.md, "Tests").
 
 Markers: ``gpu`` skips without a usable GPU unless GPUNET_REQUIRE_GPU=1, which makes that a
-failure; ``oracle`` does the same for a missing PyTorch with GPUNET_REQUIRE_ORACLE=1;
+failure; ``oracle`` does the same for a missing PyTorch with GPUNET_REQUIRE_ORACLE=1; ``onnx``
+skips without onnx and onnxruntime, except in CI (CI set), where they are installed and a
+missing one is a failure;
 ``cudasim`` tests need NUMBA_ENABLE_CUDASIM=1 set before numba is imported, so they run in a
 pytest process of their own, started by tests/test_cudasim_suite.py.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import zlib
 
@@ -21,6 +24,18 @@ def _require(var: str) -> bool:
     return os.environ.get(var, "") not in ("", "0")
 
 
+def _import_or_skip(modules, required_by: str, what: str) -> None:
+    """Skip the test when one of ``modules`` cannot be imported; fail it instead where the
+    environment variable ``required_by`` is set."""
+    try:
+        for name in modules:
+            importlib.import_module(name)
+    except Exception as exc:
+        if _require(required_by):
+            pytest.fail(f"{required_by} is set but {what} cannot be imported: {exc}")
+        pytest.skip(f"{what} not installed ({exc})")
+
+
 @pytest.fixture(autouse=True)
 def _marker_gates(request):
     node = request.node
@@ -31,13 +46,10 @@ def _marker_gates(request):
         if _require("GPUNET_REQUIRE_GPU"):
             pytest.fail(f"GPUNET_REQUIRE_GPU=1 but no usable GPU: {why}")
         pytest.skip(f"no usable GPU ({why})")
+    if node.get_closest_marker("onnx"):
+        _import_or_skip(("onnx", "onnxruntime"), "CI", "onnx or onnxruntime")
     if node.get_closest_marker("oracle"):
-        try:
-            import torch  # noqa: F401
-        except Exception as exc:
-            if _require("GPUNET_REQUIRE_ORACLE"):
-                pytest.fail(f"GPUNET_REQUIRE_ORACLE=1 but PyTorch cannot be imported: {exc}")
-            pytest.skip(f"PyTorch not installed ({exc})")
+        _import_or_skip(("torch",), "GPUNET_REQUIRE_ORACLE", "PyTorch")
     yield
 
 

@@ -56,6 +56,10 @@ class Sequential(Numbered, Layer):
             if layer.name == type(layer).__name__:
                 layer.name = f"{type(layer).__name__} (layer {i})"
 
+    def config_arguments(self) -> dict:
+        """The layers it holds, for a saved config."""
+        return {"layers": tuple(self._children.values())}
+
     def forward(self, x):
         self._last_input_shape = tuple(x.shape[1:])
         steps = self._steps()

@@ -9,8 +9,9 @@ gpunet against PyTorch (the same networks), in the same run, with the same threa
 Method (default): training steps are timed in blocks of ``--batches`` consecutive mini-batches of
 a shuffled epoch, ``--rounds`` times after a warm-up block; the median block time per batch is
 scaled to an epoch (ceil(60000 / 64) = 938 batches). On the CPU each library runs in a fresh
-process of its own (see common.py: one process would make them share an OpenMP runtime); on the
-GPU both run in one process, their blocks alternating so that both see the same load. A pause of
+process of its own (see common.py: one process would make them share an OpenMP runtime), both
+processes alive from the start; on the GPU both run in one process. Either way the two libraries'
+blocks alternate, so that both see the same load and drift of the machine's speed. A pause of
 ``--pause`` seconds before each block lets idle worker threads (OpenBLAS, OpenMP) go to sleep. With
 ``--full-epochs K`` whole epochs are timed instead (K of each; the median is reported).
 The data sit on the device before timing; each step is the hand-written loop of DESIGN.md
@@ -45,7 +46,7 @@ _blas_threads_from_argv()
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import isolated, numba_layer, parser, print_table, record, set_threads, write_json  # noqa: E402
+from common import Worker, numba_layer, parser, print_table, record, set_threads, write_json  # noqa: E402
 
 import gpunet as gn  # noqa: E402
 
@@ -179,42 +180,60 @@ def time_block(run, k, pause=0.0):
 
 
 RUNS = {"gpunet": GpunetRun, "torch": TorchRun}
+_PREPARED = {}  # library -> its run, in the process that times it
 
 
-def measure(libs, device, args, threads, name="dropout_cnn") -> dict:
-    """Epoch-time estimates of model ``name`` for the libraries in ``libs``, their blocks alternating."""
+def prepare(lib, device, threads, name) -> dict:
+    """Build ``lib``'s run of model ``name`` on MNIST in this process."""
     set_threads(threads)
     x, y = load()
-    runs = {k: RUNS[k](x, y, device, name) for k in libs}
-    per_epoch = math.ceil(len(x) / BATCH)
-    times = {k: [] for k in runs}
+    _PREPARED[lib] = RUNS[lib](x, y, device, name)
+    return {"per_epoch": math.ceil(len(x) / BATCH), "images": len(x), "numba_layer": numba_layer()}
+
+
+def block(lib, k, pause=0.0) -> float:
+    """Seconds for ``k`` consecutive training steps of ``lib``'s prepared run."""
+    return time_block(_PREPARED[lib], k, pause)
+
+
+def measure(calls, device, args, threads, name="dropout_cnn") -> dict:
+    """Epoch-time estimates of model ``name``; ``calls[lib](fn, *args)`` runs ``fn`` where ``lib``
+    is timed. The libraries' blocks alternate."""
+    info = {lib: call(prepare, lib, device, threads, name) for lib, call in calls.items()}
+    per_epoch = info["gpunet"]["per_epoch"]
+    times = {lib: [] for lib in calls}
     if args.full_epochs:
-        for r in runs.values():
-            time_block(r, per_epoch)  # warm-up epoch
+        for lib, call in calls.items():
+            call(block, lib, per_epoch)  # warm-up epoch
         for _ in range(args.full_epochs):
-            for name, r in runs.items():
-                times[name].append(time_block(r, per_epoch, args.pause))
+            for lib, call in calls.items():
+                times[lib].append(call(block, lib, per_epoch, args.pause))
         est = {k: statistics.median(v) for k, v in times.items()}
         method = f"median of {args.full_epochs} full epochs"
     else:
-        for r in runs.values():
-            time_block(r, max(5, args.batches // 4))  # warm-up: compilation, allocator, caches
+        for lib, call in calls.items():
+            call(block, lib, max(5, args.batches // 4))  # warm-up: compilation, allocator, caches
         for _ in range(args.rounds):
-            for name, r in runs.items():
-                times[name].append(time_block(r, args.batches, args.pause) / args.batches)
+            for lib, call in calls.items():
+                times[lib].append(call(block, lib, args.batches, args.pause) / args.batches)
         est = {k: statistics.median(v) * per_epoch for k, v in times.items()}
         method = f"median of {args.rounds} blocks of {args.batches} batches, scaled to {per_epoch} batches"
-    return {**est, "method": method, "per_epoch": per_epoch, "images": len(x), "numba_layer": numba_layer()}
+    return {**est, "method": method, "per_epoch": per_epoch, "images": info["gpunet"]["images"],
+            "numba_layer": info["gpunet"]["numba_layer"]}
+
+
+def _here(fn, *args):
+    return fn(*args)
 
 
 def bench(device, args, threads, name="dropout_cnn") -> dict:
-    """On the CPU each library in a fresh process of its own (see common.isolated); on the GPU
-    both in this process, their blocks alternating."""
+    """On the CPU each library in a fresh process of its own (see common.Worker), both alive, their
+    blocks alternating; on the GPU both in this process, their blocks alternating."""
     if device == "cpu":
-        m = isolated("gpunet", measure, ["gpunet"], device, args, threads, name)
-        m["torch"] = isolated("torch", measure, ["torch"], device, args, threads, name)["torch"]
+        with Worker("gpunet") as ours, Worker("torch") as theirs:
+            m = measure({"gpunet": ours.call, "torch": theirs.call}, device, args, threads, name)
     else:
-        m = measure(["gpunet", "torch"], device, args, threads, name)
+        m = measure({"gpunet": _here, "torch": _here}, device, args, threads, name)
     return record(RECORDS[name], device, m["gpunet"], m["torch"], threads=threads, batches_per_epoch=m["per_epoch"],
                   train_images=m["images"], method=m["method"], numba_layer=m["numba_layer"])
 

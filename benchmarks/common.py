@@ -30,19 +30,44 @@ except ImportError:
     torch = None
 
 
+class Worker:
+    """A fresh interpreter that imports ``first`` ("gpunet" or "torch") before the other library
+    and stays alive between calls: ``call(fn, *args)`` runs ``fn`` there and returns its result
+    (``fn`` a module-level function; what it keeps in its module's globals stays for the next call).
+    Two workers let a benchmark alternate the libraries block by block, each in its own process,
+    so that both see the same drift of the machine's speed."""
+
+    def __init__(self, first: str):
+        previous = os.environ.get(FIRST)
+        os.environ[FIRST] = first  # inherited by the process, which starts with the first call
+        try:
+            self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self.pool.submit(int).result()
+        finally:
+            if previous is None:
+                os.environ.pop(FIRST, None)
+            else:
+                os.environ[FIRST] = previous
+
+    def call(self, fn, *args):
+        return self.pool.submit(fn, *args).result()
+
+    def close(self):
+        self.pool.shutdown()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
 def isolated(first: str, fn, *args):
     """``fn(*args)`` run in a fresh interpreter that imports ``first`` ("gpunet" or "torch")
     before the other library; returns its result. ``fn`` must be a module-level function."""
-    previous = os.environ.get(FIRST)
-    os.environ[FIRST] = first
-    try:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return pool.submit(fn, *args).result()
-    finally:
-        if previous is None:
-            os.environ.pop(FIRST, None)
-        else:
-            os.environ[FIRST] = previous
+    with Worker(first) as worker:
+        return worker.call(fn, *args)
 
 
 def set_threads(n: int | None = None) -> int:
@@ -122,8 +147,18 @@ def torch_gpu_time(fn, repeat: int = 50, warmup: int = 5) -> float:
 
 
 def record(name: str, device: str, gpunet_s: float, torch_s: float, **extra) -> dict:
+    """One benchmark row; ``blas_core`` names the OpenBLAS kernels that NumPy (and so gpunet's CPU
+    products) ran with in this environment, which every child process inherits."""
     return {"name": name, "device": device, "gpunet_s": gpunet_s, "torch_s": torch_s,
-            "ratio": gpunet_s / torch_s if torch_s else float("nan"), **extra}
+            "ratio": gpunet_s / torch_s if torch_s else float("nan"), **extra, "blas_core": blas_core()}
+
+
+def blas_core() -> str:
+    """The OpenBLAS kernels NumPy uses here (e.g. "SkylakeX"; ``OPENBLAS_CORETYPE`` forces them),
+    or "-" when it does not say."""
+    from gpunet.kernels.common import blas
+
+    return blas.core() or "-"
 
 
 def numba_layer() -> str:

@@ -1,6 +1,19 @@
-"""The layers of ``dropout_cnn`` one at a time, forward and backward, gpunet against PyTorch (each
-library in a fresh process of its own, same thread count), plus where gpunet's convolution time
-goes (``--phases``).
+"""The layers of ``dropout_cnn`` (or, with ``--layers resnet_small``, the distinct convolutions
+and two batch norms of ``resnet_small``) one at a time, forward and backward, gpunet against
+PyTorch (each library in a fresh process of its own, both alive, layer by layer alternating; same
+thread count), plus where gpunet's convolution time goes (``--phases``).
+
+    python benchmarks/conv_layers.py [--threads N] [--json out.json] [--repeat 30] [--phases] [--step]
+                                     [--layers dropout_cnn|resnet_small]
+                                     [--step-model dropout_cnn|resnet_small] [--steps 200]
+
+Shapes are those of one training step at batch 64. Forward: the median
+time of a forward call; backward: the median time of a backward call, each after an untimed
+forward (PyTorch needs a fresh graph for every backward). The first convolution skips its input gradient,
+as in training; the others compute it. "conv+relu" rows are a Conv2d followed by a ReLU (in
+gpunet a Sequential, which fuses the pair: see gpunet/layers/conv.py).
+
+``--phases``).
 
     python benchmarks/conv_layers.py [--threads N] [--json out.json] [--repeat 30] [--phases] [--step]
                                      [--step-model dropout_cnn|resnet_small] [--steps 200]
@@ -33,20 +46,35 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import isolated, parser, print_table, record, set_threads, write_json  # noqa: E402
+from common import Worker, isolated, parser, print_table, record, set_threads, write_json  # noqa: E402
 
 BATCH = 64
-# name: (input shape, layer spec, whether the layer's input gradient is computed)
+# name: (input shape, layer spec, whether the layer's input gradient is computed); a conv spec is
+# ("conv", C, OC, kernel, stride, padding, bias)
 LAYERS = {
-    "conv1": ((BATCH, 1, 28, 28), ("conv", 1, 32), False),
+    "conv1": ((BATCH, 1, 28, 28), ("conv", 1, 32, 3, 1, 0, True), False),
     "relu1": ((BATCH, 32, 26, 26), ("relu",), True),
     "pool1": ((BATCH, 32, 26, 26), ("pool",), True),
-    "conv1+relu": ((BATCH, 1, 28, 28), ("conv_relu", 1, 32), False),
-    "conv2": ((BATCH, 32, 13, 13), ("conv", 32, 64), True),
+    "conv1+relu": ((BATCH, 1, 28, 28), ("conv_relu", 1, 32, 3, 1, 0, True), False),
+    "conv2": ((BATCH, 32, 13, 13), ("conv", 32, 64, 3, 1, 0, True), True),
     "relu2": ((BATCH, 64, 11, 11), ("relu",), True),
     "pool2": ((BATCH, 64, 11, 11), ("pool",), True),
-    "conv2+relu": ((BATCH, 32, 13, 13), ("conv_relu", 32, 64), True),
+    "conv2+relu": ((BATCH, 32, 13, 13), ("conv_relu", 32, 64, 3, 1, 0, True), True),
 }
+# the distinct layers of resnet_small (widths 16, 32, 64; convolutions without bias)
+RESNET_LAYERS = {
+    "stem_1to16": ((BATCH, 1, 28, 28), ("conv", 1, 16, 3, 1, 1, False), False),
+    "conv_16to16_28": ((BATCH, 16, 28, 28), ("conv", 16, 16, 3, 1, 1, False), True),
+    "conv_16to32_s2": ((BATCH, 16, 28, 28), ("conv", 16, 32, 3, 2, 1, False), True),
+    "conv_32to32_14": ((BATCH, 32, 14, 14), ("conv", 32, 32, 3, 1, 1, False), True),
+    "conv1x1_16to32_s2": ((BATCH, 16, 28, 28), ("conv", 16, 32, 1, 2, 0, False), True),
+    "conv_32to64_s2": ((BATCH, 32, 14, 14), ("conv", 32, 64, 3, 2, 1, False), True),
+    "conv_64to64_7": ((BATCH, 64, 7, 7), ("conv", 64, 64, 3, 1, 1, False), True),
+    "conv1x1_32to64_s2": ((BATCH, 32, 14, 14), ("conv", 32, 64, 1, 2, 0, False), True),
+    "bn_16_28": ((BATCH, 16, 28, 28), ("bn", 16), True),
+    "bn_64_7": ((BATCH, 64, 7, 7), ("bn", 64), True),
+}
+TABLES = {"dropout_cnn": LAYERS, "resnet_small": RESNET_LAYERS}
 
 
 def _median(fn, repeat, setup=None):
@@ -62,42 +90,41 @@ def _median(fn, repeat, setup=None):
     return statistics.median(times)
 
 
-def gpunet_layers(threads, repeat) -> dict:
-    import numpy as np
+def _layer(spec, nn):
+    """The layer of ``spec`` from ``nn``: gpunet or torch.nn, whose layers here share names and arguments."""
+    kind = spec[0]
+    if kind in ("conv", "conv_relu"):
+        c, oc, k, stride, pad, bias = spec[1:]
+        conv = nn.Conv2d(c, oc, k, stride=stride, padding=pad, bias=bias)
+        return conv if kind == "conv" else nn.Sequential(conv, nn.ReLU())
+    return {"relu": nn.ReLU, "pool": lambda: nn.MaxPool2d(2), "bn": lambda: nn.BatchNorm2d(spec[-1])}[kind]()
 
-    import gpunet as gn
 
+def layer_times(lib, table, name, threads, repeat) -> tuple[float, float]:
+    """(forward, backward) median seconds of layer ``name`` of ``table`` in library ``lib``."""
+    shape, spec, input_grad = TABLES[table][name]
     set_threads(threads)
-    gn.seed(0)
-    rng = np.random.default_rng(0)
-    out = {}
-    for name, (shape, spec, input_grad) in LAYERS.items():
-        layer = {"conv": lambda: gn.Conv2d(spec[1], spec[2], 3), "relu": gn.ReLU, "pool": lambda: gn.MaxPool2d(2),
-                 "conv_relu": lambda: gn.Sequential(gn.Conv2d(spec[1], spec[2], 3), gn.ReLU())}[spec[0]]()
+    if lib == "gpunet":
+        import numpy as np
+
+        import gpunet as gn
+
+        gn.seed(0)
+        layer = _layer(spec, gn)
         layer.need_input_grad = input_grad
-        x = rng.standard_normal(shape).astype(np.float32)
-        dy = rng.standard_normal(layer(x).shape).astype(np.float32)
-        out[name] = (_median(lambda: layer(x), repeat),
-                     _median(lambda: layer.backward(dy), repeat, setup=lambda: layer(x)))
-    return out
-
-
-def torch_layers(threads, repeat) -> dict:
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        dy = np.random.default_rng(1).standard_normal(layer(x).shape).astype(np.float32)
+        return (_median(lambda: layer(x), repeat),
+                _median(lambda: layer.backward(dy), repeat, setup=lambda: layer(x)))
     import torch
-    import torch.nn as nn
 
-    set_threads(threads)
     torch.manual_seed(0)
-    out = {}
-    for name, (shape, spec, input_grad) in LAYERS.items():
-        layer = {"conv": lambda: nn.Conv2d(spec[1], spec[2], 3), "relu": nn.ReLU, "pool": lambda: nn.MaxPool2d(2),
-                 "conv_relu": lambda: nn.Sequential(nn.Conv2d(spec[1], spec[2], 3), nn.ReLU())}[spec[0]]()
-        x = torch.randn(shape, requires_grad=input_grad)
-        dy = torch.randn(layer(x).shape)
-        held = {}
-        out[name] = (_median(lambda: layer(x), repeat),
-                     _median(lambda: held["y"].backward(dy), repeat, setup=lambda: held.update(y=layer(x))))
-    return out
+    layer = _layer(spec, torch.nn)
+    x = torch.randn(shape, requires_grad=input_grad)
+    dy = torch.randn(layer(x).shape)
+    held = {}
+    return (_median(lambda: layer(x), repeat),
+            _median(lambda: held["y"].backward(dy), repeat, setup=lambda: held.update(y=layer(x))))
 
 
 def gpunet_phases(threads, repeat) -> dict:
@@ -208,20 +235,22 @@ def main(argv=None):
     p.add_argument("--phases", action="store_true", help="also time the pieces of gpunet's convolution")
     p.add_argument("--step", action="store_true", help="also time each layer inside training steps (gpunet)")
     p.add_argument("--steps", type=int, default=200, help="training steps timed with --step")
+    p.add_argument("--layers", choices=tuple(TABLES), default="dropout_cnn",
+                   help="whose layers the table times (resnet_small: its distinct convolutions and two batch norms)")
     p.add_argument("--step-model", choices=("dropout_cnn", "resnet_small"), default="dropout_cnn",
                    help="the network --step profiles")
     args = p.parse_args(argv)
     if args.device != "cpu":
         p.error("conv_layers.py times the CPU only (--device cpu)")
     threads = set_threads(args.threads)
-    ours = isolated("gpunet", gpunet_layers, threads, args.repeat)
-    theirs = isolated("torch", torch_layers, threads, args.repeat)
     records = []
-    for name in LAYERS:
-        for i, direction in enumerate(("fwd", "bwd")):
-            records.append(record(f"layer_{name}_{direction}", "cpu", ours[name][i], theirs[name][i],
-                                  threads=threads, batch=BATCH))
-    print_table(records, f"dropout_cnn's layers at batch {BATCH}, forward and backward ({threads} CPU threads)")
+    with Worker("gpunet") as ours, Worker("torch") as theirs:  # alive together: layer by layer, alternating
+        for name in TABLES[args.layers]:
+            g = ours.call(layer_times, "gpunet", args.layers, name, threads, args.repeat)
+            t = theirs.call(layer_times, "torch", args.layers, name, threads, args.repeat)
+            for i, direction in enumerate(("fwd", "bwd")):
+                records.append(record(f"layer_{name}_{direction}", "cpu", g[i], t[i], threads=threads, batch=BATCH))
+    print_table(records, f"{args.layers}'s layers at batch {BATCH}, forward and backward ({threads} CPU threads)")
     if args.phases:
         phases = isolated("gpunet", gpunet_phases, threads, args.repeat)
         print("\ngpunet's convolution, piece by piece (ms):")

@@ -65,6 +65,11 @@ def test_conv_layers(tmp_path):
     steps = {r["name"]: r["step_s"] for r in records if "step_s" in r}
     assert "step_3.block.0_Conv2d_fwd" in steps and "step_5.shortcut.1_BatchNorm2d_bwd" in steps
     assert steps["step_2_ReLU_fwd"] == 0.0 and steps["step_rest"] < steps["step_whole_step"]  # fused into 1
+    records, out = _run(tmp_path, "conv_layers.py", "--repeat", "1", "--layers", "resnet_small")
+    layers = [r for r in records if r["name"].startswith("layer_")]
+    assert len(layers) == 20 and "layer_conv_64to64_7_bwd" in {r["name"] for r in layers}
+    assert all(r["gpunet_s"] > 0 and r["torch_s"] > 0 and r["blas_core"] for r in layers)
+    assert "resnet_small's layers" in out
 
 
 def test_trainer_overhead(tmp_path):

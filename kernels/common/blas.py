@@ -90,6 +90,22 @@ def find() -> Blas | None:
 BLAS = find()
 
 
+def core(lib: Blas | None = BLAS) -> str | None:
+    """The kernels OpenBLAS chose for this CPU (e.g. "SkylakeX", "Haswell"), or None if the library
+    does not say. ``OPENBLAS_CORETYPE`` in the environment forces the choice; benchmark records
+    name it, since AVX2 and AVX-512 kernels differ about 2× in speed on a CPU that has both."""
+    if lib is None:
+        return None
+    handle = ctypes.CDLL(lib.path)
+    for name in ("scipy_openblas_get_corename64_", "openblas_get_corename64_", "openblas_get_corename"):
+        fn = getattr(handle, name, None)
+        if fn is not None:
+            fn.restype = ctypes.c_char_p
+            value = fn()
+            return value.decode().strip() if value else None
+    return None
+
+
 class single_threaded_products:
     """``with single_threaded_products(blas):`` BLAS products run on one thread inside, and the
     calling thread's previous setting is restored when the block ends."""

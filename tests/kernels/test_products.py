@@ -1,5 +1,7 @@
 """gpunet.ops.products.matmul (the Linear layer's products): NumPy's results, with mid-size
 products on one OpenBLAS thread and the calling thread's setting restored after."""
+import os
+
 import numpy as np
 import pytest
 
@@ -33,3 +35,13 @@ def test_a_mid_size_product_restores_the_blas_thread_setting(rng):
         assert blas.BLAS.set_threads_local(2) == 2
     finally:
         blas.BLAS.set_threads_local(previous)
+
+
+@pytest.mark.skipif(blas.BLAS is None, reason="no BLAS callable through ctypes")
+def test_blas_core_names_the_kernels_openblas_runs():
+    name = blas.core()
+    assert isinstance(name, str) and name and name.isprintable()
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    if forced:  # OpenBLAS honours a forced choice on a CPU that can run it, and core() says so
+        assert name.lower() == forced.lower()
+    assert blas.core(None) is None

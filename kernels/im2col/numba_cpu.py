@@ -1,8 +1,9 @@
 """im2col / col2im and the whole convolution on the CPU, in Numba.
 
 Same functions and formulas as ``reference`` (see there). The convolution (``conv_forward``,
-``conv_backward``) runs in groups of images, one parallel region per pass with BLAS inside
-(cpu_conv.py); ``im2col``/``col2im`` and the layout moves are the op's building blocks, parallel
+``conv_backward``) at stride 1 is direct (direct.py: vector micro-kernels over the zero-padded
+input, no column matrix); otherwise it runs in groups of images, one parallel region per pass
+with BLAS inside (cpu_conv.py). ``im2col``/``col2im`` and the layout moves are the op's building blocks, parallel
 over (image, channel) planes (the loops of planes.py), one pass, no temporaries. Each (n, c)
 plane writes its own disjoint part of the output, so the parallel loops need no atomics.
 """
@@ -12,7 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..common import blas
-from . import cpu_conv
+from . import cpu_conv, direct
 from .composed import backward_with, forward_with
 from .planes import U, col2im_plane, im2col_plane
 
@@ -132,14 +133,20 @@ def nchw_to_cnhw(dy, dyc, dbias, relu_y=None):
 
 # ----------------------------------------------------------------------------- the whole convolution
 def conv_forward(x, weight, bias, y, kh, kw, sh, sw, ph, pw, relu, scratch):
-    """One parallel region per pass (cpu_conv.py); the composed product where no BLAS is callable
-    from Numba."""
+    """Stride 1 (``direct.supported``): the direct convolution (direct.py). Otherwise one parallel
+    region per pass (cpu_conv.py), or the composed product where no BLAS is callable from Numba."""
+    if direct.supported(x.shape[1], kh, kw, sh, sw, ph, pw, x.dtype):
+        return direct.conv_forward(x, weight, bias, y, kh, kw, ph, pw, relu, scratch,
+                                   cpu_conv.chunks(x.shape[0], weight.shape[0], weight[0].size))
     if blas.BLAS is None:
         return forward_with(im2col, cnhw_to_nchw, x, weight, bias, y, kh, kw, sh, sw, ph, pw, relu, scratch)
     return cpu_conv.conv_forward(x, weight, bias, y, kh, kw, sh, sw, ph, pw, relu, scratch)
 
 
 def conv_backward(x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, sh, sw, ph, pw, scratch):
+    if direct.supported(x.shape[1], kh, kw, sh, sw, ph, pw, dy.dtype):
+        return direct.conv_backward(x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, ph, pw, scratch,
+                                    cpu_conv.chunks(x.shape[0], weight.shape[0], weight[0].size))
     if blas.BLAS is None:
         return backward_with(nchw_to_cnhw, col2im, x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, sh, sw, ph, pw,
                              scratch)

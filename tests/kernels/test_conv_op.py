@@ -31,9 +31,16 @@ GEOMETRIES = [
     ((2, 2, 2, 3), 3, (5, 3), (1, 1), (2, 1)),   # kernel taller than the image: rows wholly in padding
     ((2, 2, 6, 4), 2, (3, 1), (1, 1), (0, 0)),   # ow == w without padding, oh < h
     ((40, 3, 5, 5), 4, (3, 3), (1, 1), (1, 1)),  # several images per chunk
-    # several images per product (cpu_conv.group: small outputs, K >= 256), full and cut-short groups
+    # stride 1 with C·kh·kw >= direct.MIN_TAPS: the direct convolution (kernels/im2col/direct.py)
     ((40, 32, 5, 5), 4, (3, 3), (1, 1), (1, 1)),
     ((200, 32, 6, 6), 3, (3, 3), (1, 1), (1, 1)),
+    ((3, 17, 6, 9), 19, (3, 2), (1, 1), (2, 0)),  # channels not a multiple of a tile, padding in h only
+    ((2, 9, 5, 4), 33, (4, 4), (1, 1), (3, 3)),   # padding up to kernel size − 1: outputs wider than the input
+    ((4, 36, 3, 3), 2, (1, 1), (1, 1), (0, 0)),   # 1×1 at stride 1
+    # several images per product (cpu_conv.group: small outputs, K >= 256, stride 2), full and cut-short groups
+    ((40, 32, 10, 10), 4, (3, 3), (2, 2), (1, 1)),
+    ((200, 32, 12, 12), 3, (3, 3), (2, 2), (1, 1)),
+    ((3, 2, 5, 5), 3, (1, 1), (1, 1), (1, 1)),    # padding as large as the kernel: columns, not direct
 ]
 
 
@@ -85,8 +92,9 @@ def test_numba_cpu_without_blas_falls_back_to_the_composed_product(dtype, monkey
     _compare("numba_cpu", dtype, geometries=GEOMETRIES[:3])
 
 
-@pytest.mark.parametrize("shape,oc", [((37, 3, 9, 9), 6), ((40, 32, 5, 5), 4)])  # one image, or groups, per product
-def test_numba_cpu_results_do_not_depend_on_the_thread_count(shape, oc, rng):
+# columns and one image per product; columns and groups of images (stride 2); direct (stride 1)
+@pytest.mark.parametrize("shape,oc,stride", [((37, 3, 9, 9), 6, 1), ((40, 32, 10, 10), 4, 2), ((37, 8, 9, 9), 20, 1)])
+def test_numba_cpu_results_do_not_depend_on_the_thread_count(shape, oc, stride, rng):
     x = rng.standard_normal(shape).astype(np.float32)
     w = rng.standard_normal((oc, shape[1], 3, 3)).astype(np.float32)
     b = rng.standard_normal(oc).astype(np.float32)
@@ -97,7 +105,8 @@ def test_numba_cpu_results_do_not_depend_on_the_thread_count(shape, oc, rng):
     for threads in (1, 2):
         numba.set_num_threads(threads)
         try:
-            runs.append(_run("numba_cpu", x, w, b, (1, 1), (1, 1), True, np.random.default_rng(2), dtype=np.float32))
+            runs.append(_run("numba_cpu", x, w, b, (stride, stride), (1, 1), True, np.random.default_rng(2),
+                             dtype=np.float32))
         finally:
             numba.set_num_threads(previous)
     for name in runs[0]:
@@ -136,3 +145,23 @@ def test_gpu_tiers_match_reference(tier, dtype):
     import cupy
 
     _compare(tier, dtype, xp=cupy)
+
+
+def test_stride_one_with_enough_taps_takes_the_direct_path(rng):
+    from gpunet.kernels.im2col import direct
+
+    assert direct.supported(8, 3, 3, 1, 1, 1, 1, np.float32)
+    assert not direct.supported(1, 3, 3, 1, 1, 1, 1, np.float32)    # 9 taps: columns are faster
+    assert not direct.supported(8, 3, 3, 2, 2, 1, 1, np.float32)    # stride 2
+    assert not direct.supported(8, 1, 1, 1, 1, 1, 1, np.float32)    # padding as large as the kernel
+    assert not direct.supported(40, 3, 3, 1, 1, 1, 1, np.float16)
+    for stride, direct_path in ((1, True), (2, False)):
+        x = rng.standard_normal((4, 8, 6, 6)).astype(np.float32)
+        w = rng.standard_normal((5, 8, 3, 3)).astype(np.float32)
+        scratch = Scratch()
+        y = ops.conv2d_forward(x, w, None, (stride, stride), (1, 1), False, scratch, tier="numba_cpu")
+        ops.conv2d_backward(x, w, np.ones_like(y), None, np.empty_like(w), None, True, (stride, stride), (1, 1),
+                            scratch, tier="numba_cpu")
+        keys = set(scratch.buffers)
+        assert ("direct_xpad" in keys and "direct_g" in keys and "cols" not in keys) == direct_path, keys
+        assert ("cols" in keys) != direct_path, keys

@@ -19,9 +19,9 @@ product then packs once more.
               dx = the same forward on g padded by (kh − 1 − ph, kw − 1 − pw), with the kernel
                    flipped and C, OC swapped (so ph < kh and pw < kw)
 
-The batch is cut into the same chunks as cpu_conv.py's (``cpu_conv.chunks``: a function of the
-shapes only); each chunk's dW is one set of dot products over its images, the chunks' summed in
-chunk order: results do not depend on the thread count. Output channels are padded to a
+The batch is cut into chunks of consecutive images (``cpu_conv.chunks``, fewer in the backward
+for small images: functions of the shapes only); each chunk's dW is one set of dot products over
+its images, the chunks' summed in chunk order: results do not depend on the thread count. Output channels are padded to a
 multiple of the tile's rows (MR, or MA for dW) with zero weights or gradients, taps to a
 multiple of KB with a zero offset; what the padding computes is thrown away. Kept per layer in
 ``scratch``: per chunk its images padded, their padded-width gradients and one partial dW; the
@@ -38,6 +38,7 @@ from .tiles import KB, MA, MR, dot_tile, fma_tile, lanes, vector_lanes
 
 
 MIN_TAPS = 32  # C·kh·kw below which cpu_conv.py's columns and product are faster
+DW_COLUMNS = 1024  # padded-width outputs per chunk, at least, for the backward's dW dot products
 
 
 def supported(c, kh, kw, sh, sw, ph, pw, dtype) -> bool:
@@ -220,10 +221,14 @@ def conv_forward(x, weight, bias, y, kh, kw, ph, pw, relu, scratch, nt):
 
 
 def conv_backward(x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, ph, pw, scratch, nt):
-    """dW, db (when given) and dx (when given) of conv_forward."""
+    """dW, db (when given) and dx (when given) of conv_forward, in at most ``nt`` chunks: fewer
+    for small images, so that a chunk's dot products run over ``DW_COLUMNS`` or more padded-width
+    outputs (each dot tile ends in 24 sums across its vectors' lanes; measured at batch 64 on two
+    cores, 64→64 on 7×7: 16 chunks 2.41 ms, 4 chunks 1.88 ms)."""
     oc, c = weight.shape[:2]
     k = c * kh * kw
     hp, wp, oh, tr, size = _geometry(x.shape, kh, kw, ph, pw, dy.dtype)
+    nt = max(1, min(nt, x.shape[0] * tr // DW_COLUMNS))
     ocp, kp = _ceil(oc, MA), _ceil(k, KB)
     offs = scratch.get("direct_offs_dw", (kp,), dy, np.int64)
     offs[:] = _taps(c, kh, kw, hp, wp, kp)

@@ -21,9 +21,10 @@ product then packs once more.
 
 The batch is cut into chunks of consecutive images (``cpu_conv.chunks``, fewer in the backward
 for small images: functions of the shapes only); each chunk's dW is one set of dot products over
-its images, the chunks' summed in chunk order: results do not depend on the thread count. Output channels are padded to a
-multiple of the tile's rows (MR, or MA for dW) with zero weights or gradients, taps to a
-multiple of KB with a zero offset; what the padding computes is thrown away. Kept per layer in
+its images, the chunks' summed in chunk order: results do not depend on the thread count.
+Output channels are padded to a multiple of the tile's rows (MR, or MA for dW) with zero
+weights or gradients, taps to a multiple of KB with a zero offset; what the padding computes is
+thrown away. Kept per layer in
 ``scratch``: per chunk its images padded, their padded-width gradients and one partial dW; the
 padded-width output of one image (the padded dy and dx for the backward) per chunk; the weights
 in the tiles' layout (at batch 64: 10 MB for resnet_small's 16→16 layer on 28×28, 7.0 MB for

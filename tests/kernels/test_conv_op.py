@@ -165,3 +165,51 @@ def test_stride_one_with_enough_taps_takes_the_direct_path(rng):
         keys = set(scratch.buffers)
         assert ("direct_xpad" in keys and "direct_g" in keys and "cols" not in keys) == direct_path, keys
         assert ("cols" in keys) != direct_path, keys
+
+
+_WITHOUT_AVX512 = r"""
+import llvmlite.binding as llvm
+features = llvm.get_host_cpu_features
+
+
+def without_avx512():
+    found = features()  # a FeatureMap, whose flatten() Numba calls
+    found["avx512f"] = False
+    return found
+
+
+llvm.get_host_cpu_features = without_avx512
+import numpy as np
+from gpunet.kernels.im2col import direct, tiles
+from gpunet.kernels.common.scratch import Scratch
+from gpunet.ops import im2col as ops
+from gpunet.testing.tiers import relative_error
+assert (tiles.MR, tiles.lanes(np.float32), tiles.lanes(np.float64)) == (8, 8, 4)
+rng = np.random.default_rng(0)
+for shape, oc, k, pad in (((3, 17, 6, 9), 19, (3, 2), (2, 0)), ((2, 8, 5, 5), 5, (3, 3), (1, 1))):
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((oc, shape[1]) + k)
+    assert direct.supported(shape[1], *k, 1, 1, *pad, np.float64)
+    got, want = [], []
+    for tier, out in (("numba_cpu", got), ("reference", want)):
+        s = Scratch()
+        y = ops.conv2d_forward(x, w, None, (1, 1), pad, True, s, tier=tier)
+        dw = np.empty_like(w)
+        dx = ops.conv2d_backward(x, w, np.cos(y), y, dw, None, True, (1, 1), pad, s, tier=tier)
+        out += [y, dw, dx]
+    assert all(relative_error(g, r) <= 1e-12 for g, r in zip(got, want)), [relative_error(g, r) for g, r in zip(got, want)]
+print("ok")
+"""
+
+
+def test_direct_convolution_with_avx2_sized_tiles(tmp_path):
+    """The tiles' sizes on a CPU without AVX-512 (8 rows, 8 float32 or 4 float64 lanes), checked
+    here by hiding the feature from the process (its own Numba cache: the kernels differ)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    proc = subprocess.run([sys.executable, "-c", _WITHOUT_AVX512], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout[-2000:] + proc.stderr[-3000:]

@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .planes import U
 from .tiles import KB, MA, MR, dot_tile, fma_tile, lanes, vector_lanes
 
 
@@ -53,9 +54,6 @@ def supported(c, kh, kw, sh, sw, ph, pw, dtype) -> bool:
 
 def _ceil(a, b):
     return -(-a // b) * b
-
-
-U = np.uint64  # flat indices are unsigned: no negative-index wraparound test, so loops vectorize
 
 
 @njit(fastmath=False, cache=True, inline="always")
@@ -100,12 +98,11 @@ def _tiles(xp, wf, offs, yext):
 
 @njit(parallel=True, fastmath=False, cache=True)
 def _forward(x, wf, bias, y, xpad_t, yext_t, offs, ph, pw, relu, zero):
-    n = x.shape[0]
+    n, c, h, w = x.shape
     oc, oh, ow = y.shape[1], y.shape[2], y.shape[3]
-    wp = x.shape[3] + 2 * pw
+    wp = w + 2 * pw
     nt = xpad_t.shape[0]
-    tail = xpad_t.shape[1] - x.shape[1] * (x.shape[2] + 2 * ph) * wp
-    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    tail = xpad_t.shape[1] - c * (h + 2 * ph) * wp
     tr = yext_t.shape[2]
     xf, yf = x.reshape(-1), y.reshape(-1)
     for t in prange(nt):
@@ -254,12 +251,13 @@ def conv_backward(x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, ph, pw, scr
     else:
         wd = scratch.get("direct_no_wd", (1, 1), dy)
         offs_dx = scratch.get("direct_no_offs", (1,), dy, np.int64)
-        dypad_t = dxext_t = scratch.get("direct_no_dx", (nt, 1, 1), dy)
-        dx = scratch.get("direct_no_dxa", x.shape[:2] + (0, 0), dy)
+        dypad_t = scratch.get("direct_no_dypad", (nt, 1), dy)
+        dxext_t = scratch.get("direct_no_dxext", (nt, 1, 1), dy)
+        dx = scratch.get("direct_no_dx", x.shape[:2] + (0, 0), dy)
     masked = relu_y is not None
     t = dy.dtype.type
     _backward(x, dy, relu_y if masked else dy, masked, dw_t, db_t, dx, need_dx, wd, offs, offs_dx, xpad_t, g_t,
-              dypad_t if need_dx else dypad_t.reshape(nt, 1), dxext_t, ph, pw, qh, qw, t(1), t(0))
+              dypad_t, dxext_t, ph, pw, qh, qw, t(1), t(0))
     np.sum(dw_t[:, :oc, :k], axis=0, out=dweight.reshape(oc, k))
     if dbias is not None:
         dbias[...] = db_t.sum(axis=0)

@@ -12,6 +12,10 @@ gpunet runs the Trainer's own step (``Trainer.train_step``: forward, loss, backw
 step, nothing read back); PyTorch the usual zero_grad / forward / cross_entropy / backward /
 (clip_grad_norm_) / step. Both cycle over the same 16 random batches already in memory.
 
+Rows ending ``_torch_first`` time gpunet's step in a process that imported torch before gpunet,
+as a script using both libraries does: Numba then runs on its ``workqueue`` threading layer (see
+gpunet/cpu_threads.py), whose pool hands even a one-thread kernel to a worker thread.
+
 ``layer_overhead`` rows (gpunet only): the time of one layer call (forward and backward) minus the
 time of the bare kernel calls it makes, on preallocated arrays, for BatchNorm1d (32, 64), Dropout
 on (32, 64) and Linear 64→64 at batch 32. Target (issue 9): tiny steps ≤ 0.3× PyTorch's time,
@@ -182,6 +186,8 @@ def main(argv=None):
         g = isolated("gpunet", gpunet_step_time, bn_dropout, args.blocks, args.steps)
         t = isolated("torch", torch_step_time, bn_dropout, args.blocks, args.steps)
         records.append(record(name, "cpu", g, t, batch=BATCH, threads=1))
+        g = isolated("torch", gpunet_step_time, bn_dropout, args.blocks, args.steps)
+        records.append(record(f"{name}_torch_first", "cpu", g, t, batch=BATCH, threads=1))
     print_table(records, f"per-step time, MLP {N_IN}-{HIDDEN}-{N_OUT}, batch {BATCH}, Adam, 1 thread, "
                          f"median of {args.blocks} blocks of {args.steps} steps")
     over = isolated("gpunet", layer_overheads, args.blocks, args.steps)

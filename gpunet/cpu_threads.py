@@ -12,7 +12,9 @@ of two ways:
   6.3 s). Import torch first, or set OMP_WAIT_POLICY yourself, if that matters to you.
 - an OpenMP runtime already loaded (torch imported first): its policy is fixed, so Numba uses its
   own ``workqueue`` layer instead, which never spins (whole training steps ran as fast as with the
-  passive OpenMP pool; bandwidth-bound kernels on large arrays ran about 20% slower).
+  passive OpenMP pool; bandwidth-bound kernels on large arrays ran about 20% slower). Its pool
+  hands every parallel kernel to a worker thread, a wake-up of 20–100 µs even on one thread, so
+  small inputs run serial builds of the kernels instead (kernels/common/threads.py).
   The workqueue layer must not be entered from two Python threads at once: Numba stops the
   process if it is. Set NUMBA_THREADING_LAYER to choose another layer.
 

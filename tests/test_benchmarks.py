@@ -86,7 +86,8 @@ def test_kernels(tmp_path):
 
 def test_step_overhead_and_the_before_after_table(tmp_path):
     records, out = _run(tmp_path, "step_overhead.py", "--blocks", "1", "--steps", "5")
-    assert [r["name"] for r in records] == ["tiny_step", "tiny_bn_dropout_clip_step", "layer_overhead_batchnorm1d",
+    assert [r["name"] for r in records] == ["tiny_step", "tiny_step_torch_first", "tiny_bn_dropout_clip_step",
+                                            "tiny_bn_dropout_clip_step_torch_first", "layer_overhead_batchnorm1d",
                                             "layer_overhead_dropout", "layer_overhead_linear"]
     assert "layer call over its bare kernel calls" in out
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -95,7 +96,7 @@ def test_step_overhead_and_the_before_after_table(tmp_path):
     finally:
         sys.path.pop(0)
     rows = compare.table(compare._load([tmp_path / "records.json"]), {}).splitlines()
-    assert rows[2].startswith("| tiny_step | ") and rows[2].endswith("| — | — |") and len(rows) == 7
+    assert rows[2].startswith("| tiny_step | ") and rows[2].endswith("| — | — |") and len(rows) == 9
 
 
 def test_compare_runs_table_gives_each_run_and_the_median_ratio():

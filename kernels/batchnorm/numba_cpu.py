@@ -27,9 +27,9 @@ import numpy as np
 from numba import njit, prange
 
 from ..common.sums import SUMS, mean_m2
-from ..common.threads import serial_below
+from ..common.threads import parallel_njit, serial_below
 
-# elements: smaller inputs run on one thread (common/threads.py); (N, C) rows and (N, C, S) planes
+# elements: smaller inputs run the serial builds (common/threads.py); (N, C) rows and (N, C, S) planes
 SERIAL_BELOW_ROWS = 1 << 20
 SERIAL_BELOW_PLANES = 1 << 16
 
@@ -55,7 +55,7 @@ def _merge(cnt, mean, m2, nb, bmean, bm2):
 
 
 # ----------------------------------------------------------------------------- statistics
-@njit(parallel=True, fastmath=False, cache=True)
+@parallel_njit(fastmath=False, cache=True)
 def _stats_nc(x, pmean, pm2, pcount):
     N, C = x.shape
     T = pmean.shape[0]
@@ -96,7 +96,7 @@ def _stats_nc(x, pmean, pm2, pcount):
         pcount[t] = cnt
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+@parallel_njit(fastmath=False, cache=True)
 def _stats_ncs(x, pmean, pm2):
     N, C, S = x.shape
     for t in prange(N * C):
@@ -128,7 +128,7 @@ def _finalize_stats(pmean, pm2, pcount, weight, running_mean, running_var, save_
 
 
 # ----------------------------------------------------------------------------- element-wise
-@njit(parallel=True, fastmath=False, cache=True)
+@parallel_njit(fastmath=False, cache=True)
 def _normalize(x, mean, a, bias, y, relu, zero):
     """y = (x − mean)·a + bias per channel, then max(y, 0) with ``relu``; x, y of shape (N, C, S)."""
     N, C, S = x.shape
@@ -150,7 +150,7 @@ def _normalize(x, mean, a, bias, y, relu, zero):
                 yr[q] = (xr[q] - m) * s + b
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+@parallel_njit(fastmath=False, cache=True)
 def _normalize_nc(x, mean, a, bias, y, relu, zero):
     N, C = x.shape
     for n in prange(N):
@@ -169,7 +169,7 @@ def _normalize_nc(x, mean, a, bias, y, relu, zero):
 # ----------------------------------------------------------------------------- backward
 # With a fused ReLU (``masked``), dy is first multiplied by [y > 0] in dy's dtype, y being the
 # ReLU's output, exactly as the ReLU layer's backward would; the product is never stored.
-@njit(parallel=True, fastmath=False, cache=True)
+@parallel_njit(fastmath=False, cache=True)
 def _bwd_sums_nc(dy, x, mean, mask, masked, psdy, psdx, one, zero):
     N, C = x.shape
     T = psdy.shape[0]
@@ -215,7 +215,7 @@ def _plane_sums_masked(gp, mp, xp, mu, one, zero):
     return sdy, sdx
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+@parallel_njit(fastmath=False, cache=True)
 def _bwd_sums_ncs(dy, x, mean, mask, masked, psdy, psdx, one, zero):
     N, C, S = x.shape
     for t in prange(N * C):
@@ -249,7 +249,7 @@ def _finalize_bwd(psdy, psdx, weight, save_invstd, dweight, dbias, a, k, m, cnt,
             m[c] = 0.0
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+@parallel_njit(fastmath=False, cache=True)
 def _dx(dy, x, mean, a, k, m, dx, mask, masked, one, zero):
     """dx = a·g − k·(x − mean) − m per channel, g = dy (or dy·[y > 0]); arrays of shape (N, C, S)."""
     N, C, S = x.shape
@@ -273,7 +273,7 @@ def _dx(dy, x, mean, a, k, m, dx, mask, masked, one, zero):
                 dr[q] = ac * gr[q] - kc * (xr[q] - mu) - mc
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+@parallel_njit(fastmath=False, cache=True)
 def _dx_nc(dy, x, mean, a, k, m, dx, mask, masked, one, zero):
     N, C = x.shape
     for n in prange(N):

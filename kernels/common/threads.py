@@ -1,25 +1,61 @@
-"""Small inputs run Numba's parallel kernels on one thread.
+"""Small inputs run Numba's parallel kernels serially, in the calling thread.
 
-Waking Numba's thread pool costs tens of microseconds (its idle workers sleep: see
-gpunet/cpu_threads.py), more than a second thread saves on a small array. Measured on a 2-core
-CPU, forward + backward with 1 thread against 2: batch norm (128, 512) 360 against 857 µs and
-(1024, 1024) 2.2 against 2.7 ms, but (4096, 1024) 18 against 14 ms; dropout (128, 512) 296
-against 470 µs, (512, 512) 847 against 753 µs; Adam + clip 100K parameters 195 against 312 µs,
-537K 693 against 672 µs. Each op's tier API is wrapped with the size below which it runs
-serially. The thread count is Numba's per-thread setting, restored afterwards.
+A parallel kernel hands its prange loop to Numba's thread pool even when it runs on one thread,
+and that costs more than a small array's pass: a ReLU pass over 2,048 floats took 1.7 µs through
+the OpenMP pool on one thread and 0.6 µs as a serial build; under the ``workqueue`` layer (the one
+gpunet picks when torch was imported first, see gpunet/cpu_threads.py) 18–100 µs, a worker's
+wake-up. A second thread helps only on large arrays. Measured on a 2-core CPU, forward + backward
+with 1 thread against 2: batch norm (128, 512) 360 against 857 µs and (1024, 1024) 2.2 against
+2.7 ms, but (4096, 1024) 18 against 14 ms; dropout (128, 512) 296 against 470 µs, (512, 512) 847
+against 753 µs; Adam + clip 100K parameters 195 against 312 µs, 537K 693 against 672 µs.
+
+So each parallel kernel of these ops is compiled twice (``parallel_njit``: the parallel build,
+and a serial build of the same source whose prange loops run as plain loops, the same bits), and
+each op's tier API is wrapped with ``serial_below``, the size below which its kernels run their
+serial builds. One Numba thread (``numba.set_num_threads(1)``) runs the serial builds too.
 """
 from __future__ import annotations
 
 import functools
 import inspect
+import threading
+import types
 
 import numba
 
 
+class _Mode(threading.local):
+    serial = False  # inside a serial_below call of this thread
+
+
+_mode = _Mode()
+
+
+def parallel_njit(**options):
+    """Decorator: ``numba.njit(parallel=True, **options)`` with a serial twin, compiled from the
+    same source without ``parallel`` (its own cache entry), called inside ``serial_below``.
+    The builds are ``kernel.parallel`` and ``kernel.serial``."""
+
+    def wrap(fn):
+        parallel = numba.njit(parallel=True, **options)(fn)
+        twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+        twin.__qualname__ = fn.__qualname__ + "_serial"  # Numba names its cache files by qualname
+        serial = numba.njit(**options)(twin)
+
+        @functools.wraps(fn)
+        def run(*args):
+            return (serial if _mode.serial else parallel)(*args)
+
+        run.parallel, run.serial = parallel, serial
+        return run
+
+    return wrap
+
+
 def serial_below(threshold):
-    """Decorator: run ``fn(x, ...)`` with one Numba thread when its first argument ``x``
-    (passed by position or by name) has fewer than ``threshold`` elements (an int, or a function
-    of x giving it, for ops whose layouts differ)."""
+    """Decorator: run ``fn(x, ...)`` with the serial builds of its kernels when its first argument
+    ``x`` (passed by position or by name) has fewer than ``threshold`` elements (an int, or a
+    function of x giving it, for ops whose layouts differ), or when Numba has one thread."""
     limit = threshold if callable(threshold) else (lambda x: threshold)
 
     def wrap(fn):
@@ -28,13 +64,13 @@ def serial_below(threshold):
         @functools.wraps(fn)
         def run(*args, **kwargs):
             x = args[0] if args else kwargs[first]
-            if x.size >= limit(x) or (previous := numba.get_num_threads()) == 1:
+            if _mode.serial or (x.size >= limit(x) and numba.get_num_threads() > 1):
                 return fn(*args, **kwargs)
-            numba.set_num_threads(1)
+            _mode.serial = True
             try:
                 return fn(*args, **kwargs)
             finally:
-                numba.set_num_threads(previous)
+                _mode.serial = False
 
         return run
 

@@ -9,13 +9,15 @@ dx = dy · table8[mask byte]. Chunks start on multiples of 8 elements, so each o
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from ..common.philox import MASK32, SHIFT32, dropout_counter_hi, dropout_key, philox_njit
-from ..common.threads import serial_below
+from ..common.threads import parallel_njit, serial_below
 
-SERIAL_BELOW = 1 << 18  # elements: smaller inputs run on one thread (common/threads.py)
+SERIAL_BELOW = 1 << 18  # elements: smaller inputs run the serial builds (common/threads.py)
 
 _philox = philox_njit()
 CHUNK = 4096
@@ -23,7 +25,15 @@ _BITS4 = ((np.arange(16)[:, None] >> np.arange(4)) & 1).astype(bool)
 _BITS8 = ((np.arange(256)[:, None] >> np.arange(8)) & 1).astype(bool)
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+@functools.lru_cache(maxsize=64)
+def _table(bits: int, dtype, scale: float):
+    """table[t, l] = scale if bit l of t is set, else 0, for t < 2**bits (built once per
+    dtype and scale; the kernels only read it)."""
+    pattern = _BITS4 if bits == 4 else _BITS8
+    return np.where(pattern, dtype.type(scale), dtype.type(0)).astype(dtype)
+
+
+@parallel_njit(fastmath=False, cache=True)
 def _forward(x, y, mask, k0, k1, c2, c3, threshold, table, offset):
     n = x.size
     for ch in prange((n + CHUNK - 1) // CHUNK):
@@ -62,7 +72,7 @@ def _forward(x, y, mask, k0, k1, c2, c3, threshold, table, offset):
             ms[(nb + 1) // 2 - 1] &= np.uint8((1 << (L % 8)) - 1)
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+@parallel_njit(fastmath=False, cache=True)
 def _backward(dy, mask, dx, table):
     n = dy.size
     full = n // 8
@@ -82,7 +92,7 @@ def forward(x, y, mask, seed, layer_id, step, threshold, scale, offset=0):
     k0, k1 = dropout_key(seed, layer_id)
     c2, c3 = dropout_counter_hi(step)
     u = np.uint64
-    table = np.where(_BITS4, x.dtype.type(scale), x.dtype.type(0)).astype(x.dtype)
+    table = _table(4, x.dtype, float(scale))
     _forward(x.reshape(-1), y.reshape(-1), mask.reshape(-1), u(k0), u(k1), u(c2), u(c3), u(threshold), table,
              u(offset))
 
@@ -90,5 +100,5 @@ def forward(x, y, mask, seed, layer_id, step, threshold, scale, offset=0):
 @serial_below(SERIAL_BELOW)
 def backward(dy, mask, dx, scale):
     """dx = dy · m · scale with m unpacked from ``mask``; see reference.backward."""
-    table = np.where(_BITS8, dy.dtype.type(scale), dy.dtype.type(0)).astype(dy.dtype)
+    table = _table(8, dy.dtype, float(scale))
     _backward(dy.reshape(-1), mask.reshape(-1), dx.reshape(-1), table)

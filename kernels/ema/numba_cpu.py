@@ -2,14 +2,14 @@
 rounded once to the arena's dtype. Formula: reference.py."""
 from __future__ import annotations
 
-from numba import njit, prange
+from numba import prange
 
-from ..common.threads import serial_below
+from ..common.threads import parallel_njit, serial_below
 
-SERIAL_BELOW = 1 << 19  # parameters: smaller arenas run on one thread (common/threads.py)
+SERIAL_BELOW = 1 << 19  # parameters: smaller arenas run the serial builds (common/threads.py)
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+@parallel_njit(fastmath=False, cache=True)
 def _ema(ema, w, omd):
     for i in prange(ema.size):
         e = ema[i]

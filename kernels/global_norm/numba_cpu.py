@@ -11,16 +11,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ..common.threads import serial_below
+from ..common.threads import parallel_njit, serial_below
 
-SERIAL_BELOW = 1 << 19  # elements: smaller inputs run on one thread (common/threads.py)
+SERIAL_BELOW = 1 << 19  # elements: smaller inputs run the serial builds (common/threads.py)
 
 CHUNK = 1 << 15
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+@parallel_njit(fastmath=False, cache=True)
 def _sumsq_flag(x):
     n = x.size
     nch = (n + CHUNK - 1) // CHUNK
@@ -68,7 +68,7 @@ def _sumsq_flag(x):
     return total, bad
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+@parallel_njit(fastmath=False, cache=True)
 def _scale(x, s):
     for i in prange(x.size):
         x[i] = x[i] * s

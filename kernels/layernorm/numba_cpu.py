@@ -10,7 +10,7 @@ Inputs are viewed as (M, D) rows (reference.py has the formulas).
   and the task's float64 partials of dγ = Σ dy·x̂ and dβ = Σ dy; the partials are added in task
   order, so the result does not depend on the thread count.
 
-Inputs under ``SERIAL_BELOW`` elements run on one thread (common/threads.py).
+Inputs under ``SERIAL_BELOW`` elements run the serial builds of its kernels (common/threads.py).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..common.sums import SUMS
-from ..common.threads import serial_below
+from ..common.threads import parallel_njit, serial_below
 
 SERIAL_BELOW = 1 << 16
 TASKS = 16  # backward row blocks (at most; fewer for fewer rows)
@@ -54,7 +54,7 @@ def _row_stats(x, r, save_mean, save_invstd, eps):
     return mean, inv
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+@parallel_njit(fastmath=False, cache=True)
 def _forward(x, weight, bias, y, save_mean, save_invstd, eps):
     M, D = x.shape
     for r in prange(M):
@@ -65,7 +65,7 @@ def _forward(x, weight, bias, y, save_mean, save_invstd, eps):
             yr[j] = weight[j] * ((xr[j] - mean) * inv) + bias[j]
 
 
-@njit(parallel=True, fastmath={"contract"}, cache=True)
+@parallel_njit(fastmath={"contract"}, cache=True)
 def _forward_f32(x, weight, bias, y, save_mean, save_invstd, eps):
     """The float32 forward: statistics in float64 as ``_forward``, the normalizing pass in float32
     with μ split into two float32s μ = hi + lo: (x − hi) is exact for x near μ (Sterbenz) and
@@ -95,7 +95,7 @@ def _row_sums(gr, xr, weight, mean, inv):
     return sg, sgx
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+@parallel_njit(fastmath=False, cache=True)
 def _backward(dy, x, weight, save_mean, save_invstd, dx, pdw, pdb):
     M, D = x.shape
     T = pdw.shape[0]

@@ -18,9 +18,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..common.threads import serial_below
+from ..common.threads import parallel_njit, serial_below
 
-SERIAL_BELOW = 1 << 19  # parameters: smaller arenas run on one thread (common/threads.py)
+SERIAL_BELOW = 1 << 19  # parameters: smaller arenas run the serial builds (common/threads.py)
 
 # ----------------------------------------------------------------- element functions (shared)
 
@@ -96,7 +96,7 @@ prep_plain_j, prep_decay_j, sgd_j, momentum_j, adagrad_j, rmsprop_j, adam_j = ma
 # defeats vectorization, and the loop-invariant flag is hoisted out of the loop by LLVM.)
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+@parallel_njit(fastmath=False, cache=True)
 def _sgd(w, g, decay, s, cv, do_clip, lam, l1, dfac, lr):
     for i in prange(w.size):
         wi = w[i]
@@ -108,7 +108,7 @@ def _sgd(w, g, decay, s, cv, do_clip, lam, l1, dfac, lr):
         w[i] = sgd_j(wi, gi, lr)
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+@parallel_njit(fastmath=False, cache=True)
 def _momentum(w, g, buf, decay, s, cv, do_clip, lam, l1, dfac, lr, mu, nesterov):
     for i in prange(w.size):
         wi = w[i]
@@ -122,7 +122,7 @@ def _momentum(w, g, buf, decay, s, cv, do_clip, lam, l1, dfac, lr, mu, nesterov)
         buf[i] = b
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+@parallel_njit(fastmath=False, cache=True)
 def _adagrad(w, g, acc, decay, s, cv, do_clip, lam, l1, dfac, clr, eps):
     for i in prange(w.size):
         wi = w[i]
@@ -136,7 +136,7 @@ def _adagrad(w, g, acc, decay, s, cv, do_clip, lam, l1, dfac, clr, eps):
         acc[i] = b
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+@parallel_njit(fastmath=False, cache=True)
 def _rmsprop(w, g, sq, ga, buf, decay, s, cv, do_clip, lam, l1, dfac, lr, alpha, oma, eps, mu, centered, use_mom):
     zero = lr - lr
     for i in prange(w.size):
@@ -157,7 +157,7 @@ def _rmsprop(w, g, sq, ga, buf, decay, s, cv, do_clip, lam, l1, dfac, lr, alpha,
             buf[i] = bb
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+@parallel_njit(fastmath=False, cache=True)
 def _adam(w, g, m, v, decay, s, cv, do_clip, lam, l1, dfac, b1, omb1, b2, omb2, step_size, sqrt_bc2, eps):
     for i in prange(w.size):
         wi = w[i]
@@ -298,7 +298,7 @@ def compile_rule(spec):
     scope = {"prange": prange, "prep_decay_j": prep_decay_j, "prep_plain_j": prep_plain_j,
              "elem": njit(inline="always", fastmath=False)(spec.fn)}
     exec(compile(rule_source(spec, _RULE_LOOP, "i"), f"<update rule {spec.name}>", "exec"), scope)
-    loop = njit(parallel=True, fastmath=False)(scope["loop"])
+    loop = parallel_njit(fastmath=False)(scope["loop"])
 
     @serial_below(SERIAL_BELOW)
     def run(w, g, *rest, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard,

@@ -65,18 +65,25 @@ def table(before: dict, after: dict) -> str:
 
 
 def runs_table(befores: list[dict], afters: list[dict]) -> str:
-    """Records with a PyTorch ratio, run by run: gpunet's times and ratios before and after."""
+    """Records with a PyTorch ratio, run by run: gpunet's times and ratios before and after. For
+    step_overhead's layer rows the time is the layer call's and the "ratio" its overhead over the
+    bare kernel calls (µs)."""
     import statistics
 
-    names = [n for n in befores[0] if "torch_s" in befores[0][n]]
+    names = [n for n in befores[0] if "torch_s" in befores[0][n] or "overhead_us" in befores[0][n]]
     rows = ["| record | gpunet before | ratio before | gpunet after | ratio after | median ratio before → after |",
             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for name in names:
         b = [r[name] for r in befores if name in r]
         a = [r[name] for r in afters if name in r]
-        times = [" / ".join(_time(r["gpunet_s"]) for r in rs) for rs in (b, a)]
-        ratios = [" / ".join(f"{r['ratio']:.2f}" for r in rs) for rs in (b, a)]
-        medians = [f"{statistics.median(r['ratio'] for r in rs):.2f}" if rs else "—" for rs in (b, a)]
+        if "overhead_us" in befores[0][name]:
+            times = [" / ".join(f"{r['layer_s'] * 1e6:.1f} µs" for r in rs) for rs in (b, a)]
+            ratios = [" / ".join(f"+{r['overhead_us']:.1f} µs" for r in rs) for rs in (b, a)]
+            medians = [f"+{statistics.median(r['overhead_us'] for r in rs):.1f} µs" if rs else "—" for rs in (b, a)]
+        else:
+            times = [" / ".join(_time(r["gpunet_s"]) for r in rs) for rs in (b, a)]
+            ratios = [" / ".join(f"{r['ratio']:.2f}" for r in rs) for rs in (b, a)]
+            medians = [f"{statistics.median(r['ratio'] for r in rs):.2f}" if rs else "—" for rs in (b, a)]
         rows.append(f"| {name} | {times[0]} | {ratios[0]} | {times[1]} | {ratios[1]} | {medians[0]} → {medians[1]} |")
     return "\n".join(rows)
 

@@ -14,6 +14,16 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.oracle, pytest.mark.slow]
 
 
+def _compare():
+    """benchmarks/compare.py as a module."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import compare
+    finally:
+        sys.path.pop(0)
+    return compare
+
+
 def _run(tmp_path, script, *args):
     out = tmp_path / "records.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -90,21 +100,13 @@ def test_step_overhead_and_the_before_after_table(tmp_path):
                                             "tiny_bn_dropout_clip_step_torch_first", "layer_overhead_batchnorm1d",
                                             "layer_overhead_dropout", "layer_overhead_linear"]
     assert "layer call over its bare kernel calls" in out
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import compare
-    finally:
-        sys.path.pop(0)
+    compare = _compare()
     rows = compare.table(compare._load([tmp_path / "records.json"]), {}).splitlines()
     assert rows[2].startswith("| tiny_step | ") and rows[2].endswith("| — | — |") and len(rows) == 9
 
 
 def test_compare_runs_table_gives_each_run_and_the_median_ratio():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import compare
-    finally:
-        sys.path.pop(0)
+    compare = _compare()
 
     def run(g, t):
         return {"cnn_epoch": {"name": "cnn_epoch", "gpunet_s": g, "torch_s": t, "ratio": g / t},
@@ -115,12 +117,19 @@ def test_compare_runs_table_gives_each_run_and_the_median_ratio():
     assert rows[2] == "| cnn_epoch | 20 s / 30 s / 24 s | 2.00 / 3.00 / 2.00 | 9 s / 8 s / 12 s | 0.90 / 0.80 / 1.20 | 2.00 → 0.90 |"
 
 
+def test_compare_runs_table_gives_a_layers_overhead_run_by_run():
+    compare = _compare()
+
+    def run(layer_us, kernel_us):
+        return {"layer_overhead_dropout": {"name": "layer_overhead_dropout", "layer_s": layer_us * 1e-6,
+                                           "kernel_s": kernel_us * 1e-6, "overhead_us": layer_us - kernel_us}}
+    rows = compare.runs_table([run(23.0, 11.0), run(25.0, 11.0)], [run(20.0, 11.0), run(19.0, 11.0)]).splitlines()
+    assert rows[2] == ("| layer_overhead_dropout | 23.0 µs / 25.0 µs | +12.0 µs / +14.0 µs | 20.0 µs / 19.0 µs | "
+                       "+9.0 µs / +8.0 µs | +13.0 µs → +8.5 µs |")
+
+
 def test_compare_repeats_table_gives_both_libraries_each_run_and_the_median_ratio(tmp_path, capsys):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import compare
-    finally:
-        sys.path.pop(0)
+    compare = _compare()
     paths = []
     for i, (g, t) in enumerate([(2e-3, 1e-3), (3e-3, 2e-3), (1e-3, 4e-3)]):
         paths.append(tmp_path / f"run{i}.json")
@@ -134,11 +143,7 @@ def test_compare_repeats_table_gives_both_libraries_each_run_and_the_median_rati
 
 
 def test_compare_run_table_joins_the_files_of_one_run(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import compare
-    finally:
-        sys.path.pop(0)
+    compare = _compare()
     (tmp_path / "kernels.json").write_text(json.dumps([{"name": "ema", "gpunet_s": 2e-3, "torch_s": 4e-3,
                                                          "ratio": 0.5}]))
     (tmp_path / "epochs.json").write_text(json.dumps([{"name": "cnn_epoch", "gpunet_s": 1.5, "torch_s": 1.0,

@@ -139,6 +139,18 @@ def _module_imports(path: Path, package: str):
     return out
 
 
+def test_every_cpu_kernel_compiles_with_the_shared_numba_options():
+    """Numba CPU code goes through kernels/common/jit.py (IEEE division: loops that divide vectorize)."""
+    offenders = []
+    for path in sorted(KERNELS.rglob("*.py")):
+        if "numba_cuda" in path.name or path.name == "jit.py":
+            continue
+        text = path.read_text()
+        if re.search(r"^from numba import .*\bnjit\b|numba\.njit\(|@numba\.njit", text, re.M):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert not offenders, f"compile with kernels/common/jit.njit instead of numba.njit: {offenders}"
+
+
 def test_no_import_cycle_among_diagnostics_and_the_callbacks():
     names = ["gpunet.diagnostics", "gpunet.train.callback", "gpunet.train.callbacks", "gpunet.train.terminate",
              "gpunet.train.averaging", "gpunet.train.diagnostics", "gpunet.train.trainer"]

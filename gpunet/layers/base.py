@@ -45,6 +45,9 @@ def _holds_layer(items) -> bool:
     return False
 
 
+_PLAIN = frozenset({type(None), bool, int, float, str, np.ndarray})
+
+
 def _owner(cls, attr):
     return next(c for c in cls.__mro__ if attr in c.__dict__)
 
@@ -139,15 +142,16 @@ class Layer:
 
     def __setattr__(self, name, value):
         d = self.__dict__
-        if isinstance(value, Layer):
+        layer = None
+        if type(value) in _PLAIN:  # the common case (a forward's saved state): neither a layer nor a container
+            pass
+        elif isinstance(value, Layer):
             layer = value
         elif isinstance(value, (list, tuple, dict)) and _holds_layer(value.values() if isinstance(value, dict)
                                                                       else value):
             from .containers import as_child  # containers imports this module
 
             layer = as_child(value)
-        else:
-            layer = None
         if layer is not None:
             if "_children" not in d:
                 raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning the layer "
@@ -158,20 +162,18 @@ class Layer:
                 d.pop(name, None)  # a plain attribute of that name gives way to the child
             self.add_child(name, layer)
             return
-        if name[0] != "_":  # registered arrays have public names
-            for store in ("_params", "_buffers"):
-                reg = d.get(store)
-                if reg is not None and name in reg:
-                    raise AttributeError(
-                        f"{self.name}.{name} is a registered array; assign into it (layer.{name}[...] = value) "
-                        "so that views into the parameter arena stay valid"
-                    )
-        kids = d.get("_children")
-        if kids is not None and name in kids:
-            if value is not None:
-                raise TypeError(f"{self.name}.{name} is a child layer; assign a gpunet Layer (or None to remove it), "
-                                f"got {type(value).__name__}")
-            del kids[name]
+        kids = d.get("_children")  # None inside __init__, before super().__init__()
+        if kids is not None:
+            if name[0] != "_" and (name in d["_params"] or name in d["_buffers"]):  # registered: public names
+                raise AttributeError(
+                    f"{self.name}.{name} is a registered array; assign into it (layer.{name}[...] = value) "
+                    "so that views into the parameter arena stay valid"
+                )
+            if name in kids:
+                if value is not None:
+                    raise TypeError(f"{self.name}.{name} is a child layer; assign a gpunet Layer (or None to remove "
+                                    f"it), got {type(value).__name__}")
+                del kids[name]
         object.__setattr__(self, name, value)
 
     # ----------------------------------------------------------------- computation
@@ -363,9 +365,10 @@ class Layer:
 
     def _own_array(self):
         """This layer's first parameter or buffer (not its children's), or None."""
-        for store in (self._params, self._buffers):
-            for a in store.values():
-                return a
+        for a in self._params.values():
+            return a
+        for a in self._buffers.values():
+            return a
         return None
 
     # ----------------------------------------------------------------- sizes known later

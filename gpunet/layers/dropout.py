@@ -14,6 +14,7 @@ from .checks import check_input
 
 _counter = {"rng": None, "next": 0}
 _offset = {"rows": 0}
+_PASS = ()  # the saved state of a forward that was the identity (eval mode, p = 0): dx = dy
 
 
 @contextlib.contextmanager
@@ -68,37 +69,38 @@ class Dropout(Layer):
         self.p = check_p(p, "Dropout")
         self.layer_id = _next_layer_id()
         self.step = 0
-        self._mask = None
-        self._identity = None  # None until the first forward
+        self._saved = None  # until the first forward; then _PASS, or (mask, shape, dtype) of a training forward
 
     def forward(self, x):
         x = check_input(self, x)
         if not self.training or self.p == 0.0:
-            self._identity, self._mask = True, None
+            self._saved = _PASS
             return x
-        y, self._mask = dropout_forward(x, self.p, backend.get_seed(), self.layer_id, self.step,
-                                        check=registry.DEBUG, offset=_offset["rows"] * math.prod(x.shape[1:]))
-        self._identity = False
-        self._shape, self._dtype = tuple(x.shape), x.dtype
+        rows = _offset["rows"]
+        y, mask = dropout_forward(x, self.p, backend.get_seed(), self.layer_id, self.step, check=registry.DEBUG,
+                                  offset=rows * math.prod(x.shape[1:]) if rows else 0)
+        self._saved = (mask, tuple(x.shape), x.dtype)
         self.step += 1
         return y
 
     def _passes_through(self, dy) -> bool:
         """Whether the last forward was the identity (then dx = dy); checks dy's shape otherwise."""
-        if self._identity is None:
+        saved = self._saved
+        if saved is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
-        if self._identity:
+        if saved is _PASS:
             return True
-        if tuple(dy.shape) != self._shape:
-            raise ValueError(f"{self.name}: dy has shape {tuple(dy.shape)}, the forward's output {self._shape}")
+        if tuple(dy.shape) != saved[1]:
+            raise ValueError(f"{self.name}: dy has shape {tuple(dy.shape)}, the forward's output {saved[1]}")
         return False
 
     def backward(self, dy):
         if self._passes_through(dy):
             return dy
-        if dy.dtype != self._dtype:
-            raise TypeError(f"{self.name}: dy has dtype {dy.dtype}, the forward's output {self._dtype}")
-        return dropout_backward(dy, self._mask, self.p, check=registry.DEBUG)
+        mask, _, dtype = self._saved
+        if dy.dtype != dtype:
+            raise TypeError(f"{self.name}: dy has dtype {dy.dtype}, the forward's output {dtype}")
+        return dropout_backward(dy, mask, self.p, check=registry.DEBUG)
 
     def get_rng_state(self):
         return {"layer_id": self.layer_id, "step": self.step}
@@ -125,17 +127,16 @@ class Dropout2d(Dropout):
             raise ValueError(f"{self.name}: expected input of shape (N, C, H, W) (or (N, C, ...)), got "
                              f"{tuple(x.shape)}; Dropout drops single elements")
         if not self.training or self.p == 0.0:
-            self._identity, self._mask = True, None
+            self._saved = _PASS
             return x
         xp = backend.get_array_module(x)
         scale, _ = dropout_forward(xp.ones(x.shape[:2], dtype=x.dtype), self.p, backend.get_seed(),
                                    self.layer_id, self.step, check=registry.DEBUG,
                                    offset=_offset["rows"] * x.shape[1])
-        self._mask = scale.reshape(scale.shape + (1,) * (x.ndim - 2))  # 0 or 1/(1 − p) per (n, c)
-        self._identity = False
-        self._shape, self._dtype = tuple(x.shape), x.dtype
+        scale = scale.reshape(scale.shape + (1,) * (x.ndim - 2))  # 0 or 1/(1 − p) per (n, c)
+        self._saved = (scale, tuple(x.shape), x.dtype)
         self.step += 1
-        return x * self._mask
+        return x * scale
 
     def backward(self, dy):
-        return dy if self._passes_through(dy) else dy * self._mask
+        return dy if self._passes_through(dy) else dy * self._saved[0]

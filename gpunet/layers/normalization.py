@@ -14,6 +14,14 @@ from .base import Layer
 from .checks import check_input
 
 
+def _count(nbt) -> None:
+    """num_batches_tracked += 1; on the CPU as a scalar store (a ufunc on a 0-d array costs 1.3 µs)."""
+    if type(nbt) is np.ndarray:
+        nbt[()] = nbt[()] + 1
+    else:
+        nbt += 1
+
+
 class _BatchNorm(Layer):
     """y = γ·(x − μ)/√(σ² + ε) + β per channel (axis 1), PyTorch's semantics and names.
 
@@ -93,8 +101,9 @@ class _BatchNorm(Layer):
 
     def _affine(self, x):
         """(γ, β), or constant ones and zeros of x's dtype and device without affine."""
-        if self.affine:
-            return self.weight, self.bias
+        return (self.weight, self.bias) if self.affine else self._unit_affine(x)
+
+    def _unit_affine(self, x):
         xp = backend.get_array_module(x)
         key = (backend.device_of(x), x.dtype)
         if getattr(self, "_unit", (None,))[0] != key:
@@ -108,46 +117,48 @@ class _BatchNorm(Layer):
         """The normalized output, with max(·, 0) applied in the same pass when ``relu``; the next
         backward then applies that ReLU's mask too. (``Sequential`` calls this for BatchNorm → ReLU.)"""
         x = check_input(self, x, dtype=self._dtype)
-        if x.ndim not in self._ndims:
-            raise ValueError(f"{self.name}: expected input of shape {self._shape_text}, got {tuple(x.shape)}")
-        if x.shape[1] != self.num_features:
-            raise ValueError(f"{self.name}: expected {self.num_features} channels (axis 1), got input shape "
-                             f"{tuple(x.shape)}")
-        weight, bias = self._affine(x)
-        batch_stats = self.training or not self.track_running_stats
-        if batch_stats:
-            per_channel = x.size // self.num_features
-            if per_channel < 2:
-                raise ValueError(
-                    f"{self.name}: batch statistics need more than one value per channel, got input shape "
-                    f"{tuple(x.shape)} (use a batch of at least 2, or eval mode)")
-            update = self.training and self.track_running_stats
-            factor = 0.0 if not update else self.momentum
-            nbt = self._buffers["num_batches_tracked"] if update else None
-            if update and self.momentum is None:  # cumulative average: 1/count, counted on the host too
-                if self._tracked is None:
-                    self._tracked = int(nbt)  # one read, after construction, a move or a load
-                nbt[...] += 1
-                self._tracked += 1
-                factor = 1.0 / self._tracked
-            if self.training and self.sync is not None and self.sync.size > 1:
-                y = sync_batchnorm.forward(self, x, weight, bias, factor, update, relu)
-                if update and self.momentum is not None:
-                    nbt[...] += 1
-                self._relu_y = y if relu else None
-                return y
-            y, mean, invstd = batch_norm_train(
-                x, weight, bias, self.running_mean if update else None, self.running_var if update else None,
-                self.eps, factor, update_running=update, check=registry.DEBUG, relu=relu)
-            if update and self.momentum is not None:  # after the launches: no delay before the first kernel
-                nbt[...] += 1
-            self._saved = (x, mean, invstd, True)
-        else:
+        if x.ndim not in self._ndims or x.shape[1] != self.num_features:
+            self._shape_error(x)
+        weight, bias = (self.weight, self.bias) if self.affine else self._unit_affine(x)
+        if not self.training and self.track_running_stats:
             y = batch_norm_eval(x, weight, bias, self.running_mean, self.running_var, self.eps, check=registry.DEBUG,
                                 relu=relu)
             self._saved = (x, None, None, False)
+            self._relu_y = y if relu else None
+            return y
+        if x.size // self.num_features < 2:
+            raise ValueError(
+                f"{self.name}: batch statistics need more than one value per channel, got input shape "
+                f"{tuple(x.shape)} (use a batch of at least 2, or eval mode)")
+        update = self.training and self.track_running_stats
+        factor = 0.0 if not update else self.momentum
+        nbt = self.num_batches_tracked if update else None
+        if update and self.momentum is None:  # cumulative average: 1/count, counted on the host too
+            if self._tracked is None:
+                self._tracked = int(nbt)  # one read, after construction, a move or a load
+            _count(nbt)
+            self._tracked += 1
+            factor = 1.0 / self._tracked
+        if self.training and self.sync is not None and self.sync.size > 1:
+            y = sync_batchnorm.forward(self, x, weight, bias, factor, update, relu)
+            if update and self.momentum is not None:
+                _count(nbt)
+            self._relu_y = y if relu else None
+            return y
+        y, mean, invstd = batch_norm_train(
+            x, weight, bias, self.running_mean if update else None, self.running_var if update else None,
+            self.eps, factor, update_running=update, check=registry.DEBUG, relu=relu)
+        if update and self.momentum is not None:  # after the launches: no delay before the first kernel
+            _count(nbt)
+        self._saved = (x, mean, invstd, True)
         self._relu_y = y if relu else None
         return y
+
+    def _shape_error(self, x):
+        if x.ndim not in self._ndims:
+            raise ValueError(f"{self.name}: expected input of shape {self._shape_text}, got {tuple(x.shape)}")
+        raise ValueError(f"{self.name}: expected {self.num_features} channels (axis 1), got input shape "
+                         f"{tuple(x.shape)}")
 
     def backward(self, dy):
         if self._saved is None:

@@ -29,10 +29,14 @@ OP = register("batchnorm")
 
 def _ncs(x):
     """x viewed as (N, C, S), contiguous (a copy only when x is not)."""
-    N, C = x.shape[0], x.shape[1]
     if not x.flags.c_contiguous:
         x = backend.get_array_module(x).ascontiguousarray(x)
-    return x.reshape(N, C, x.size // max(N * C, 1))
+    shape = x.shape
+    if len(shape) == 3:
+        return x
+    if len(shape) == 2:
+        return x.reshape(shape[0], shape[1], 1)
+    return x.reshape(shape[0], shape[1], x.size // max(shape[0] * shape[1], 1))
 
 
 def _check_x(x, who: str) -> int:

@@ -50,7 +50,8 @@ def dropout_forward(x, p: float, seed: int, layer_id: int, step: int, tier: str 
         if offset >= 1 << 62:
             raise ValueError(f"dropout: offset must be below 2^62, got {offset!r}")
     xp = backend.get_array_module(x)
-    x = xp.ascontiguousarray(x)
+    if not x.flags.c_contiguous:
+        x = xp.ascontiguousarray(x)
     k = OP.select(x, tier=tier)
     y = xp.empty_like(x)
     mask = xp.empty(mask_bytes(x.size), dtype=xp.uint8)
@@ -63,7 +64,8 @@ def dropout_backward(dy, mask, p: float, tier: str | None = None, check: bool = 
     if check:
         _check_backward(dy, mask, p)
     xp = backend.get_array_module(dy)
-    dy = xp.ascontiguousarray(dy)
+    if not dy.flags.c_contiguous:
+        dy = xp.ascontiguousarray(dy)
     k = OP.select(dy, mask, tier=tier) if check else OP.select(dy, tier=tier)
     dx = xp.empty_like(dy)
     k.backward(dy, mask, dx, 1.0 / (1.0 - p))

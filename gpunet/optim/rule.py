@@ -36,7 +36,7 @@ from .base import Optimizer, check_number
 
 # names the generated loops use themselves
 RESERVED = {"w", "g", "i", "wi", "gi", "r", "s", "cv", "do_clip", "lam", "l1", "dfac", "decay", "stats", "nd",
-            "clip_norm", "norm_eps", "guard", "t", "lr", "kernel", "loop", "elem", "cuda", "prange", "math"}
+            "clip_norm", "norm_eps", "guard", "t", "lr", "consts", "kernel", "loop", "elem", "cuda", "prange", "math"}
 
 
 class RuleSpec:

@@ -12,7 +12,9 @@ step through Numba), and the bits are the same.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from ..common.jit import njit
 
 from . import reference
 

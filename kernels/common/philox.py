@@ -26,6 +26,8 @@ tensor). An element is kept iff its word >= threshold, threshold = min(round(p Â
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 M0 = np.uint64(0xD2511F53)
@@ -55,8 +57,9 @@ def philox4x32_10(c0, c1, c2, c3, k0, k1):
     return c0, c1, c2, c3
 
 
+@functools.lru_cache(maxsize=64)
 def keep_threshold(p: float) -> int:
-    """The 32-bit threshold of dropout probability p: keep iff word >= threshold."""
+    """The 32-bit threshold of dropout probability p: keep iff word >= threshold (cached per p)."""
     p = float(p)
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout probability p must be in [0, 1), got {p!r}")
@@ -95,7 +98,7 @@ def philox_njit():
     """``philox4x32_10`` compiled for Numba CPU code (inlined into callers)."""
     global _njit_cache
     if _njit_cache is None:
-        import numba
+        from .jit import njit
 
-        _njit_cache = numba.njit(inline="always", cache=True)(philox4x32_10)
+        _njit_cache = njit(inline="always", cache=True)(philox4x32_10)
     return _njit_cache

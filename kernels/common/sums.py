@@ -6,7 +6,7 @@ E[v²] − E[v]² — for a vector that stays in cache between the passes.
 """
 from __future__ import annotations
 
-from numba import njit
+from .jit import njit
 
 SUMS = {"reassoc", "contract"}
 

@@ -23,6 +23,8 @@ import types
 
 import numba
 
+from .jit import njit
+
 
 class _Mode(threading.local):
     serial = False  # inside a serial_below call of this thread
@@ -32,15 +34,15 @@ _mode = _Mode()
 
 
 def parallel_njit(**options):
-    """Decorator: ``numba.njit(parallel=True, **options)`` with a serial twin, compiled from the
+    """Decorator: ``njit(parallel=True, **options)`` (common/jit.py) with a serial twin, compiled from the
     same source without ``parallel`` (its own cache entry), called inside ``serial_below``.
     The builds are ``kernel.parallel`` and ``kernel.serial``."""
 
     def wrap(fn):
-        parallel = numba.njit(parallel=True, **options)(fn)
+        parallel = njit(parallel=True, **options)(fn)
         twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
         twin.__qualname__ = fn.__qualname__ + "_serial"  # Numba names its cache files by qualname
-        serial = numba.njit(**options)(twin)
+        serial = njit(**options)(twin)
 
         @functools.wraps(fn)
         def run(*args):

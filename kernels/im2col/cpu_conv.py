@@ -28,10 +28,11 @@ at batch 64: 3.9 MB).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from ..common import blas
 from ..common.blas import NO_TRANS, ROW_MAJOR, TRANS
+from ..common.jit import njit
 from .planes import col2im_plane, im2col_plane
 
 MAX_CHUNKS = 16

@@ -33,7 +33,9 @@ dropout_cnn's 32→64 layer on 13×13, which kept 3.9 MB through columns).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from ..common.jit import njit
 
 from .planes import U
 from .tiles import KB, MA, MR, dot_tile, fma_tile, lanes, vector_lanes

@@ -10,9 +10,10 @@ plane writes its own disjoint part of the output, so the parallel loops need no 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from ..common import blas
+from ..common.jit import njit
 from . import cpu_conv, direct
 from .composed import backward_with, forward_with
 from .planes import U, col2im_plane, im2col_plane

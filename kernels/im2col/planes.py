@@ -12,7 +12,7 @@ file: after editing it, delete kernels/im2col/__pycache__ (a clean clone compile
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from ..common.jit import njit
 
 U = np.uint64  # flat indices are unsigned: no negative-index wraparound test, so loops vectorize
 

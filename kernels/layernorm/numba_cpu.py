@@ -17,8 +17,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from ..common.jit import njit
 from ..common.sums import SUMS
 from ..common.threads import parallel_njit, serial_below
 

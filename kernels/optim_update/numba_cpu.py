@@ -2,9 +2,11 @@
 
 The host part of each function reads ``stats`` (plain NumPy memory: no sync), decides the skip,
 computes the gradient scale and the per-step constants (1 − β, bias corrections 1 − βᵗ,
-1 − ηλ_d) in float64 and rounds them once to the arena's dtype; the loops then run in that dtype
-(float32 math for a float32 arena, as on the GPU). Two loops per rule — [0, n_decay) with the
-decay terms, [n_decay, n) without — so that no loop carries a branch on the index.
+1 − ηλ_d) in float64 and rounds them once to the arena's dtype, into one small array ``k`` that
+the loop takes as one argument; the loops then run in that dtype (float32 math for a float32
+arena, as on the GPU). Two loops per rule — [0, n_decay) with the decay terms, [n_decay, n)
+without — so that no loop carries a branch on the index. They vectorize (sqrt and division
+included: kernels/common/jit.py).
 
 The element functions below are plain Python, compiled here with ``njit`` and by numba_cuda.py
 with ``cuda.jit(device=True)``: one copy of the arithmetic for both Numba tiers. They contain no
@@ -16,8 +18,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from ..common.jit import njit
 from ..common.threads import parallel_njit, serial_below
 
 SERIAL_BELOW = 1 << 19  # parameters: smaller arenas run the serial builds (common/threads.py)
@@ -87,17 +90,19 @@ def adam_elem(w, g, m, v, b1, omb1, b2, omb2, step_size, sqrt_bc2, eps):
 
 
 ELEMENTS = (prep_plain, prep_decay, sgd_elem, momentum_elem, adagrad_elem, rmsprop_elem, adam_elem)
-_j = njit(inline="always", fastmath=False, cache=True)  # IR-level inlining: the loops vectorize
+_j = njit(inline="always", fastmath=False, cache=True)  # IR-level inlining into the loops
 prep_plain_j, prep_decay_j, sgd_j, momentum_j, adagrad_j, rmsprop_j, adam_j = map(_j, ELEMENTS)
 
 # ----------------------------------------------------------------- loops
 # Each loop runs from 0 over the arrays it is given; the host calls it twice, on the views
 # [0, n_decay) with decay=True and [n_decay, n) with decay=False. (A prange starting at an offset
-# defeats vectorization, and the loop-invariant flag is hoisted out of the loop by LLVM.)
+# defeats vectorization, and the loop-invariant flag is hoisted out of the loop by LLVM.) k holds
+# s, c, λ, λ₁, 1 − ηλ_d (the gradient preparation), then the rule's constants.
 
 
 @parallel_njit(fastmath=False, cache=True)
-def _sgd(w, g, decay, s, cv, do_clip, lam, l1, dfac, lr):
+def _sgd(w, g, decay, do_clip, k):
+    s, cv, lam, l1, dfac, lr = k[0], k[1], k[2], k[3], k[4], k[5]
     for i in prange(w.size):
         wi = w[i]
         if decay:
@@ -109,7 +114,8 @@ def _sgd(w, g, decay, s, cv, do_clip, lam, l1, dfac, lr):
 
 
 @parallel_njit(fastmath=False, cache=True)
-def _momentum(w, g, buf, decay, s, cv, do_clip, lam, l1, dfac, lr, mu, nesterov):
+def _momentum(w, g, buf, decay, do_clip, nesterov, k):
+    s, cv, lam, l1, dfac, lr, mu = k[0], k[1], k[2], k[3], k[4], k[5], k[6]
     for i in prange(w.size):
         wi = w[i]
         if decay:
@@ -123,7 +129,8 @@ def _momentum(w, g, buf, decay, s, cv, do_clip, lam, l1, dfac, lr, mu, nesterov)
 
 
 @parallel_njit(fastmath=False, cache=True)
-def _adagrad(w, g, acc, decay, s, cv, do_clip, lam, l1, dfac, clr, eps):
+def _adagrad(w, g, acc, decay, do_clip, k):
+    s, cv, lam, l1, dfac, clr, eps = k[0], k[1], k[2], k[3], k[4], k[5], k[6]
     for i in prange(w.size):
         wi = w[i]
         if decay:
@@ -137,7 +144,9 @@ def _adagrad(w, g, acc, decay, s, cv, do_clip, lam, l1, dfac, clr, eps):
 
 
 @parallel_njit(fastmath=False, cache=True)
-def _rmsprop(w, g, sq, ga, buf, decay, s, cv, do_clip, lam, l1, dfac, lr, alpha, oma, eps, mu, centered, use_mom):
+def _rmsprop(w, g, sq, ga, buf, decay, do_clip, centered, use_mom, k):
+    s, cv, lam, l1, dfac = k[0], k[1], k[2], k[3], k[4]
+    lr, alpha, oma, eps, mu = k[5], k[6], k[7], k[8], k[9]
     zero = lr - lr
     for i in prange(w.size):
         wi = w[i]
@@ -158,7 +167,9 @@ def _rmsprop(w, g, sq, ga, buf, decay, s, cv, do_clip, lam, l1, dfac, lr, alpha,
 
 
 @parallel_njit(fastmath=False, cache=True)
-def _adam(w, g, m, v, decay, s, cv, do_clip, lam, l1, dfac, b1, omb1, b2, omb2, step_size, sqrt_bc2, eps):
+def _adam(w, g, m, v, decay, do_clip, k):
+    s, cv, lam, l1, dfac = k[0], k[1], k[2], k[3], k[4]
+    b1, omb1, b2, omb2, step_size, sqrt_bc2, eps = k[5], k[6], k[7], k[8], k[9], k[10], k[11]
     for i in prange(w.size):
         wi = w[i]
         if decay:
@@ -185,75 +196,72 @@ def scale_of(stats, clip_norm, norm_eps) -> float:
     return s
 
 
-def _common(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard):
-    """None when the step is skipped, else the loop arguments shared by every rule."""
+def _constants(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard, rule):
+    """None when the step is skipped, else (do_clip, k): k holds the gradient preparation's s, c,
+    λ, λ₁, 1 − ηλ_d and then ``rule``'s constants, computed in float64 and rounded once to the
+    arena's dtype (one small array: a loop call takes it as one argument)."""
     if guard and stats[1] != 0:
         return None
-    dt = w.dtype.type
     cv = float(clip_value)
-    return (dt(scale_of(stats, float(clip_norm), float(norm_eps))), dt(cv if cv > 0 else np.inf), cv > 0,
-            dt(weight_decay), dt(l1), dt(1.0 - lr * decoupled_wd))
+    return cv > 0, np.array((scale_of(stats, float(clip_norm), float(norm_eps)), cv if cv > 0 else np.inf,
+                             weight_decay, l1, 1.0 - lr * decoupled_wd, *rule), dtype=w.dtype)
 
 
-def _run(loop, arrays, n_decay, common, rule_args):
+def _run(loop, arrays, n_decay, flags, k):
     """The loop over [0, n_decay) with decay terms, then over [n_decay, n) without."""
     n = arrays[0].size
     nd = min(int(n_decay), n)
     if nd == n:
-        loop(*arrays, True, *common, *rule_args)
+        loop(*arrays, True, *flags, k)
         return
     if nd > 0:
-        loop(*[a[:nd] for a in arrays], True, *common, *rule_args)
-    loop(*[a[nd:] for a in arrays], False, *common, *rule_args)
+        loop(*[a[:nd] for a in arrays], True, *flags, k)
+    loop(*[a[nd:] for a in arrays], False, *flags, k)
 
 
 @serial_below(SERIAL_BELOW)
 def sgd(w, g, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard):
-    c = _common(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
+    c = _constants(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard, (lr,))
     if c is not None:
-        _run(_sgd, (w, g), n_decay, c, (w.dtype.type(lr),))
+        _run(_sgd, (w, g), n_decay, (c[0],), c[1])
 
 
 @serial_below(SERIAL_BELOW)
 def momentum(w, g, buf, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps,
              guard, mu, nesterov):
-    c = _common(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
+    c = _constants(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard, (lr, mu))
     if c is not None:
-        dt = w.dtype.type
-        _run(_momentum, (w, g, buf), n_decay, c, (dt(lr), dt(mu), bool(nesterov)))
+        _run(_momentum, (w, g, buf), n_decay, (c[0], bool(nesterov)), c[1])
 
 
 @serial_below(SERIAL_BELOW)
 def adagrad(w, g, acc, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps,
             guard, lr_decay, eps):
-    c = _common(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
+    clr = lr / (1.0 + (float(stats[2]) - 1.0) * lr_decay)
+    c = _constants(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard, (clr, eps))
     if c is not None:
-        dt = w.dtype.type
-        clr = lr / (1.0 + (float(stats[2]) - 1.0) * lr_decay)
-        _run(_adagrad, (w, g, acc), n_decay, c, (dt(clr), dt(eps)))
+        _run(_adagrad, (w, g, acc), n_decay, (c[0],), c[1])
 
 
 @serial_below(SERIAL_BELOW)
 def rmsprop(w, g, sq, ga, buf, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value,
             norm_eps, guard, alpha, eps, mu, centered):
-    c = _common(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
+    c = _constants(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard,
+                   (lr, alpha, 1.0 - alpha, eps, mu))
     if c is not None:
-        dt = w.dtype.type
-        _run(_rmsprop, (w, g, sq, ga, buf), n_decay, c,
-             (dt(lr), dt(alpha), dt(1.0 - alpha), dt(eps), dt(mu), bool(centered), bool(mu > 0)))
+        _run(_rmsprop, (w, g, sq, ga, buf), n_decay, (c[0], bool(centered), bool(mu > 0)), c[1])
 
 
 @serial_below(SERIAL_BELOW)
 def adam(w, g, m, v, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps,
          guard, beta1, beta2, eps):
-    c = _common(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
+    t = float(stats[2])
+    bc1 = 1.0 - beta1 ** t
+    bc2 = 1.0 - beta2 ** t
+    c = _constants(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard,
+                   (beta1, 1.0 - beta1, beta2, 1.0 - beta2, lr / bc1, math.sqrt(bc2), eps))
     if c is not None:
-        dt = w.dtype.type
-        t = float(stats[2])
-        bc1 = 1.0 - beta1 ** t
-        bc2 = 1.0 - beta2 ** t
-        _run(_adam, (w, g, m, v), n_decay, c, (dt(beta1), dt(1.0 - beta1), dt(beta2), dt(1.0 - beta2),
-                                             dt(lr / bc1), dt(math.sqrt(bc2)), dt(eps)))
+        _run(_adam, (w, g, m, v), n_decay, (c[0],), c[1])
 
 # ----------------------------------------------------------------- update rules defined by users
 # An update rule (gpunet.optim.update_rule) is an element function
@@ -263,8 +271,9 @@ def adam(w, g, m, v, stats, n_decay, lr, weight_decay, l1, decoupled_wd, clip_no
 # the rule's names (its arity varies) and compiled once per rule and process.
 
 _RULE_LOOP = '''
-def loop(w, g, {states}decay, s, cv, do_clip, lam, l1, dfac, lr, t{hypers}):
-    for i in prange(w.size):
+def loop(w, g, {states}decay, do_clip, t, consts):
+    s, cv, lam, l1, dfac, lr = consts[0], consts[1], consts[2], consts[3], consts[4], consts[5]
+{unpack}    for i in prange(w.size):
         wi = w[i]
         if decay:
             gi = prep_decay_j(g[i], wi, s, cv, do_clip, lam, l1)
@@ -288,8 +297,9 @@ def rule_source(spec, template: str, load: str) -> str:
         stores = f"{pad}w[i] = r"
     else:
         stores = "\n".join([f"{pad}w[i] = r[0]"] + [f"{pad}{s}[i] = r[{k + 1}]" for k, s in enumerate(spec.state)])
-    return template.format(states=states, hypers="".join(f", {h}" for h in spec.hyper), loads=loads, call=call,
-                           stores=stores)
+    unpack = "".join(f"    {h} = consts[{6 + j}]\n" for j, h in enumerate(spec.hyper))
+    return template.format(states=states, hypers="".join(f", {h}" for h in spec.hyper), unpack=unpack, loads=loads,
+                           call=call, stores=stores)
 
 
 def compile_rule(spec):
@@ -304,9 +314,9 @@ def compile_rule(spec):
     def run(w, g, *rest, n_decay, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard,
             **hyper):
         *states, stats = rest
-        c = _common(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard)
+        c = _constants(w, stats, lr, weight_decay, l1, decoupled_wd, clip_norm, clip_value, norm_eps, guard,
+                       (lr, *(hyper[h] for h in spec.hyper)))
         if c is not None:
-            dt = w.dtype.type
-            _run(loop, (w, g, *states), n_decay, c, (dt(lr), float(stats[2]), *(dt(hyper[h]) for h in spec.hyper)))
+            _run(loop, (w, g, *states), n_decay, (c[0], float(stats[2])), c[1])
 
     return run

@@ -6,7 +6,9 @@ so the backward scatters need no atomics. Window bounds are clipped to the image
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from ..common.jit import njit
 
 U = np.uint64  # flat indices are unsigned: no negative-index wraparound test in the hot loops
 

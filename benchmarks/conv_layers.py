@@ -13,17 +13,6 @@ forward (PyTorch needs a fresh graph for every backward). The first convolution 
 as in training; the others compute it. "conv+relu" rows are a Conv2d followed by a ReLU (in
 gpunet a Sequential, which fuses the pair: see gpunet/layers/conv.py).
 
-``--phases``).
-
-    python benchmarks/conv_layers.py [--threads N] [--json out.json] [--repeat 30] [--phases] [--step]
-                                     [--step-model dropout_cnn|resnet_small] [--steps 200]
-
-Shapes are those of one training step of ``dropout_cnn(0.2)`` at batch 64. Forward: the median
-time of a forward call; backward: the median time of a backward call, each after an untimed
-forward (PyTorch needs a fresh graph for every backward). The first convolution skips its input gradient,
-as in training; the second computes it. "conv+relu" rows are a Conv2d followed by a ReLU (in
-gpunet a Sequential, which fuses the pair: see gpunet/layers/conv.py).
-
 ``--phases`` times the pieces of the convolution computed as one product over the batch
 (kernels/im2col/composed.py: im2col, the GEMM, the bias and layout pass, the layout pass of dy
 with db, the dW and dX GEMMs, col2im) — the path gpunet took before its convolution became one

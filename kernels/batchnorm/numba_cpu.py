@@ -8,7 +8,7 @@ result does not depend on the thread count), and an element-wise pass:
   float64 passes over the plane (it stays in cache); the planes are merged with Chan's formula —
   stable for any mean, no E[x²] − E[x]². The plane sums are compiled with reassociation
   (``SUMS``), so they vectorize: their order is fixed by the build, not by the thread count;
-- (N, C) statistics: each of ``_tasks(N)`` tasks walks its rows in blocks of ``BLOCK_ROWS``,
+- (N, C) statistics: each of min(MAX_TASKS, N) tasks walks its rows in blocks of ``BLOCK_ROWS``,
   the block's mean and M2 by two passes, merged into the task's (mean, M2) the same way;
 - y = (x − μ)·(γ·invstd) + β element-wise, x − μ in float64; with ``relu``, max(y, 0) in the
   same pass (a fused BatchNorm → ReLU, the ReLU layer's bits);
@@ -28,7 +28,7 @@ from numba import prange
 
 from ..common.jit import njit
 from ..common.sums import SUMS, mean_m2
-from ..common.threads import parallel_njit, serial_below
+from ..common.threads import host_njit, parallel_njit, serial_below
 
 # elements: smaller inputs run the serial builds (common/threads.py); (N, C) rows and (N, C, S) planes
 SERIAL_BELOW_ROWS = 1 << 20
@@ -40,10 +40,6 @@ MAX_TASKS = 16
 
 def _serial_limit(x) -> int:
     return SERIAL_BELOW_ROWS if x.shape[2] == 1 else SERIAL_BELOW_PLANES
-
-
-def _tasks(n_rows: int) -> int:
-    return max(1, min(MAX_TASKS, n_rows))
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -61,13 +57,16 @@ def _stats_nc(x, pmean, pm2, pcount):
     N, C = x.shape
     T = pmean.shape[0]
     per = (N + T - 1) // T
+    blocks = np.empty((T, 2, C))  # each task's block sums: one allocation, not four per task
     for t in prange(T):
         r0 = t * per
         r1 = min(N, r0 + per)
-        mean = np.zeros(C)
-        m2 = np.zeros(C)
-        bs = np.empty(C)
-        bq = np.empty(C)
+        mean = pmean[t]
+        m2 = pm2[t]
+        mean[:] = 0.0
+        m2[:] = 0.0
+        bs = blocks[t, 0]
+        bq = blocks[t, 1]
         cnt = 0.0
         for b0 in range(r0, r1, BLOCK_ROWS):
             nb = min(r1, b0 + BLOCK_ROWS) - b0
@@ -92,8 +91,6 @@ def _stats_nc(x, pmean, pm2, pcount):
                 mean[c] += delta * f
                 m2[c] += bq[c] + delta * delta * g
             cnt = tot
-        pmean[t, :] = mean
-        pm2[t, :] = m2
         pcount[t] = cnt
 
 
@@ -178,8 +175,10 @@ def _bwd_sums_nc(dy, x, mean, mask, masked, psdy, psdx, one, zero):
     for t in prange(T):
         r0 = t * per
         r1 = min(N, r0 + per)
-        sdy = np.zeros(C)
-        sdx = np.zeros(C)
+        sdy = psdy[t]
+        sdx = psdx[t]
+        sdy[:] = 0.0
+        sdx[:] = 0.0
         for r in range(r1 - r0):
             xr = x[r0 + r]
             gr = dy[r0 + r]
@@ -188,8 +187,6 @@ def _bwd_sums_nc(dy, x, mean, mask, masked, psdy, psdx, one, zero):
                 g = np.float64(gr[c] * (one if mr[c] > 0 else zero)) if masked else np.float64(gr[c])
                 sdy[c] += g
                 sdx[c] += g * (xr[c] - mean[c])
-        psdy[t, :] = sdy
-        psdx[t, :] = sdx
 
 
 @njit(fastmath=SUMS, cache=True)
@@ -287,15 +284,17 @@ def _dx_nc(dy, x, mean, a, k, m, dx, mask, masked, one, zero):
             dr[c] = a[c] * g - k[c] * (xr[c] - mean[c]) - m[c]
 
 
-# ----------------------------------------------------------------------------- tier API
-@serial_below(_serial_limit)
-def forward_train(x, weight, bias, running_mean, running_var, y, save_mean, save_invstd,
-                  eps, momentum, update_running, relu=False):
-    """Training forward on x of shape (N, C, S); see reference.forward_train."""
+# ----------------------------------------------------------------------------- host parts
+# In Numba's subset of Python (host_njit): on small inputs each op is one compiled call.
+
+
+@host_njit(cache=True)
+def _forward_train(x, weight, bias, running_mean, running_var, y, save_mean, save_invstd, eps, momentum, update,
+                   relu, zero):
     N, C, S = x.shape
     cnt = N * S
     if S == 1:
-        T = _tasks(N)
+        T = max(1, min(MAX_TASKS, N))
         pmean, pm2, pcount = np.empty((T, C)), np.empty((T, C)), np.empty(T)
         _stats_nc(x.reshape(N, C), pmean, pm2, pcount)
     else:
@@ -303,18 +302,46 @@ def forward_train(x, weight, bias, running_mean, running_var, y, save_mean, save
         _stats_ncs(x, pmean, pm2)
     a = np.empty(C)
     unbias = cnt / (cnt - 1) if cnt > 1 else math.inf
-    _finalize_stats(pmean, pm2, pcount, weight, running_mean, running_var, save_mean, save_invstd, a,
-                    float(eps), float(momentum), float(unbias), bool(update_running))
-    _normalize_any(x, save_mean, a, bias, y, relu)
+    _finalize_stats(pmean, pm2, pcount, weight, running_mean, running_var, save_mean, save_invstd, a, eps, momentum,
+                    unbias, update)
+    _normalize_any(x, save_mean, a, bias, y, relu, zero)
 
 
-def _normalize_any(x, mean, a, bias, y, relu):
+@host_njit(cache=True)
+def _normalize_any(x, mean, a, bias, y, relu, zero):
     N, C, S = x.shape
-    zero = y.dtype.type(0)
     if S == 1:
-        _normalize_nc(x.reshape(N, C), mean, a, bias, y.reshape(N, C), bool(relu), zero)
+        _normalize_nc(x.reshape(N, C), mean, a, bias, y.reshape(N, C), relu, zero)
     else:
-        _normalize(x, mean, a, bias, y, bool(relu), zero)
+        _normalize(x, mean, a, bias, y, relu, zero)
+
+
+@host_njit(cache=True)
+def _backward(dy, x, weight, save_mean, save_invstd, dx, dweight, dbias, batch_stats, mask, masked, one, zero):
+    N, C, S = x.shape
+    if S == 1:
+        T = max(1, min(MAX_TASKS, N))
+        psdy, psdx = np.empty((T, C)), np.empty((T, C))
+        _bwd_sums_nc(dy.reshape(N, C), x.reshape(N, C), save_mean, mask.reshape(N, C), masked, psdy, psdx, one, zero)
+    else:
+        psdy, psdx = np.empty((N, C)), np.empty((N, C))
+        _bwd_sums_ncs(dy, x, save_mean, mask, masked, psdy, psdx, one, zero)
+    a, k, m = np.empty(C), np.empty(C), np.empty(C)
+    _finalize_bwd(psdy, psdx, weight, save_invstd, dweight, dbias, a, k, m, float(N * S), batch_stats)
+    if S == 1:
+        _dx_nc(dy.reshape(N, C), x.reshape(N, C), save_mean, a, k, m, dx.reshape(N, C), mask.reshape(N, C), masked,
+               one, zero)
+    else:
+        _dx(dy, x, save_mean, a, k, m, dx, mask, masked, one, zero)
+
+
+# ----------------------------------------------------------------------------- tier API
+@serial_below(_serial_limit)
+def forward_train(x, weight, bias, running_mean, running_var, y, save_mean, save_invstd,
+                  eps, momentum, update_running, relu=False):
+    """Training forward on x of shape (N, C, S); see reference.forward_train."""
+    _forward_train(x, weight, bias, running_mean, running_var, y, save_mean, save_invstd, float(eps),
+                   float(momentum), bool(update_running), bool(relu), y.dtype.type(0))
 
 
 @serial_below(_serial_limit)
@@ -322,28 +349,12 @@ def forward_eval(x, weight, bias, running_mean, running_var, y, eps, relu=False)
     """Evaluation forward with the running statistics; see reference.forward_eval."""
     mean = running_mean.astype(np.float64)
     a = weight / np.sqrt(running_var.astype(np.float64) + float(eps))
-    _normalize_any(x, mean, a, bias, y, relu)
+    _normalize_any(x, mean, a, bias, y, bool(relu), y.dtype.type(0))
 
 
 @serial_below(_serial_limit)
 def backward(dy, x, weight, save_mean, save_invstd, dx, dweight, dbias, batch_stats, relu_y=None):
     """dx, dγ, dβ; see reference.backward."""
-    N, C, S = x.shape
     masked = relu_y is not None
-    mask = relu_y if masked else dy
-    one, zero = dy.dtype.type(1), dy.dtype.type(0)
-    if S == 1:
-        T = _tasks(N)
-        psdy, psdx = np.empty((T, C)), np.empty((T, C))
-        _bwd_sums_nc(dy.reshape(N, C), x.reshape(N, C), save_mean, mask.reshape(N, C), masked, psdy, psdx,
-                     one, zero)
-    else:
-        psdy, psdx = np.empty((N, C)), np.empty((N, C))
-        _bwd_sums_ncs(dy, x, save_mean, mask, masked, psdy, psdx, one, zero)
-    a, k, m = np.empty(C), np.empty(C), np.empty(C)
-    _finalize_bwd(psdy, psdx, weight, save_invstd, dweight, dbias, a, k, m, float(N * S), bool(batch_stats))
-    if S == 1:
-        _dx_nc(dy.reshape(N, C), x.reshape(N, C), save_mean, a, k, m, dx.reshape(N, C), mask.reshape(N, C),
-               masked, one, zero)
-    else:
-        _dx(dy, x, save_mean, a, k, m, dx, mask, masked, one, zero)
+    _backward(dy, x, weight, save_mean, save_invstd, dx, dweight, dbias, bool(batch_stats),
+              relu_y if masked else dy, masked, dy.dtype.type(1), dy.dtype.type(0))

@@ -13,6 +13,13 @@ So each parallel kernel of these ops is compiled twice (``parallel_njit``: the p
 and a serial build of the same source whose prange loops run as plain loops, the same bits), and
 each op's tier API is wrapped with ``serial_below``, the size below which its kernels run their
 serial builds. One Numba thread (``numba.set_num_threads(1)``) runs the serial builds too.
+
+On small inputs the host code between the kernels costs more than the kernels: every call of a
+compiled function from Python takes about a microsecond to type its arguments, and every NumPy
+allocation, reshape and conversion a few tenths. ``host_njit`` marks a host function written in
+the part of Python that Numba compiles: on large inputs it runs as Python and calls the parallel
+builds; inside ``serial_below`` a compiled twin of it runs instead, calling the serial builds
+directly, so that a whole op is one call from Python.
 """
 from __future__ import annotations
 
@@ -49,6 +56,37 @@ def parallel_njit(**options):
             return (serial if _mode.serial else parallel)(*args)
 
         run.parallel, run.serial = parallel, serial
+        run.serial_build = lambda: serial  # what host_njit's twins call
+        return run
+
+    return wrap
+
+
+def host_njit(**options):
+    """Decorator for a host function that calls ``parallel_njit`` kernels and stays in Numba's
+    subset of Python: in parallel mode it runs as written (the kernels' wrappers pick their
+    parallel builds); inside ``serial_below`` its twin, compiled with ``njit(**options)`` against
+    the kernels' serial builds, runs instead (compiled on first use, when the module is loaded)."""
+
+    def wrap(fn):
+        names = {}  # the twin's globals: filled on first use, when every kernel of the module exists
+        twin = types.FunctionType(fn.__code__, names, fn.__name__, fn.__defaults__, fn.__closure__)
+        twin.__qualname__, twin.__module__ = fn.__qualname__ + "_serial", fn.__module__
+        compiled = []
+
+        def serial_build():
+            if not compiled:
+                names.update(fn.__globals__)
+                used = {k: fn.__globals__[k] for k in fn.__code__.co_names if k in fn.__globals__}
+                names.update({k: v.serial_build() for k, v in used.items() if hasattr(v, "serial_build")})
+                compiled.append(njit(**options)(twin))
+            return compiled[0]
+
+        @functools.wraps(fn)
+        def run(*args):
+            return serial_build()(*args) if _mode.serial else fn(*args)
+
+        run.serial_build = serial_build
         return run
 
     return wrap

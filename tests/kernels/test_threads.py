@@ -50,6 +50,32 @@ def test_parallel_builds_from_the_threshold_unless_numba_has_one_thread():
         numba.set_num_threads(previous)
 
 
+@threads.host_njit()
+def _host(x, y):
+    _double(x, y)
+    return y.sum()
+
+
+@threads.host_njit()
+def _outer_host(x, y):
+    return _host(x, y) + 1.0
+
+
+def test_a_host_function_runs_as_python_or_compiled_against_the_serial_builds():
+    x, y = np.arange(10.0), np.empty(10)
+    assert _outer_host(x, y) == 91.0 and _double.parallel.signatures  # parallel mode: Python
+    threads._mode.serial = True
+    try:
+        y[:] = 0.0
+        assert _outer_host(x, y) == 91.0 and np.array_equal(y, 2 * x)
+    finally:
+        threads._mode.serial = False
+    outer = _outer_host.serial_build()  # the compiled twin, and what its names resolve to:
+    assert outer.signatures and outer.py_func.__globals__["_host"] is _host.serial_build()
+    assert _host.serial_build().py_func.__globals__["_double"] is _double.serial
+    assert _host.serial_build().signatures
+
+
 def _both_builds(fn, make_args):
     """The outputs (every array argument after the call) of ``fn`` with the parallel builds and
     with the serial builds, each on fresh copies of ``make_args()``."""

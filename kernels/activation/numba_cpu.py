@@ -15,7 +15,6 @@ import numpy as np
 from numba import prange
 
 from ..common.jit import njit
-
 from . import reference
 
 PARALLEL_MIN = 1 << 16

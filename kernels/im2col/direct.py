@@ -36,7 +36,6 @@ import numpy as np
 from numba import prange
 
 from ..common.jit import njit
-
 from .planes import U
 from .tiles import KB, MA, MR, dot_tile, fma_tile, lanes, vector_lanes
 

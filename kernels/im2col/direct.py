@@ -37,7 +37,7 @@ from numba import prange
 
 from ..common.jit import njit
 from .planes import U
-from .tiles import KB, MA, MR, dot_tile, fma_tile, lanes, vector_lanes
+from .tiles import KB, MA, MR, NV, dot_tile, fma_tile, lanes, vector_lanes
 
 
 MIN_TAPS = 32  # C·kh·kw below which cpu_conv.py's columns and product are faster
@@ -89,7 +89,7 @@ def _tiles(xp, wf, offs, yext):
     """yext (OCp, Tr) = the fma tiles of the padded image xp with weights wf (K, OCp)."""
     k, ocp = wf.shape
     tr = yext.shape[1]
-    step = vector_lanes(xp)
+    step = vector_lanes(xp) * NV  # outputs per tile
     isz = xp.itemsize
     for o0 in range(0, ocp, MR):
         for t0 in range(0, tr, step):
@@ -196,7 +196,7 @@ def _geometry(x_shape, kh, kw, ph, pw, dtype):
     hp, wp = h + 2 * ph, w + 2 * pw
     oh = hp - kh + 1
     n = lanes(dtype)
-    tr = _ceil(oh * wp, n)
+    tr = _ceil(oh * wp, n * NV)  # whole tiles
     return hp, wp, oh, tr, c * hp * wp + (tr - oh * wp) + kw + n  # the padded image with its tail
 
 

@@ -7,10 +7,10 @@ A vector holds ``L`` consecutive elements (16 float32 or 8 float64 with AVX-512;
 Addresses are integers (``array.ctypes.data`` plus a byte offset); ``offs`` points to int64
 element offsets.
 
-    fma_tile(x, w, offs, K, ws, y, ys):      for m < MR:
-        y[m·ys : m·ys + L] = Σ_{k<K} w[k·ws + m] · x[offs[k] : offs[k] + L]
-    (MR output channels × L consecutive outputs; each step loads one vector of x and broadcasts
-    MR weights: MR fused multiply-adds per load)
+    fma_tile(x, w, offs, K, ws, y, ys):      for m < MR, v < NV:
+        y[m·ys + v·L : m·ys + (v + 1)·L] = Σ_{k<K} w[k·ws + m] · x[offs[k] + v·L : offs[k] + (v + 1)·L]
+    (MR output channels × NV·L consecutive outputs; each step loads NV vectors of x and
+    broadcasts MR weights: MR·NV fused multiply-adds per MR + NV loads)
 
     dot_tile(g, gs, x, offs, nq, out, os, nimg, gimg, ximg):   for a < MA, b < KB:
         out[a·os + b] += Σ_{i<nimg} Σ_{q<nq} Σ_{l<L} g[i·gimg + a·gs + q·L + l]
@@ -35,7 +35,9 @@ from numba.extending import intrinsic, overload
 
 AVX512 = bool(llvm.get_host_cpu_features().get("avx512f", False))
 VECTOR_BYTES = 64 if AVX512 else 32
-MR = 16 if AVX512 else 8  # fma_tile's rows: MR accumulators of one vector each (32 or 16 registers)
+# fma_tile's MR rows × NV vectors of accumulators: 16 × 1 of the 32 AVX-512 registers; 4 × 3 of the
+# 16 AVX2 ones (4 broadcasts and 3 loads per 12 multiply-adds, where 8 × 1 took 9 per 8)
+MR, NV = (16, 1) if AVX512 else (4, 3)
 MA, KB = 4, 6             # dot_tile's 24 accumulators (4×4 and 6×4 measured slower)
 
 
@@ -123,15 +125,20 @@ def _make_fma_tile(dtype):
             xp, wp = builder.inttoptr(xa, fp.as_pointer()), builder.inttoptr(wa, fp.as_pointer())
             op, yp = builder.inttoptr(oa, i64.as_pointer()), builder.inttoptr(ya, fp.as_pointer())
             fma = _fma(builder, vt, n, name)
-            i, accs, close = _loop(builder, count, [ir.Constant(vt, [0.0] * n)] * MR)
-            xv = builder.load(builder.bitcast(builder.gep(xp, [builder.load(builder.gep(op, [i]))]), vt.as_pointer()),
-                              align=1)
+            i, accs, close = _loop(builder, count, [ir.Constant(vt, [0.0] * n)] * (MR * NV))
+            start = builder.gep(xp, [builder.load(builder.gep(op, [i]))])
+            xv = [builder.load(builder.bitcast(builder.gep(start, [ir.Constant(i64, v * n)]), vt.as_pointer()), align=1)
+                  for v in range(NV)]
             row = builder.gep(wp, [builder.mul(i, wstride)])
-            new = [builder.call(fma, [_splat(builder, builder.load(builder.gep(row, [ir.Constant(i64, m)])), vt, n),
-                                      xv, accs[m]]) for m in range(MR)]
-            for m, v in enumerate(close(new)):
-                dst = builder.gep(yp, [builder.mul(ir.Constant(i64, m), ystride)])
-                builder.store(v, builder.bitcast(dst, vt.as_pointer()), align=1)
+            new = []
+            for m in range(MR):
+                wm = _splat(builder, builder.load(builder.gep(row, [ir.Constant(i64, m)])), vt, n)
+                new += [builder.call(fma, [wm, xv[v], accs[m * NV + v]]) for v in range(NV)]
+            final = close(new)
+            for m in range(MR):
+                for v in range(NV):
+                    at = builder.add(builder.mul(ir.Constant(i64, m), ystride), ir.Constant(i64, v * n))
+                    builder.store(final[m * NV + v], builder.bitcast(builder.gep(yp, [at]), vt.as_pointer()), align=1)
             return context.get_dummy_value()
         if not _integers(x, w, offs, k, ws, y, ys):
             return None

@@ -13,7 +13,7 @@ def check_input(layer, x, ndim=None, trailing=None, dtype=None, min_ndim=None):
     the last axes (None for any). A floating input of another precision than the layer's is cast;
     an integer or boolean input is an error (scale images to floats first).
     """
-    on_cpu = type(x) is np.ndarray or isinstance(x, np.ndarray)
+    on_cpu = isinstance(x, np.ndarray)
     if not on_cpu and not backend.is_gpu_array(x):
         raise TypeError(f"{layer.name}: expected a NumPy or CuPy array, got {backend.describe_non_array(x)}")
     if x.dtype.kind != "f":
@@ -33,7 +33,7 @@ def check_input(layer, x, ndim=None, trailing=None, dtype=None, min_ndim=None):
                     f"got {tuple(x.shape)}"
                 )
     own = layer._own_array()
-    if own is not None and (type(own) is np.ndarray or isinstance(own, np.ndarray)) != on_cpu:
+    if own is not None and isinstance(own, np.ndarray) != on_cpu:
         layer_device = backend.device_of(own)
         raise ValueError(
             f"{layer.name}: input is on the {backend.device_of(x)}, the layer's parameters are on the "

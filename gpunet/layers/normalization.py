@@ -119,7 +119,7 @@ class _BatchNorm(Layer):
         x = check_input(self, x, dtype=self._dtype)
         if x.ndim not in self._ndims or x.shape[1] != self.num_features:
             self._shape_error(x)
-        weight, bias = (self.weight, self.bias) if self.affine else self._unit_affine(x)
+        weight, bias = self._affine(x)
         if not self.training and self.track_running_stats:
             y = batch_norm_eval(x, weight, bias, self.running_mean, self.running_var, self.eps, check=registry.DEBUG,
                                 relu=relu)

@@ -8,7 +8,7 @@ result does not depend on the thread count), and an element-wise pass:
   float64 passes over the plane (it stays in cache); the planes are merged with Chan's formula —
   stable for any mean, no E[x²] − E[x]². The plane sums are compiled with reassociation
   (``SUMS``), so they vectorize: their order is fixed by the build, not by the thread count;
-- (N, C) statistics: each of min(MAX_TASKS, N) tasks walks its rows in blocks of ``BLOCK_ROWS``,
+- (N, C) statistics: each of ``_tasks(N)`` tasks walks its rows in blocks of ``BLOCK_ROWS``,
   the block's mean and M2 by two passes, merged into the task's (mean, M2) the same way;
 - y = (x − μ)·(γ·invstd) + β element-wise, x − μ in float64; with ``relu``, max(y, 0) in the
   same pass (a fused BatchNorm → ReLU, the ReLU layer's bits);
@@ -40,6 +40,11 @@ MAX_TASKS = 16
 
 def _serial_limit(x) -> int:
     return SERIAL_BELOW_ROWS if x.shape[2] == 1 else SERIAL_BELOW_PLANES
+
+
+@njit(inline="always")
+def _tasks(n_rows):
+    return max(1, min(MAX_TASKS, n_rows))
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -294,7 +299,7 @@ def _forward_train(x, weight, bias, running_mean, running_var, y, save_mean, sav
     N, C, S = x.shape
     cnt = N * S
     if S == 1:
-        T = max(1, min(MAX_TASKS, N))
+        T = _tasks(N)
         pmean, pm2, pcount = np.empty((T, C)), np.empty((T, C)), np.empty(T)
         _stats_nc(x.reshape(N, C), pmean, pm2, pcount)
     else:
@@ -320,7 +325,7 @@ def _normalize_any(x, mean, a, bias, y, relu, zero):
 def _backward(dy, x, weight, save_mean, save_invstd, dx, dweight, dbias, batch_stats, mask, masked, one, zero):
     N, C, S = x.shape
     if S == 1:
-        T = max(1, min(MAX_TASKS, N))
+        T = _tasks(N)
         psdy, psdx = np.empty((T, C)), np.empty((T, C))
         _bwd_sums_nc(dy.reshape(N, C), x.reshape(N, C), save_mean, mask.reshape(N, C), masked, psdy, psdx, one, zero)
     else:

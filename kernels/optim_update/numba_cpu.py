@@ -5,8 +5,8 @@ computes the gradient scale and the per-step constants (1 − β, bias correctio
 1 − ηλ_d) in float64 and rounds them once to the arena's dtype, into one small array ``k`` that
 the loop takes as one argument; the loops then run in that dtype (float32 math for a float32
 arena, as on the GPU). Two loops per rule — [0, n_decay) with the decay terms, [n_decay, n)
-without — so that no loop carries a branch on the index. They vectorize (sqrt and division
-included: kernels/common/jit.py).
+without — so that no loop carries a branch on the index. Division and square root do not keep
+them from vectorizing (kernels/common/jit.py).
 
 The element functions below are plain Python, compiled here with ``njit`` and by numba_cuda.py
 with ``cuda.jit(device=True)``: one copy of the arithmetic for both Numba tiers. They contain no

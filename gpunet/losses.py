@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
+from .ops import cross_entropy as _xent
 
 
 class Loss:
@@ -47,9 +48,13 @@ class CrossEntropy(Loss):
     wrapped index into another class), which the optimizer's non-finite guard and the Trainer
     report. The Trainer checks a data set's labels once, before training on it, and calls
     ``forward_trusted``, which skips both.
+
+    Without class weights, float32 and float64 logits run the ``cross_entropy`` kernel op
+    (gpunet/ops/cross_entropy.py): loss and gradient in one pass, the gradient kept for
+    ``backward``, which returns it (the same array until the next forward).
     """
 
-    _probs = None
+    _probs = _grad = None
 
     def __init__(self, reduction: str = "mean", check_labels: bool = True, weight=None, label_smoothing: float = 0.0):
         who = type(self).__name__
@@ -122,6 +127,11 @@ class CrossEntropy(Loss):
         return xp.where(bad, 0, y), bad
 
     def _compute(self, logits, y, guard: bool):
+        if self.weight is None and logits.dtype in _xent.DTYPES:  # out-of-range labels: NaN there
+            value, self._grad = _xent.forward(logits, y, self.label_smoothing,
+                                              logits.shape[0] if self.reduction == "mean" else 1)
+            return value
+        self._grad = None
         xp = backend.get_array_module(logits)
         n, classes = logits.shape
         shifted = logits - logits.max(axis=1, keepdims=True)
@@ -148,6 +158,8 @@ class CrossEntropy(Loss):
         return nll.sum() / self._norm
 
     def backward(self):
+        if self._grad is not None:
+            return self._grad
         p = self._saved("_probs")
         n, classes = p.shape
         xp = backend.get_array_module(p)

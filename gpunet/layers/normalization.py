@@ -147,11 +147,12 @@ class _BatchNorm(Layer):
             return y
         y, mean, invstd = batch_norm_train(
             x, weight, bias, self.running_mean if update else None, self.running_var if update else None,
-            self.eps, factor, update_running=update, check=registry.DEBUG, relu=relu)
+            self.eps, factor, update, None, registry.DEBUG, relu)
         if update and self.momentum is not None:  # after the launches: no delay before the first kernel
             _count(nbt)
-        self._saved = (x, mean, invstd, True)
-        self._relu_y = y if relu else None
+        d = self.__dict__  # plain saved state: stored without __setattr__'s look for layers in a tuple
+        d["_saved"] = (x, mean, invstd, True)
+        d["_relu_y"] = y if relu else None
         return y
 
     def _shape_error(self, x):
@@ -168,17 +169,17 @@ class _BatchNorm(Layer):
             xp = backend.get_array_module(x)
             mean = self.running_mean.astype(np.float64)
             invstd = 1.0 / xp.sqrt(self.running_var.astype(np.float64) + self.eps)
-        weight, _ = self._affine(x)
-        dw = self._grads["weight"] if self.affine else None
-        db = self._grads["bias"] if self.affine else None
-        if tuple(dy.shape) != tuple(x.shape):
+        if self.affine:
+            weight, dw, db = self.weight, self._grads["weight"], self._grads["bias"]
+        else:
+            weight, dw, db = self._unit_affine(x)[0], None, None
+        if dy.shape != x.shape:
             raise ValueError(f"{self.name}.backward: dy has shape {tuple(dy.shape)}, expected {tuple(x.shape)} "
                              "(the shape of the forward's output)")
         if batch_stats == "sync":
             return sync_batchnorm.backward(self, dy, weight, dw, db)
-        dx, _, _ = batch_norm_backward(dy, x, weight, mean, invstd, batch_stats=batch_stats, dweight=dw, dbias=db,
-                                       check=registry.DEBUG, relu_y=self._relu_y)
-        return dx
+        return batch_norm_backward(dy, x, weight, mean, invstd, batch_stats, dw, db, None, registry.DEBUG,
+                                   self._relu_y)[0]
 
     def sample_values_per_channel(self):
         """Values per channel in one sample of the last input (1 for (N, C), L or H·W); None

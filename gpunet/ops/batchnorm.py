@@ -39,6 +39,11 @@ def _ncs(x):
     return x.reshape(shape[0], shape[1], x.size // max(shape[0] * shape[1], 1))
 
 
+def _xp(x):
+    """numpy or cupy for ``x`` (NumPy's without a call: these ops run once per layer call)."""
+    return np if type(x) is np.ndarray else backend.get_array_module(x)
+
+
 def _check_x(x, who: str) -> int:
     """x a non-empty float32/float64 array of shape (N, C, ...); returns C."""
     if not hasattr(x, "dtype") or x.dtype not in (np.float32, np.float64):
@@ -94,16 +99,15 @@ def batch_norm_train(x, weight, bias, running_mean=None, running_var=None, eps: 
         _check_channels(who, x, {"weight": weight, "bias": bias, **running})
     x3 = _ncs(x)
     C = x3.shape[1]
-    xp = backend.get_array_module(x3)
+    xp = _xp(x3)
     if not update_running:  # the kernels take arrays; these are left alone
         running_mean = xp.zeros(C, dtype=x3.dtype)
         running_var = xp.ones(C, dtype=x3.dtype)
-    k = OP.select(x3, tier=tier)
-    y = xp.empty_like(x3)
+    y = xp.empty(x3.shape, dtype=x3.dtype)
     mean = xp.empty(C, dtype=np.float64)
     invstd = xp.empty(C, dtype=np.float64)
-    k.forward_train(x3, weight, bias, running_mean, running_var, y, mean, invstd,
-                    float(eps), float(momentum), bool(update_running), bool(relu))
+    OP.select(x3, tier=tier).forward_train(x3, weight, bias, running_mean, running_var, y, mean, invstd,
+                                           float(eps), float(momentum), bool(update_running), bool(relu))
     return y.reshape(x.shape), mean, invstd
 
 
@@ -145,10 +149,10 @@ def batch_norm_backward(dy, x, weight, mean, invstd, batch_stats: bool = True, d
             device_kind(x, relu_y)
     x3, dy3 = _ncs(x), _ncs(dy)
     C = x3.shape[1]
-    xp = backend.get_array_module(x3)
+    xp = _xp(x3)
     dweight = xp.empty(C, dtype=x3.dtype) if dweight is None else dweight
     dbias = xp.empty(C, dtype=x3.dtype) if dbias is None else dbias
-    dx = xp.empty_like(x3)
+    dx = xp.empty(x3.shape, dtype=x3.dtype)
     OP.select(x3, tier=tier).backward(dy3, x3, weight, mean, invstd, dx, dweight, dbias, bool(batch_stats),
                                       None if relu_y is None else _ncs(relu_y))
     return dx.reshape(x.shape), dweight, dbias

@@ -129,7 +129,7 @@ class Op:
 
     def select(self, *arrays, tier: str | None = None):
         """The tier module that runs this op on ``arrays`` (all on one device)."""
-        kind = device_kind(*arrays)
+        kind = 0 if len(arrays) == 1 and type(arrays[0]) is np.ndarray else device_kind(*arrays)
         if tier is None:
             m = self._chosen[kind]
             if m is None:

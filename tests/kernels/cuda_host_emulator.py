@@ -73,7 +73,8 @@ SCALARS = {
     "long long": (ctypes.c_longlong, np.int64), "unsigned long long": (ctypes.c_ulonglong, np.uint64),
     "float": (ctypes.c_float, np.float32), "double": (ctypes.c_double, np.float64),
 }
-POINTEES = {"float": np.float32, "double": np.float64, "unsigned char": np.uint8, "unsigned int": np.uint32}
+POINTEES = {"float": np.float32, "double": np.float64, "unsigned char": np.uint8, "unsigned int": np.uint32,
+            "long long": np.int64}
 GUARD = 64
 
 

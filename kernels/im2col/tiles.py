@@ -38,7 +38,9 @@ VECTOR_BYTES = 64 if AVX512 else 32
 # fma_tile's MR rows × NV vectors of accumulators: 16 × 1 of the 32 AVX-512 registers; 4 × 3 of the
 # 16 AVX2 ones (4 broadcasts and 3 loads per 12 multiply-adds, where 8 × 1 took 9 per 8)
 MR, NV = (16, 1) if AVX512 else (4, 3)
-MA, KB = 4, 6             # dot_tile's 24 accumulators (4×4 and 6×4 measured slower)
+# dot_tile's MA × KB accumulators: 4 × 6 of the 32 AVX-512 registers; 4 × 3 of the 16 AVX2 ones
+# (4 × 6 there spilled: the dW pass of resnet_small's 16→16 convolution took 5.1 ms, 4 × 3 2.3 ms)
+MA, KB = (4, 6) if AVX512 else (4, 3)
 
 
 def lanes(dtype) -> int:

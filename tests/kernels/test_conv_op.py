@@ -184,7 +184,7 @@ from gpunet.kernels.im2col import direct, tiles
 from gpunet.kernels.common.scratch import Scratch
 from gpunet.ops import im2col as ops
 from gpunet.testing.tiers import relative_error
-assert (tiles.MR, tiles.NV, tiles.lanes(np.float32), tiles.lanes(np.float64)) == (4, 3, 8, 4)
+assert (tiles.MR, tiles.NV, tiles.MA, tiles.KB, tiles.lanes(np.float32), tiles.lanes(np.float64)) == (4, 3, 4, 3, 8, 4)
 rng = np.random.default_rng(0)
 for shape, oc, k, pad in (((3, 17, 6, 9), 19, (3, 2), (2, 0)), ((2, 8, 5, 5), 5, (3, 3), (1, 1))):
     x = rng.standard_normal(shape)
@@ -203,8 +203,8 @@ print("ok")
 
 
 def test_direct_convolution_with_avx2_sized_tiles(tmp_path):
-    """The tiles' sizes on a CPU without AVX-512 (4 rows of 3 vectors of 8 float32 or 4 float64 lanes), checked
-    here by hiding the feature from the process (its own Numba cache: the kernels differ)."""
+    """The tiles' sizes on a CPU without AVX-512 (4 rows of 3 vectors of 8 float32 or 4 float64 lanes; dot tiles of
+    4 × 3 sums), checked here by hiding the feature from the process (its own Numba cache: the kernels differ)."""
     import os
     import subprocess
     import sys

@@ -1,7 +1,7 @@
 """The whole 2-D convolution on the CPU through columns: one Numba parallel region per pass, the
 matrix products by BLAS from inside it (kernels/common/blas.py). numba_cpu.py's tier API
-(``conv_forward``, ``conv_backward``) runs it for strides above 1 and for few taps; stride 1 is
-direct (direct.py).
+(``conv_forward``, ``conv_backward``) runs it for few taps and for kernels smaller than their
+stride (1×1 at stride 2); the rest is direct (direct.py).
 
 The batch is cut into T chunks of consecutive images (T = ``chunks(N, OC, K)``, a function of
 the shapes only, never of the thread count, so results do not depend on how many threads run),

@@ -1,23 +1,26 @@
-"""Direct 2-D convolution on the CPU at stride 1: every tap reads the zero-padded input in
-place, with no column matrix (tiles.py holds the micro-kernels; numba_cpu.py chooses this path,
-``supported``).
+"""Direct 2-D convolution on the CPU: every tap reads the zero-padded input in place, with no
+column matrix (tiles.py holds the micro-kernels; numba_cpu.py chooses this path, ``supported``).
 
-An image's C planes are zero-padded to Hp × Wp (Hp = H + 2·ph, Wp = W + 2·pw) and laid end to
-end in ``xpad``. On the padded width — t = r·Wp + s for output rows r < OH and every s < Wp —
+An image's C planes are zero-padded to Hp × Wp (Hp = H + 2·ph, Wp = W + 2·pw) and cut by the
+stride (sh, sw) into its phases: plane (c, a, b) holds xpad[c, sh·u + a, sw·v + b] for u < Hq =
+⌈Hp/sh⌉ and v < Wq = ⌈Wp/sw⌉ (at stride 1 one phase, the padded plane itself). The planes lie
+end to end in ``xpad``. Tap k = (c, i, j) reads plane (c, i mod sh, j mod sw) from row i // sh and
+column j // sw on, so on the padded width — t = r·Wq + s for output rows r < OH and every s < Wq —
 
-    yext[o, t] = Σ_{c,i,j} W[o, c, i, j] · xpad[c·Hp·Wp + i·Wp + j + t]
+    yext[o, t] = Σ_{c,i,j} W[o, c, i, j] · xpad[offs[k] + t],
+    offs[k] = ((c·sh + i mod sh)·sw + j mod sw)·Hq·Wq + (i // sh)·Wq + j // sw
 
-so tap k = (c, i, j) is the run of xpad that starts at offs[k] = c·Hp·Wp + i·Wp + j. Columns
-s ≥ OW are not outputs: the epilogue drops them while it adds the bias (and applies ReLU), and
-the backward zeroes them in its copy of dy. They cost Wp/OW − 1 more multiply-adds (7% on
-28×28, 29% on 7×7 with "same" 3×3), against im2col's copy of kh·kw times the input that the BLAS
-product then packs once more.
+a run of xpad that starts at offs[k]. Columns s ≥ OW are not outputs: the epilogue drops them
+while it adds the bias (and applies ReLU), and the backward zeroes them in its copy of dy. They
+cost Wq/OW − 1 more multiply-adds (7% on 28×28, 29% on 7×7 with "same" 3×3 at stride 1), against
+im2col's copy of kh·kw/(sh·sw) times the input that the BLAS product then packs once more.
 
     forward:  yext = fma tiles over (o, t);                      y = crop(yext) + b (ReLU)
     backward: g = dy (· [y > 0]) on the padded width, zero at s ≥ OW; db = Σ g (float64)
               dW[o, k] += Σ_images Σ_t g[o, t] · xpad[offs[k] + t]   (dot tiles, per chunk)
-              dx = the same forward on g padded by (kh − 1 − ph, kw − 1 − pw), with the kernel
-                   flipped and C, OC swapped (so ph < kh and pw < kw)
+              dx: per phase (a, b), a stride-1 convolution of g with the flipped sub-kernel
+                  W[:, :, a::sh, b::sw] (C and OC swapped), over dy padded by (qh, qw) on all
+                  sides, on the rows and columns of the phase that land inside x
 
 The batch is cut into chunks of consecutive images (``cpu_conv.chunks``, fewer in the backward
 for small images: functions of the shapes only); each chunk's dW is one set of dot products over
@@ -25,7 +28,7 @@ its images, the chunks' summed in chunk order: results do not depend on the thre
 Output channels are padded to a multiple of the tile's rows (MR, or MA for dW) with zero
 weights or gradients, taps to a multiple of KB with a zero offset; what the padding computes is
 thrown away. Kept per layer in
-``scratch``: per chunk its images padded, their padded-width gradients and one partial dW; the
+``scratch``: per chunk its images' planes, their padded-width gradients and one partial dW; the
 padded-width output of one image (the padded dy and dx for the backward) per chunk; the weights
 in the tiles' layout (at batch 64: 10 MB for resnet_small's 16→16 layer on 28×28, 7.0 MB for
 dropout_cnn's 32→64 layer on 13×13, which kept 3.9 MB through columns).
@@ -45,11 +48,12 @@ DW_COLUMNS = 1024  # padded-width outputs per chunk, at least, for the backward'
 
 
 def supported(c, kh, kw, sh, sw, ph, pw, dtype) -> bool:
-    """Whether this path computes the convolution: stride 1, padding below the kernel size, and
-    at least ``MIN_TAPS`` taps. (With one input channel, C·kh·kw = 9 for 3×3, a tile's sum is too
-    short to pay for the padding and epilogue passes: measured at batch 64 on two cores, 1→32 on
-    28×28 took 0.25/0.65 ms forward/backward through columns and 0.31/0.73 ms direct.)"""
-    return (sh == 1 and sw == 1 and ph < kh and pw < kw and c * kh * kw >= MIN_TAPS
+    """Whether this path computes the convolution: a kernel at least as large as the stride
+    (every phase has taps), padding below the kernel size, and at least ``MIN_TAPS`` taps.
+    (With one input channel, C·kh·kw = 9 for 3×3, a tile's sum is too short to pay for the
+    padding and epilogue passes: measured at batch 64 on two cores, 1→32 on 28×28 took 0.25/0.65
+    ms forward/backward through columns and 0.31/0.73 ms direct.)"""
+    return (kh >= sh and kw >= sw and ph < kh and pw < kw and c * kh * kw >= MIN_TAPS
             and np.dtype(dtype) in (np.float32, np.float64))
 
 
@@ -61,7 +65,7 @@ def _ceil(a, b):
 def _pad_planes(src, sb, ps, rs, c, h, w, dst, ph, pw, tail):
     """dst = c planes of h rows of w values (row r of plane ch at src[sb + ch·ps + r·rs]),
     zero-padded by (ph, pw) and laid end to end, then ``tail`` zeros (the runs of the last taps
-    read past the last plane)."""
+    read past the last plane). The stride-1 case of _phase_planes."""
     wp = w + 2 * pw
     at = U(0)
     for ch in range(c):
@@ -85,6 +89,49 @@ def _pad_planes(src, sb, ps, rs, c, h, w, dst, ph, pw, tail):
 
 
 @njit(fastmath=False, cache=True, inline="always")
+def _phase_planes(src, sb, ps, rs, c, h, w, dst, sh, sw, ph, pw, hq, wq, tail):
+    """dst = for each channel ch and phase (a, b) the hq × wq plane xpad[ch, sh·u + a, sw·v + b]
+    (xpad: plane ch of src, as in _pad_planes, zero-padded by (ph, pw)), end to end, then
+    ``tail`` zeros. Each padded row is first copied whole into ``row``, then dealt out to its sw
+    phases (at sw = 2 one loop of paired loads, which LLVM vectorizes)."""
+    plane = U(hq * wq)
+    row = np.zeros(sw * wq, dst.dtype)  # one padded row, zeros past the image's columns
+    for ch in range(c):
+        for a in range(sh):
+            for u in range(hq):
+                r = sh * u + a - ph
+                inside = 0 <= r < h
+                if inside:
+                    at = U(sb + ch * ps + r * rs)
+                    for q in range(U(w)):
+                        row[U(pw) + q] = src[at + q]
+                first = U(((ch * sh + a) * sw) * hq * wq + u * wq)
+                if not inside:
+                    for b in range(sw):
+                        for v in range(U(wq)):
+                            dst[first + U(b) * plane + v] = 0
+                elif sw == 2:
+                    for v in range(U(wq)):
+                        dst[first + v] = row[U(2) * v]
+                        dst[first + plane + v] = row[U(2) * v + U(1)]
+                else:
+                    for b in range(sw):
+                        for v in range(U(wq)):
+                            dst[first + U(b) * plane + v] = row[U(sw) * v + U(b)]
+    at = U(c * sh * sw) * plane
+    for q in range(U(tail)):
+        dst[at + q] = 0
+
+
+@njit(fastmath=False, cache=True, inline="always")
+def _planes(src, sb, ps, rs, c, h, w, dst, sh, sw, ph, pw, hq, wq, tail):
+    if sh == 1 and sw == 1:
+        _pad_planes(src, sb, ps, rs, c, h, w, dst, ph, pw, tail)
+    else:
+        _phase_planes(src, sb, ps, rs, c, h, w, dst, sh, sw, ph, pw, hq, wq, tail)
+
+
+@njit(fastmath=False, cache=True, inline="always")
 def _tiles(xp, wf, offs, yext):
     """yext (OCp, Tr) = the fma tiles of the padded image xp with weights wf (K, OCp)."""
     k, ocp = wf.shape
@@ -98,12 +145,11 @@ def _tiles(xp, wf, offs, yext):
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _forward(x, wf, bias, y, xpad_t, yext_t, offs, ph, pw, relu, zero):
+def _forward(x, wf, bias, y, xpad_t, yext_t, offs, sh, sw, ph, pw, hq, wq, relu, zero):
     n, c, h, w = x.shape
     oc, oh, ow = y.shape[1], y.shape[2], y.shape[3]
-    wp = w + 2 * pw
     nt = xpad_t.shape[0]
-    tail = xpad_t.shape[1] - c * (h + 2 * ph) * wp
+    tail = xpad_t.shape[1] - c * sh * sw * hq * wq
     tr = yext_t.shape[2]
     xf, yf = x.reshape(-1), y.reshape(-1)
     for t in prange(nt):
@@ -111,12 +157,12 @@ def _forward(x, wf, bias, y, xpad_t, yext_t, offs, ph, pw, relu, zero):
         ye = yext_t[t]
         ef = ye.reshape(-1)
         for b in range(n * t // nt, n * (t + 1) // nt):
-            _pad_planes(xf, b * c * h * w, h * w, w, c, h, w, xp, ph, pw, tail)
+            _planes(xf, b * c * h * w, h * w, w, c, h, w, xp, sh, sw, ph, pw, hq, wq, tail)
             _tiles(xp, wf, offs, ye)
             for o in range(oc):
                 bo = bias[o]
                 for r in range(oh):
-                    src = U(o * tr + r * wp)
+                    src = U(o * tr + r * wq)
                     dst = U(((b * oc + o) * oh + r) * ow)
                     for s in range(U(ow)):
                         v = ef[src + s] + bo
@@ -124,21 +170,21 @@ def _forward(x, wf, bias, y, xpad_t, yext_t, offs, ph, pw, relu, zero):
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _backward(x, dy, mask, masked, dw_t, db_t, dx, need_dx, wd, offs, offs_dx, xpad_t, g_t, dypad_t, dxext_t,
-              ph, pw, qh, qw, one, zero):
+def _backward(x, dy, mask, masked, dw_t, db_t, dx, need_dx, wd, offs, offs_dx, phases, xpad_t, g_t, dypad_t,
+              dxext_t, sh, sw, ph, pw, hq, wq, qh, qw, one, zero):
     n, c, h, w = x.shape
     oc, oh, ow = dy.shape[1], dy.shape[2], dy.shape[3]
-    wp = w + 2 * pw
-    wq = ow + 2 * qw  # dy's padded width (the dx pass's "input")
+    wg = ow + 2 * qw  # dy's padded width (the dx passes' "input")
     nt = xpad_t.shape[0]
-    tail = xpad_t.shape[2] - c * (h + 2 * ph) * wp
-    tail_dy = dypad_t.shape[1] - oc * (oh + 2 * qh) * wq
+    tail = xpad_t.shape[2] - c * sh * sw * hq * wq
+    tail_dy = dypad_t.shape[1] - oc * (oh + 2 * qh) * wg
     ocp, tr = g_t.shape[2], g_t.shape[3]
     kp = dw_t.shape[2]
     step = vector_lanes(x)
     isz = x.itemsize
     xf, dyf, mf, dxf = x.reshape(-1), dy.reshape(-1), mask.reshape(-1), dx.reshape(-1)
     size = xpad_t.shape[2]
+    cp = wd.shape[2]
     for t in prange(nt):
         dwt = dw_t[t]
         dbt = db_t[t]
@@ -152,113 +198,157 @@ def _backward(x, dy, mask, masked, dw_t, db_t, dx, need_dx, wd, offs, offs_dx, x
                 s_ = 0.0
                 for r in range(oh):
                     src = U(((b * oc + o) * oh + r) * ow)
-                    at = U(o * tr + r * wp)
+                    at = U(o * tr + r * wq)
                     for s in range(U(ow)):
                         v = dyf[src + s] * (one if mf[src + s] > 0 else zero) if masked else dyf[src + s]
                         gf[at + s] = v
                         s_ += v
                 dbt[o] += s_
-            _pad_planes(xf, b * c * h * w, h * w, w, c, h, w, xpad_t[t, b - b0], ph, pw, tail)
-        g0, x0 = g_t[t].ctypes.data, xpad_t[t].ctypes.data
+            _planes(xf, b * c * h * w, h * w, w, c, h, w, xpad_t[t, b - b0], sh, sw, ph, pw, hq, wq, tail)
+        gptr, xptr = g_t[t].ctypes.data, xpad_t[t].ctypes.data
         for o0 in range(0, ocp, MA):
             for k0 in range(0, kp, KB):  # dW over the chunk's images, in image order
-                dot_tile(x, g0 + isz * o0 * tr, tr, x0, offs.ctypes.data + 8 * k0, tr // step,
+                dot_tile(x, gptr + isz * o0 * tr, tr, xptr, offs.ctypes.data + 8 * k0, tr // step,
                          dwt.ctypes.data + isz * (o0 * kp + k0), kp, b1 - b0, ocp * tr, size)
-        for b in range(b0, b1):
-            gf = g_t[t, b - b0].reshape(-1)
-            if need_dx:
-                dp = dypad_t[t]
-                de = dxext_t[t]
-                if masked:  # dx reads the masked gradient: its rows from g (row stride Wp)
-                    _pad_planes(gf, 0, tr, wp, oc, oh, ow, dp, qh, qw, tail_dy)
+        if need_dx:
+            dp = dypad_t[t]
+            de = dxext_t[t].reshape(-1)
+            for b in range(b0, b1):
+                if masked:  # dx reads the masked gradient: its rows from g (row stride Wq)
+                    _pad_planes(g_t[t, b - b0].reshape(-1), 0, tr, wq, oc, oh, ow, dp, qh, qw, tail_dy)
                 else:
                     _pad_planes(dyf, b * oc * oh * ow, oh * ow, ow, oc, oh, ow, dp, qh, qw, tail_dy)
-                _tiles(dp, wd, offs_dx, de)
-                trd = de.shape[1]
-                df = de.reshape(-1)
-                for ch in range(c):
-                    for r in range(h):
-                        src = U(ch * trd + r * wq)
-                        dst = U(((b * c + ch) * h + r) * w)
-                        for s in range(U(w)):
-                            dxf[dst + s] = df[src + s]
+                for f in range(phases.shape[0]):
+                    kf, rows, cols, y0, x0, trd = (phases[f, 0], phases[f, 1], phases[f, 2], phases[f, 3],
+                                                   phases[f, 4], phases[f, 5])
+                    dxe = de[:cp * trd].reshape(cp, trd)
+                    _tiles(dp, wd[f, :kf], offs_dx[f, :kf], dxe)
+                    for ch in range(c):
+                        for r in range(rows):
+                            src = U(ch * trd + r * wg)
+                            dst = U(((b * c + ch) * h + y0 + sh * r) * w + x0)
+                            for s in range(U(cols)):
+                                dxf[dst + U(sw) * s] = de[src + s]
 
 
-def _taps(c, kh, kw, hp, wp, count):
-    """offs[k] for k = (c, i, j) in C order, then zero offsets up to ``count``."""
+def _taps(c, kh, kw, hq, wq, sh, sw, count):
+    """offs[k] for k = (c, i, j) in C order (see the module docstring), then zero offsets up to
+    ``count``."""
     i, j = np.divmod(np.arange(kh * kw), kw)
-    taps = (np.arange(c)[:, None] * (hp * wp) + (i * wp + j)[None, :]).reshape(-1)
+    plane = (np.arange(c)[:, None] * sh + i % sh) * sw + j % sw
+    taps = (plane * (hq * wq) + (i // sh) * wq + j // sw).reshape(-1)
     return np.concatenate([taps, np.zeros(count - taps.size, np.int64)]).astype(np.int64)
 
 
-def _geometry(x_shape, kh, kw, ph, pw, dtype):
+def _geometry(x_shape, kh, kw, sh, sw, ph, pw, dtype):
+    """(Hq, Wq, OH, Tr, size): the phase planes' height and width, the output rows, the padded-width
+    outputs in whole tiles, and the length of an image's planes with their tail."""
     c, h, w = x_shape[1:]
     hp, wp = h + 2 * ph, w + 2 * pw
-    oh = hp - kh + 1
-    n = lanes(dtype)
-    tr = _ceil(oh * wp, n * NV)  # whole tiles
-    return hp, wp, oh, tr, c * hp * wp + (tr - oh * wp) + kw + n  # the padded image with its tail
+    hq, wq = -(-hp // sh), -(-wp // sw)
+    oh = (hp - kh) // sh + 1
+    tr = _ceil(oh * wq, lanes(dtype) * NV)  # whole tiles
+    return hq, wq, oh, tr, c * sh * sw * hq * wq + (tr - oh * wq) + kw + lanes(dtype)
 
 
-def conv_forward(x, weight, bias, y, kh, kw, ph, pw, relu, scratch, nt):
-    """y = conv(x, W) + b (ReLU) at stride 1, in ``nt`` chunks of images."""
+def _dx_phases(weight, sh, sw, ph, pw, h, w, oh, ow, step):
+    """The dx passes, one per phase (a, b): dy padded by (qh, qw) on all sides (the most any
+    phase needs), and per phase its flipped sub-kernel as (K, C) tile weights, its tap offsets
+    into padded dy, and (K, rows, cols, first row of x, first column of x, padded-width outputs
+    in whole tiles). Phase a's rows u (x's rows sh·u + a − ph, inside x) start at u0 = ⌈(ph −
+    a)/sh⌉; its tap i' (kernel row sh·i' + a) reads padded dy's row u − u0 + (u0 + qh − i')."""
+    oc, c, kh, kw = weight.shape
+
+    def cut(k, s, p, n, o):  # per phase: taps, first u, rows inside x; and the padding needed
+        out, pad = [], 0
+        for a in range(s):
+            taps = -(-(k - a) // s)
+            u0 = -((a - p) // s) if p > a else 0
+            u1 = -(-(p + n - a) // s)
+            out.append((taps, u0, u1 - u0, s * u0 + a - p))
+            pad = max(pad, taps - 1 - u0, u1 - o)
+        return out, pad
+
+    rows_cut, qh = cut(kh, sh, ph, h, oh)
+    cols_cut, qw = cut(kw, sw, pw, w, ow)
+    hg, wg = oh + 2 * qh, ow + 2 * qw
+    phases, weights, offsets = [], [], []
+    for a, (ka, u0, rows, y0) in enumerate(rows_cut):
+        for b, (kb, v0, cols, x0) in enumerate(cols_cut):
+            i = np.arange(ka)[::-1]  # taps in increasing offset, as the stride-1 flipped kernel
+            j = np.arange(kb)[::-1]
+            sub = weight[:, :, a + sh * i][:, :, :, b + sw * j]  # (OC, C, ka, kb)
+            weights.append(sub.transpose(0, 2, 3, 1).reshape(-1, c))
+            off = (np.arange(oc)[:, None, None] * (hg * wg) + ((u0 + qh - i) * wg)[None, :, None]
+                   + (v0 + qw - j)[None, None, :])
+            offsets.append(off.reshape(-1))
+            phases.append((oc * ka * kb, rows, cols, y0, x0, _ceil(max(rows, 1) * wg, step)))
+    return qh, qw, np.array(phases, np.int64), weights, offsets
+
+
+def conv_forward(x, weight, bias, y, kh, kw, sh, sw, ph, pw, relu, scratch, nt):
+    """y = conv(x, W) + b (ReLU) at stride (sh, sw), in ``nt`` chunks of images."""
     oc, c = weight.shape[:2]
     k = c * kh * kw
     if bias is None:
         bias = scratch.get("zero_bias", (oc,), x)
         bias[...] = 0
-    hp, wp, oh, tr, size = _geometry(x.shape, kh, kw, ph, pw, x.dtype)
+    hq, wq, oh, tr, size = _geometry(x.shape, kh, kw, sh, sw, ph, pw, x.dtype)
     ocp = _ceil(oc, MR)
     wf = scratch.get("direct_w", (k, ocp), x)
     wf[:, :oc] = weight.reshape(oc, k).T
     wf[:, oc:] = 0
     offs = scratch.get("direct_offs", (k,), x, np.int64)
-    offs[:] = _taps(c, kh, kw, hp, wp, k)
+    offs[:] = _taps(c, kh, kw, hq, wq, sh, sw, k)
     xpad_t = scratch.get("direct_xpad", (nt, size), x)
     yext_t = scratch.get("direct_yext", (nt, ocp, tr), x)
-    _forward(x, wf, bias, y, xpad_t, yext_t, offs, ph, pw, bool(relu), x.dtype.type(0))
+    _forward(x, wf, bias, y, xpad_t, yext_t, offs, sh, sw, ph, pw, hq, wq, bool(relu), x.dtype.type(0))
 
 
-def conv_backward(x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, ph, pw, scratch, nt):
+def conv_backward(x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, sh, sw, ph, pw, scratch, nt):
     """dW, db (when given) and dx (when given) of conv_forward, in at most ``nt`` chunks: fewer
     for small images, so that a chunk's dot products run over ``DW_COLUMNS`` or more padded-width
     outputs (each dot tile ends in MA·KB sums across its vectors' lanes; measured at batch 64 on two
     cores, 64→64 on 7×7: 16 chunks 2.41 ms, 4 chunks 1.88 ms)."""
     oc, c = weight.shape[:2]
     k = c * kh * kw
-    hp, wp, oh, tr, size = _geometry(x.shape, kh, kw, ph, pw, dy.dtype)
+    hq, wq, oh, tr, size = _geometry(x.shape, kh, kw, sh, sw, ph, pw, dy.dtype)
+    ow = dy.shape[3]
     nt = max(1, min(nt, x.shape[0] * tr // DW_COLUMNS))
     ocp, kp = _ceil(oc, MA), _ceil(k, KB)
     offs = scratch.get("direct_offs_dw", (kp,), dy, np.int64)
-    offs[:] = _taps(c, kh, kw, hp, wp, kp)
+    offs[:] = _taps(c, kh, kw, hq, wq, sh, sw, kp)
     per = -(-x.shape[0] // nt)  # images per chunk, at most
     xpad_t = scratch.get("direct_xpad", (nt, per, size), dy)
     g_t = scratch.get("direct_g", (nt, per, ocp, tr), dy)
     dw_t = scratch.get("direct_dw", (nt, ocp, kp), dy)
     db_t = scratch.get("direct_db", (nt, oc), dy, np.float64)
-    qh, qw = kh - 1 - ph, kw - 1 - pw
     need_dx = dx is not None
-    if need_dx:  # dx = conv(dy padded by (qh, qw), the flipped kernel with C and OC swapped)
-        kd = oc * kh * kw
-        _, _, _, trd, size_dy = _geometry(dy.shape, kh, kw, qh, qw, dy.dtype)
-        cp = _ceil(c, MR)
-        wd = scratch.get("direct_wd", (kd, cp), dy)
-        wd[:, :c] = weight[:, :, ::-1, ::-1].reshape(oc, c, kh * kw).transpose(0, 2, 1).reshape(kd, c)
-        wd[:, c:] = 0
-        offs_dx = scratch.get("direct_offs_dx", (kd,), dy, np.int64)
-        offs_dx[:] = _taps(oc, kh, kw, dy.shape[2] + 2 * qh, dy.shape[3] + 2 * qw, kd)
+    if need_dx:
+        step = lanes(dy.dtype) * NV
+        qh, qw, phases, weights, offsets = _dx_phases(weight, sh, sw, ph, pw, x.shape[2], x.shape[3], oh, ow, step)
+        cp, kmax = _ceil(c, MR), int(phases[:, 0].max())
+        wd = scratch.get("direct_wd", (len(phases), kmax, cp), dy)
+        wd[...] = 0
+        offs_dx = scratch.get("direct_offs_dx", (len(phases), kmax), dy, np.int64)
+        for f, (wf, of) in enumerate(zip(weights, offsets)):
+            wd[f, :len(of), :c] = wf
+            offs_dx[f, :len(of)] = of
+        trd = int(phases[:, 5].max())
+        size_dy = oc * (oh + 2 * qh) * (ow + 2 * qw) + trd + kw + pw + lanes(dy.dtype)
         dypad_t = scratch.get("direct_dypad", (nt, size_dy), dy)
         dxext_t = scratch.get("direct_dxext", (nt, cp, trd), dy)
     else:
-        wd = scratch.get("direct_no_wd", (1, 1), dy)
-        offs_dx = scratch.get("direct_no_offs", (1,), dy, np.int64)
+        qh = qw = 0
+        phases = np.zeros((0, 6), np.int64)
+        wd = scratch.get("direct_no_wd", (1, 1, 1), dy)
+        offs_dx = scratch.get("direct_no_offs", (1, 1), dy, np.int64)
         dypad_t = scratch.get("direct_no_dypad", (nt, 1), dy)
         dxext_t = scratch.get("direct_no_dxext", (nt, 1, 1), dy)
         dx = scratch.get("direct_no_dx", x.shape[:2] + (0, 0), dy)
     masked = relu_y is not None
-    t = dy.dtype.type
-    _backward(x, dy, relu_y if masked else dy, masked, dw_t, db_t, dx, need_dx, wd, offs, offs_dx, xpad_t, g_t,
-              dypad_t, dxext_t, ph, pw, qh, qw, t(1), t(0))
+    _backward(x, dy, relu_y if masked else dy, masked, dw_t, db_t, dx, need_dx, wd, offs, offs_dx, phases, xpad_t,
+              g_t, dypad_t, dxext_t, sh, sw, ph, pw, hq, wq, qh, qw, dy.dtype.type(1), dy.dtype.type(0))
     np.sum(dw_t[:, :oc, :k], axis=0, out=dweight.reshape(oc, k))
     if dbias is not None:
         dbias[...] = db_t.sum(axis=0)

@@ -1,9 +1,10 @@
 """im2col / col2im and the whole convolution on the CPU, in Numba.
 
 Same functions and formulas as ``reference`` (see there). The convolution (``conv_forward``,
-``conv_backward``) at stride 1 is direct (direct.py: vector micro-kernels over the zero-padded
-input, no column matrix); otherwise it runs in groups of images, one parallel region per pass
-with BLAS inside (cpu_conv.py). ``im2col``/``col2im`` and the layout moves are the op's building blocks, parallel
+``conv_backward``) is direct where ``direct.supported`` (enough taps, a kernel at least as large
+as its stride: vector micro-kernels over the zero-padded input or its phases, no column matrix);
+otherwise it runs in groups of images, one parallel region per pass with BLAS inside
+(cpu_conv.py). ``im2col``/``col2im`` and the layout moves are the op's building blocks, parallel
 over (image, channel) planes (the loops of planes.py), one pass, no temporaries. Each (n, c)
 plane writes its own disjoint part of the output, so the parallel loops need no atomics.
 """
@@ -134,10 +135,10 @@ def nchw_to_cnhw(dy, dyc, dbias, relu_y=None):
 
 # ----------------------------------------------------------------------------- the whole convolution
 def conv_forward(x, weight, bias, y, kh, kw, sh, sw, ph, pw, relu, scratch):
-    """Stride 1 (``direct.supported``): the direct convolution (direct.py). Otherwise one parallel
+    """Enough taps (``direct.supported``): the direct convolution (direct.py). Otherwise one parallel
     region per pass (cpu_conv.py), or the composed product where no BLAS is callable from Numba."""
     if direct.supported(x.shape[1], kh, kw, sh, sw, ph, pw, x.dtype):
-        return direct.conv_forward(x, weight, bias, y, kh, kw, ph, pw, relu, scratch,
+        return direct.conv_forward(x, weight, bias, y, kh, kw, sh, sw, ph, pw, relu, scratch,
                                    cpu_conv.chunks(x.shape[0], weight.shape[0], weight[0].size))
     if blas.BLAS is None:
         return forward_with(im2col, cnhw_to_nchw, x, weight, bias, y, kh, kw, sh, sw, ph, pw, relu, scratch)
@@ -146,7 +147,7 @@ def conv_forward(x, weight, bias, y, kh, kw, sh, sw, ph, pw, relu, scratch):
 
 def conv_backward(x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, sh, sw, ph, pw, scratch):
     if direct.supported(x.shape[1], kh, kw, sh, sw, ph, pw, dy.dtype):
-        return direct.conv_backward(x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, ph, pw, scratch,
+        return direct.conv_backward(x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, sh, sw, ph, pw, scratch,
                                     cpu_conv.chunks(x.shape[0], weight.shape[0], weight[0].size))
     if blas.BLAS is None:
         return backward_with(nchw_to_cnhw, col2im, x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, sh, sw, ph, pw,

@@ -37,9 +37,17 @@ GEOMETRIES = [
     ((3, 17, 6, 9), 19, (3, 2), (1, 1), (2, 0)),  # channels not a multiple of a tile, padding in h only
     ((2, 9, 5, 4), 33, (4, 4), (1, 1), (3, 3)),   # padding up to kernel size − 1: outputs wider than the input
     ((4, 36, 3, 3), 2, (1, 1), (1, 1), (0, 0)),   # 1×1 at stride 1
-    # several images per product (cpu_conv.group: small outputs, K >= 256, stride 2), full and cut-short groups
+    # strides above 1 with enough taps: direct over the phases of the padded input
     ((40, 32, 10, 10), 4, (3, 3), (2, 2), (1, 1)),
     ((200, 32, 12, 12), 3, (3, 3), (2, 2), (1, 1)),
+    ((3, 17, 9, 8), 19, (3, 3), (2, 2), (1, 1)),   # odd height: phases of unequal rows
+    ((2, 12, 11, 10), 7, (4, 3), (3, 2), (2, 1)),  # stride 3 × 2, kernel 4 × 3
+    ((4, 8, 7, 9), 5, (3, 5), (2, 1), (0, 2)),     # stride 2 × 1, no padding in h
+    ((2, 16, 3, 3), 6, (3, 3), (2, 2), (1, 1)),    # a 2 × 2 output
+    # several images per product (cpu_conv.group: small outputs, K >= 256; a kernel smaller than its stride
+    # has phases without taps, so columns), full and cut-short groups
+    ((40, 64, 10, 10), 4, (2, 2), (3, 3), (0, 0)),
+    ((272, 64, 7, 7), 3, (2, 2), (3, 3), (0, 0)),
     ((3, 2, 5, 5), 3, (1, 1), (1, 1), (1, 1)),    # padding as large as the kernel: columns, not direct
 ]
 
@@ -92,7 +100,7 @@ def test_numba_cpu_without_blas_falls_back_to_the_composed_product(dtype, monkey
     _compare("numba_cpu", dtype, geometries=GEOMETRIES[:3])
 
 
-# columns and one image per product; columns and groups of images (stride 2); direct (stride 1)
+# columns and one image per product; direct at stride 2; direct at stride 1
 @pytest.mark.parametrize("shape,oc,stride", [((37, 3, 9, 9), 6, 1), ((40, 32, 10, 10), 4, 2), ((37, 8, 9, 9), 20, 1)])
 def test_numba_cpu_results_do_not_depend_on_the_thread_count(shape, oc, stride, rng):
     x = rng.standard_normal(shape).astype(np.float32)
@@ -147,24 +155,50 @@ def test_gpu_tiers_match_reference(tier, dtype):
     _compare(tier, dtype, xp=cupy)
 
 
-def test_stride_one_with_enough_taps_takes_the_direct_path(rng):
+def test_enough_taps_take_the_direct_path(rng):
     from gpunet.kernels.im2col import direct
 
     assert direct.supported(8, 3, 3, 1, 1, 1, 1, np.float32)
+    assert direct.supported(8, 3, 3, 2, 2, 1, 1, np.float32)        # stride 2: four phases
     assert not direct.supported(1, 3, 3, 1, 1, 1, 1, np.float32)    # 9 taps: columns are faster
-    assert not direct.supported(8, 3, 3, 2, 2, 1, 1, np.float32)    # stride 2
+    assert not direct.supported(64, 1, 1, 2, 2, 0, 0, np.float32)   # 1×1 at stride 2: three phases without taps
     assert not direct.supported(8, 1, 1, 1, 1, 1, 1, np.float32)    # padding as large as the kernel
     assert not direct.supported(40, 3, 3, 1, 1, 1, 1, np.float16)
-    for stride, direct_path in ((1, True), (2, False)):
-        x = rng.standard_normal((4, 8, 6, 6)).astype(np.float32)
-        w = rng.standard_normal((5, 8, 3, 3)).astype(np.float32)
+    for c, k, stride, direct_path in ((8, 3, 1, True), (8, 3, 2, True), (40, 1, 2, False)):
+        x = rng.standard_normal((4, c, 6, 6)).astype(np.float32)
+        w = rng.standard_normal((5, c, k, k)).astype(np.float32)
         scratch = Scratch()
-        y = ops.conv2d_forward(x, w, None, (stride, stride), (1, 1), False, scratch, tier="numba_cpu")
-        ops.conv2d_backward(x, w, np.ones_like(y), None, np.empty_like(w), None, True, (stride, stride), (1, 1),
+        padding = (k // 2, k // 2)
+        y = ops.conv2d_forward(x, w, None, (stride, stride), padding, False, scratch, tier="numba_cpu")
+        ops.conv2d_backward(x, w, np.ones_like(y), None, np.empty_like(w), None, True, (stride, stride), padding,
                             scratch, tier="numba_cpu")
         keys = set(scratch.buffers)
         assert ("direct_xpad" in keys and "direct_g" in keys and "cols" not in keys) == direct_path, keys
         assert ("cols" in keys) != direct_path, keys
+
+
+def test_phase_planes_at_stride_one_are_the_padded_planes(rng):
+    """_phase_planes with stride (1, 1) writes what _pad_planes writes (the forward's stride-1 case)."""
+    from gpunet.kernels.im2col import direct
+
+    x = rng.standard_normal((3, 5, 7)).astype(np.float32).reshape(-1)
+    for ph, pw in ((0, 0), (1, 2), (2, 1)):
+        hp, wp = 5 + 2 * ph, 7 + 2 * pw
+        a = np.full(3 * hp * wp + 4, np.nan, np.float32)
+        b = a.copy()
+        direct._pad_planes.py_func(x, 0, 35, 7, 3, 5, 7, a, ph, pw, 4)
+        direct._phase_planes.py_func(x, 0, 35, 7, 3, 5, 7, b, 1, 1, ph, pw, hp, wp, 4)
+        assert a.tobytes() == b.tobytes()
+        xp = np.pad(x.reshape(3, 5, 7), ((0, 0), (ph, ph), (pw, pw)))
+        assert np.array_equal(a[:-4].reshape(3, hp, wp), xp) and not a[-4:].any()
+    for sh, sw, ph, pw in ((2, 2, 1, 1), (3, 2, 2, 0), (2, 1, 0, 2)):
+        hp, wp = 5 + 2 * ph, 7 + 2 * pw
+        hq, wq = -(-hp // sh), -(-wp // sw)
+        c = np.full(3 * sh * sw * hq * wq + 2, np.nan, np.float32)
+        direct._phase_planes.py_func(x, 0, 35, 7, 3, 5, 7, c, sh, sw, ph, pw, hq, wq, 2)
+        xp = np.pad(x.reshape(3, 5, 7), ((0, 0), (ph, sh * hq - hp + ph), (pw, sw * wq - wp + pw)))
+        want = xp.reshape(3, hq, sh, wq, sw).transpose(0, 2, 4, 1, 3)  # (c, a, b, u, v) = xpad[c, sh·u + a, sw·v + b]
+        assert np.array_equal(c[:-2].reshape(want.shape), want) and not c[-2:].any()
 
 
 _WITHOUT_AVX512 = r"""
@@ -186,16 +220,17 @@ from gpunet.ops import im2col as ops
 from gpunet.testing.tiers import relative_error
 assert (tiles.MR, tiles.NV, tiles.MA, tiles.KB, tiles.lanes(np.float32), tiles.lanes(np.float64)) == (4, 3, 4, 3, 8, 4)
 rng = np.random.default_rng(0)
-for shape, oc, k, pad in (((3, 17, 6, 9), 19, (3, 2), (2, 0)), ((2, 8, 5, 5), 5, (3, 3), (1, 1))):
+for shape, oc, k, st, pad in (((3, 17, 6, 9), 19, (3, 2), (1, 1), (2, 0)), ((2, 8, 5, 5), 5, (3, 3), (1, 1), (1, 1)),
+                              ((3, 17, 9, 8), 19, (3, 3), (2, 2), (1, 1))):
     x = rng.standard_normal(shape)
     w = rng.standard_normal((oc, shape[1]) + k)
-    assert direct.supported(shape[1], *k, 1, 1, *pad, np.float64)
+    assert direct.supported(shape[1], *k, *st, *pad, np.float64)
     got, want = [], []
     for tier, out in (("numba_cpu", got), ("reference", want)):
         s = Scratch()
-        y = ops.conv2d_forward(x, w, None, (1, 1), pad, True, s, tier=tier)
+        y = ops.conv2d_forward(x, w, None, st, pad, True, s, tier=tier)
         dw = np.empty_like(w)
-        dx = ops.conv2d_backward(x, w, np.cos(y), y, dw, None, True, (1, 1), pad, s, tier=tier)
+        dx = ops.conv2d_backward(x, w, np.cos(y), y, dw, None, True, st, pad, s, tier=tier)
         out += [y, dw, dx]
     assert all(relative_error(g, r) <= 1e-12 for g, r in zip(got, want)), [relative_error(g, r) for g, r in zip(got, want)]
 print("ok")

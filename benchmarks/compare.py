@@ -90,7 +90,8 @@ def runs_table(befores: list[dict], afters: list[dict]) -> str:
 
 def repeats_table(runs: list[dict]) -> str:
     """Records with a PyTorch ratio over repeated runs of one version: both libraries' times and
-    the ratios, run by run, and the median ratio."""
+    the ratios, run by run, and the median ratio; then step_overhead's layer rows (the layer call,
+    its bare kernel calls and the overhead, run by run, and the median overhead)."""
     import statistics
 
     names = [n for n in runs[0] if "torch_s" in runs[0][n]]
@@ -101,6 +102,16 @@ def repeats_table(runs: list[dict]) -> str:
         ratios = " / ".join(f"{r['ratio']:.2f}" for r in rs)
         median = statistics.median(r["ratio"] for r in rs)
         rows.append(f"| {name} | {rs[0].get('shape', '')} | {cells[0]} | {cells[1]} | {ratios} | {median:.2f} |")
+    over = [n for n in runs[0] if "overhead_us" in runs[0][n]]  # step_overhead's layer-over-kernel records
+    if over:
+        rows += ["", "| record | layer call | its bare kernels | overhead | median overhead |",
+                 "| --- | ---: | ---: | ---: | ---: |"]
+    for name in over:
+        rs = [r[name] for r in runs if name in r]
+        cells = [" / ".join(f"{r[key] * 1e6:.1f} µs" for r in rs) for key in ("layer_s", "kernel_s")]
+        extra = " / ".join(f"+{r['overhead_us']:.1f} µs" for r in rs)
+        median = statistics.median(r["overhead_us"] for r in rs)
+        rows.append(f"| {name} | {cells[0]} | {cells[1]} | {extra} | +{median:.1f} µs |")
     return "\n".join(rows)
 
 

@@ -142,6 +142,20 @@ def test_compare_repeats_table_gives_both_libraries_each_run_and_the_median_rati
         compare.main(["--repeats", str(paths[0]), "--after", str(paths[1])])
 
 
+def test_compare_repeats_table_gives_the_layer_overheads_run_by_run_and_their_median():
+    compare = _compare()
+
+    def run(layer_us, kernel_us):
+        return {"tiny_step": {"gpunet_s": 1e-4, "torch_s": 4e-4, "ratio": 0.25},
+                "layer_overhead_dropout": {"layer_s": layer_us * 1e-6, "kernel_s": kernel_us * 1e-6,
+                                           "overhead_us": layer_us - kernel_us}}
+    rows = compare.repeats_table([run(23.0, 11.0), run(25.0, 11.0), run(19.0, 10.0)]).splitlines()
+    assert rows[2].startswith("| tiny_step |") and rows[3] == ""
+    assert rows[4] == "| record | layer call | its bare kernels | overhead | median overhead |"
+    assert rows[6] == ("| layer_overhead_dropout | 23.0 µs / 25.0 µs / 19.0 µs | 11.0 µs / 11.0 µs / 10.0 µs | "
+                       "+12.0 µs / +14.0 µs / +9.0 µs | +12.0 µs |")
+
+
 def test_compare_run_table_joins_the_files_of_one_run(tmp_path):
     compare = _compare()
     (tmp_path / "kernels.json").write_text(json.dumps([{"name": "ema", "gpunet_s": 2e-3, "torch_s": 4e-3,

@@ -13,7 +13,7 @@ if not hasattr(np, "row_stack"):
 
 from numba import cuda  # noqa: E402
 
-__all__ = ["cuda", "device_view"]
+__all__ = ["cuda", "device_view", "block_sum"]
 
 
 def device_view(a):
@@ -22,3 +22,21 @@ def device_view(a):
     if isinstance(a, np.ndarray):
         return a
     return cuda.as_cuda_array(a, sync=False)
+
+
+@cuda.jit(device=True)
+def block_sum(sh, tid, v, n):
+    """Σ of every thread's ``v`` over a block of ``n`` threads (a power of two; ``sh`` a shared
+    array of n float64), added as a tree in a fixed order: sh[t] += sh[t + half] for half = n/2,
+    n/4, …, 1. Every thread gets the total, and ``sh`` is free again on return."""
+    sh[tid] = v
+    cuda.syncthreads()
+    half = n // 2
+    while half > 0:
+        if tid < half:
+            sh[tid] += sh[tid + half]
+        cuda.syncthreads()
+        half //= 2
+    total = sh[0]
+    cuda.syncthreads()
+    return total

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..common.numba_cuda import cuda, device_view
+from ..common.numba_cuda import block_sum, cuda, device_view
 from ..common.xp import array_module
 from .row import row_loss
 
@@ -28,16 +28,9 @@ def _total(terms, norm, loss):
     acc = 0.0
     for i in range(k, terms.size, TOTAL_THREADS):
         acc += terms[i]
-    part[k] = acc
-    cuda.syncthreads()
-    half = TOTAL_THREADS // 2
-    while half > 0:
-        if k < half:
-            part[k] += part[k + half]
-        cuda.syncthreads()
-        half //= 2
+    total = block_sum(part, k, acc, TOTAL_THREADS)
     if k == 0:
-        loss[0] = part[0] / norm
+        loss[0] = total / norm
 
 
 def forward(z, y, eps, norm, loss, grad):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from numba import float64
 
-from ..common.numba_cuda import cuda
+from ..common.numba_cuda import block_sum, cuda
 from .composed import backward_with, forward_with
 
 _THREADS = 128
@@ -116,16 +116,9 @@ def _channel_sum(dyc, dbias):
     while k < m:
         acc += dyc[ch, k]
         k += cuda.blockDim.x
-    part[t] = acc
-    cuda.syncthreads()
-    s = cuda.blockDim.x // 2
-    while s > 0:
-        if t < s:
-            part[t] += part[t + s]
-        cuda.syncthreads()
-        s //= 2
+    total = block_sum(part, t, acc, _THREADS)
     if t == 0:
-        dbias[ch] = part[0]
+        dbias[ch] = total
 
 
 def _out(h, w, kh, kw, sh, sw, ph, pw):

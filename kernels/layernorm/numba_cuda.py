@@ -13,26 +13,10 @@ import math
 
 from numba import float64
 
-from ..common.numba_cuda import cuda
+from ..common.numba_cuda import block_sum, cuda
 
 THREADS = 128  # a power of two (tree reduction)
 MAX_BLOCKS = 4096
-
-
-@cuda.jit(device=True)
-def _block_sum(sh, tid, v):
-    """Σ over the block of every thread's v (all threads get the total)."""
-    sh[tid] = v
-    cuda.syncthreads()
-    half = THREADS // 2
-    while half > 0:
-        if tid < half:
-            sh[tid] += sh[tid + half]
-        cuda.syncthreads()
-        half //= 2
-    total = sh[0]
-    cuda.syncthreads()
-    return total
 
 
 @cuda.jit
@@ -44,12 +28,12 @@ def _forward(x, weight, bias, y, save_mean, save_invstd, eps):
         s = 0.0
         for j in range(tid, D, THREADS):
             s += float64(x[r, j])
-        mean = _block_sum(sh, tid, s) / D
+        mean = block_sum(sh, tid, s, THREADS) / D
         s = 0.0
         for j in range(tid, D, THREADS):
             d = float64(x[r, j]) - mean
             s += d * d
-        inv = 1.0 / math.sqrt(_block_sum(sh, tid, s) / D + eps)
+        inv = 1.0 / math.sqrt(block_sum(sh, tid, s, THREADS) / D + eps)
         for j in range(tid, D, THREADS):
             y[r, j] = weight[j] * ((x[r, j] - mean) * inv) + bias[j]
         if tid == 0:
@@ -71,8 +55,8 @@ def _dx(dy, x, weight, save_mean, save_invstd, dx):
             g = float64(dy[r, j]) * weight[j]
             sg += g
             sgx += g * ((x[r, j] - mean) * inv)
-        sg = _block_sum(sh, tid, sg)
-        sgx = _block_sum(sh, tid, sgx)
+        sg = block_sum(sh, tid, sg, THREADS)
+        sgx = block_sum(sh, tid, sgx, THREADS)
         c = inv / D
         for j in range(tid, D, THREADS):
             g = float64(dy[r, j]) * weight[j]

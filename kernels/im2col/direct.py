@@ -35,6 +35,8 @@ dropout_cnn's 32→64 layer on 13×13, which kept 3.9 MB through columns).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import prange
 
@@ -251,13 +253,15 @@ def _geometry(x_shape, kh, kw, sh, sw, ph, pw, dtype):
     return hq, wq, oh, tr, c * sh * sw * hq * wq + (tr - oh * wq) + kw + lanes(dtype)
 
 
-def _dx_phases(weight, sh, sw, ph, pw, h, w, oh, ow, step):
-    """The dx passes, one per phase (a, b): dy padded by (qh, qw) on all sides (the most any
-    phase needs), and per phase its flipped sub-kernel as (K, C) tile weights, its tap offsets
-    into padded dy, and (K, rows, cols, first row of x, first column of x, padded-width outputs
-    in whole tiles). Phase a's rows u (x's rows sh·u + a − ph, inside x) start at u0 = ⌈(ph −
-    a)/sh⌉; its tap i' (kernel row sh·i' + a) reads padded dy's row u − u0 + (u0 + qh − i')."""
-    oc, c, kh, kw = weight.shape
+@functools.lru_cache(maxsize=64)
+def _dx_plan(oc, c, kh, kw, sh, sw, ph, pw, h, w, oh, ow, step, cp):
+    """The dx passes, one per phase (a, b), as functions of the shapes only (cached): dy padded by
+    (qh, qw) on all sides (the most any phase needs); per phase (K, rows, cols, first row of x,
+    first column of x, padded-width outputs in whole tiles); its tap offsets into padded dy (K
+    of them, then zeros); and where its flipped sub-kernel's (K, C) tile weights lie in W's flat
+    array (W.size for the zeros that pad K and C). Phase a's rows u (x's rows sh·u + a − ph,
+    inside x) start at u0 = ⌈(ph − a)/sh⌉; its tap i' (kernel row sh·i' + a) reads padded dy's row
+    u − u0 + (u0 + qh − i')."""
 
     def cut(k, s, p, n, o):  # per phase: taps, first u, rows inside x; and the padding needed
         out, pad = [], 0
@@ -272,18 +276,23 @@ def _dx_phases(weight, sh, sw, ph, pw, h, w, oh, ow, step):
     rows_cut, qh = cut(kh, sh, ph, h, oh)
     cols_cut, qw = cut(kw, sw, pw, w, ow)
     hg, wg = oh + 2 * qh, ow + 2 * qw
-    phases, weights, offsets = [], [], []
+    kmax = oc * rows_cut[0][0] * cols_cut[0][0]  # phase (0, 0) has the most taps
+    n = len(rows_cut) * len(cols_cut)
+    phases = np.zeros((n, 6), np.int64)
+    offs = np.zeros((n, kmax), np.int64)
+    gather = np.full((n, kmax, cp), oc * c * kh * kw, np.int64)
+    o, ch = np.arange(oc)[:, None, None, None], np.arange(c)
     for a, (ka, u0, rows, y0) in enumerate(rows_cut):
         for b, (kb, v0, cols, x0) in enumerate(cols_cut):
+            f = a * sw + b
             i = np.arange(ka)[::-1]  # taps in increasing offset, as the stride-1 flipped kernel
             j = np.arange(kb)[::-1]
-            sub = weight[:, :, a + sh * i][:, :, :, b + sw * j]  # (OC, C, ka, kb)
-            weights.append(sub.transpose(0, 2, 3, 1).reshape(-1, c))
-            off = (np.arange(oc)[:, None, None] * (hg * wg) + ((u0 + qh - i) * wg)[None, :, None]
-                   + (v0 + qw - j)[None, None, :])
-            offsets.append(off.reshape(-1))
-            phases.append((oc * ka * kb, rows, cols, y0, x0, _ceil(max(rows, 1) * wg, step)))
-    return qh, qw, np.array(phases, np.int64), weights, offsets
+            k = oc * ka * kb
+            phases[f] = (k, rows, cols, y0, x0, _ceil(max(rows, 1) * wg, step))
+            offs[f, :k] = (o[..., 0] * (hg * wg) + ((u0 + qh - i) * wg)[:, None] + (v0 + qw - j)).reshape(-1)
+            at = ((o * c + ch) * kh + (a + sh * i)[:, None, None]) * kw + (b + sw * j)[:, None]
+            gather[f, :k, :c] = at.reshape(k, c)  # tap (o, i, j) × channel: W[o, ch, a + sh·i, b + sw·j]
+    return qh, qw, phases, offs, gather
 
 
 def conv_forward(x, weight, bias, y, kh, kw, sh, sw, ph, pw, relu, scratch, nt):
@@ -325,16 +334,14 @@ def conv_backward(x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, sh, sw, ph,
     db_t = scratch.get("direct_db", (nt, oc), dy, np.float64)
     need_dx = dx is not None
     if need_dx:
-        step = lanes(dy.dtype) * NV
-        qh, qw, phases, weights, offsets = _dx_phases(weight, sh, sw, ph, pw, x.shape[2], x.shape[3], oh, ow, step)
-        cp, kmax = _ceil(c, MR), int(phases[:, 0].max())
-        wd = scratch.get("direct_wd", (len(phases), kmax, cp), dy)
-        wd[...] = 0
-        offs_dx = scratch.get("direct_offs_dx", (len(phases), kmax), dy, np.int64)
-        for f, (wf, of) in enumerate(zip(weights, offsets)):
-            wd[f, :len(of), :c] = wf
-            offs_dx[f, :len(of)] = of
-        trd = int(phases[:, 5].max())
+        qh, qw, phases, offs_dx, gather = _dx_plan(oc, c, kh, kw, sh, sw, ph, pw, x.shape[2], x.shape[3], oh, ow,
+                                                   lanes(dy.dtype) * NV, _ceil(c, MR))
+        flat = scratch.get("direct_w_flat", (weight.size + 1,), dy)  # W, then the zero of the padding
+        flat[:-1] = weight.reshape(-1)
+        flat[-1] = 0
+        wd = scratch.get("direct_wd", gather.shape, dy)
+        np.take(flat, gather, out=wd)
+        cp, trd = gather.shape[2], int(phases[:, 5].max())
         size_dy = oc * (oh + 2 * qh) * (ow + 2 * qw) + trd + kw + pw + lanes(dy.dtype)
         dypad_t = scratch.get("direct_dypad", (nt, size_dy), dy)
         dxext_t = scratch.get("direct_dxext", (nt, cp, trd), dy)

@@ -30,9 +30,9 @@ def _mount_kernels() -> None:
 _mount_kernels()
 
 from .cpu_memory import keep_freed_memory  # noqa: E402
-from .cpu_threads import start_numba_threads_without_spinning  # noqa: E402
+from .cpu_threads import start_numba_threads  # noqa: E402
 
-start_numba_threads_without_spinning()
+start_numba_threads()
 keep_freed_memory()
 
 from . import backend, init, losses, optim  # noqa: E402

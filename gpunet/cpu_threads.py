@@ -1,15 +1,25 @@
-"""Numba's CPU thread pool, started so that it does not fight NumPy's BLAS for the cores.
+"""Numba's CPU thread pool, started so that its workers wake fast without fighting for the cores.
 
-A training step alternates Numba parallel kernels with NumPy's multi-threaded BLAS. Under
-OpenMP's default wait policy Numba's idle workers spin after each kernel and take the cores that
-the BLAS threads of the next matrix product need: on a 2-core CPU a dropout_cnn step ran about
-3× slower (85–95 ms against 25–32 ms). So when gpunet is imported it starts Numba's pool in one
-of two ways:
+A training step on the CPU is a sequence of Numba parallel kernels (each Conv2d pass, batch norm,
+the optimizer step; the Linear layers' products too, gpunet/ops/products.py). Between two kernels
+the step's Python glue runs on the calling thread, and Numba's idle workers either spin or sleep:
 
-- no OpenMP runtime loaded yet: Numba's OpenMP layer, with ``OMP_WAIT_POLICY=PASSIVE`` set for
-  the moment libgomp reads it. libgomp is one library per process, so PyTorch imported later
-  shares it and its CPU ops run under the passive policy too (an MLP epoch measured 4.0 s →
-  6.3 s). Import torch first, or set OMP_WAIT_POLICY yourself, if that matters to you.
+- sleeping (OpenMP's passive policy), every kernel begins with a futex wake-up of the workers:
+  an empty parallel region took 55 µs against 1.6 µs with the workers spinning (2 cores), and a
+  batch norm forward of (64, 64, 7, 7) 0.21 ms against 0.11 ms;
+- spinning without end (the default policy, a spin count of 300,000), they took the cores from
+  the BLAS threads of the matrix products that followed: a dropout_cnn step ran about 3× slower
+  (85–95 ms against 25–32 ms) when its products were NumPy's multi-threaded ones.
+
+So when gpunet is imported it starts Numba's pool in one of two ways:
+
+- no OpenMP runtime loaded yet: Numba's OpenMP layer, with ``OMP_WAIT_POLICY=PASSIVE`` and
+  ``GOMP_SPINCOUNT=SPIN_COUNT`` set for the moment libgomp reads them: an idle worker spins
+  ``SPIN_COUNT`` times (0.2–0.5 ms on a 2-core AMD EPYC), then sleeps. Every product of a step runs
+  on this pool too (gpunet/ops/products.py), so no other pool's threads wait for those cores. libgomp is one library per
+  process, so PyTorch imported later shares these settings (under the passive policy alone an MLP
+  epoch of its measured 4.0 s → 6.3 s). Import torch first, or set OMP_WAIT_POLICY yourself, if
+  that matters to you.
 - an OpenMP runtime already loaded (torch imported first): its policy is fixed, so Numba uses its
   own ``workqueue`` layer instead, which never spins (whole training steps ran as fast as with the
   passive OpenMP pool; bandwidth-bound kernels on large arrays ran about 20% slower). Its pool
@@ -18,7 +28,7 @@ of two ways:
   The workqueue layer must not be entered from two Python threads at once: Numba stops the
   process if it is. Set NUMBA_THREADING_LAYER to choose another layer.
 
-A NUMBA_THREADING_LAYER or OMP_WAIT_POLICY that the user set is left as it is.
+A NUMBA_THREADING_LAYER, OMP_WAIT_POLICY or GOMP_SPINCOUNT that the user set is left as it is.
 
 Several processes on one machine (``mpiexec -n P``) each start both pools at the size of the
 whole machine, P·2 pools fighting for the cores: a 2-process MLP step on 2 cores took 28 ms
@@ -33,6 +43,7 @@ import sys
 # the variables through which a user sets the pools' sizes (then gpunet leaves that pool alone)
 NUMBA_VARS = ("NUMBA_NUM_THREADS",)
 BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+SPIN_COUNT = 10000  # libgomp's busy-wait iterations before an idle worker sleeps
 
 
 def openmp_loaded() -> bool:
@@ -47,9 +58,9 @@ def openmp_loaded() -> bool:
         return False
 
 
-def start_numba_threads_without_spinning() -> None:
-    """Start Numba's thread pool (once, before any parallel kernel) so its idle workers do not
-    spin; see the module docstring for the two ways and what each means for other libraries."""
+def start_numba_threads() -> None:
+    """Start Numba's thread pool (once, before any parallel kernel) with workers that spin briefly,
+    then sleep; see the module docstring for the two ways and what each means for other libraries."""
     env = os.environ
     if env.get("NUMBA_ENABLE_CUDASIM") == "1" or "NUMBA_THREADING_LAYER" in env or "OMP_WAIT_POLICY" in env:
         return
@@ -60,16 +71,20 @@ def start_numba_threads_without_spinning() -> None:
         return
     if parallel._is_initialized:  # a pool already started is not changed
         return
+    settings = {}
     if openmp_loaded():
         numba.config.THREADING_LAYER = "workqueue"
     else:
-        env["OMP_WAIT_POLICY"] = "PASSIVE"
+        settings = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": str(SPIN_COUNT)}
+        settings = {name: value for name, value in settings.items() if name not in env}
+    env.update(settings)
     try:
-        numba.get_num_threads()  # starts the pool (and loads libgomp) now
+        numba.get_num_threads()  # starts the pool (and loads libgomp, which reads them) now
     except Exception:  # no usable threading layer: Numba will say so at the first parallel kernel
         pass
     finally:
-        env.pop("OMP_WAIT_POLICY", None)
+        for name in settings:
+            env.pop(name, None)
 
 
 def limit_threads(n: int) -> dict:

@@ -37,6 +37,9 @@ def _run(tmp_path, script, *args):
         if "phase_s" in r or "step_s" in r:  # a piece of gpunet's convolution or step, gpunet only
             assert r.get("phase_s", r.get("step_s")) >= 0
             continue
+        if "region_s" in r:  # a parallel region after an idle gap, gpunet only
+            assert r["region_s"] > 0 and r["gap_s"] >= 0
+            continue
         if "overhead_us" in r:  # a layer call against its bare kernel calls, gpunet only
             assert r["layer_s"] > 0 and r["kernel_s"] > 0
             assert r["overhead_us"] == pytest.approx((r["layer_s"] - r["kernel_s"]) * 1e6)
@@ -85,6 +88,12 @@ def test_conv_layers(tmp_path):
 def test_trainer_overhead(tmp_path):
     records, _ = _run(tmp_path, "trainer_overhead.py", "--subset", "512", "--epochs", "1")
     assert {r["name"] for r in records} >= {"trainer_vs_hand_loop"}
+
+
+def test_pool_wakeup(tmp_path):
+    records, out = _run(tmp_path, "pool_wakeup.py", "--repeat", "3")
+    assert [r["gap_s"] for r in records] == sorted(r["gap_s"] for r in records) and len(records) >= 3
+    assert "idle" in out
 
 
 def test_kernels(tmp_path):

@@ -1,4 +1,5 @@
-"""gpunet.cpu_threads: Numba's pool starts without spinning workers, whichever was imported first."""
+"""gpunet.cpu_threads: Numba's pool starts with workers that spin briefly and then sleep (OpenMP), or
+that never spin (workqueue, when an OpenMP runtime was loaded first)."""
 import ctypes.util
 import os
 import subprocess
@@ -12,7 +13,7 @@ REPORT = ("import os, numba, numba.np.ufunc.parallel as p; "
 
 def _run(prelude, **env_changes):
     env = {k: v for k, v in os.environ.items()
-           if k not in ("OMP_WAIT_POLICY", "NUMBA_ENABLE_CUDASIM", "NUMBA_THREADING_LAYER")}
+           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "NUMBA_ENABLE_CUDASIM", "NUMBA_THREADING_LAYER")}
     env.update(env_changes)
     out = subprocess.run([sys.executable, "-c", prelude + "; " + REPORT], env=env,
                          capture_output=True, text=True, check=True)
@@ -25,6 +26,27 @@ HAVE_GOMP = sys.platform.startswith("linux") and ctypes.util.find_library("gomp"
 @pytest.mark.skipif(not HAVE_GOMP, reason="Numba's OpenMP layer needs libgomp (Linux)")
 def test_import_starts_the_openmp_pool_passively_and_restores_the_environment():
     assert _run("import gpunet") == ["None", "True", "omp"]
+
+
+# what libgomp finds in the environment when the pool starts (and loads it), then what is left
+SPY = ("import os, numba; seen = []; start = numba.get_num_threads\n"
+       "def spy():\n"
+       "    seen.extend(os.environ.get(k) for k in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT'))\n"
+       "    return start()\n"
+       "numba.get_num_threads = spy\n"
+       "import gpunet\n"
+       "print(*seen, os.environ.get('GOMP_SPINCOUNT'))")
+
+
+@pytest.mark.skipif(not HAVE_GOMP, reason="Numba's OpenMP layer needs libgomp (Linux)")
+def test_libgomp_reads_the_passive_policy_and_a_short_spin_count_then_both_are_removed():
+    from gpunet.cpu_threads import SPIN_COUNT
+    assert _run(SPY) == ["PASSIVE", str(SPIN_COUNT), "None", "None", "True", "omp"]
+
+
+@pytest.mark.skipif(not HAVE_GOMP, reason="Numba's OpenMP layer needs libgomp (Linux)")
+def test_a_spin_count_the_user_set_is_kept():
+    assert _run(SPY, GOMP_SPINCOUNT="5") == ["PASSIVE", "5", "5", "None", "True", "omp"]
 
 
 def test_a_policy_or_layer_the_user_set_is_kept():

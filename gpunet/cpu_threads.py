@@ -15,11 +15,11 @@ So when gpunet is imported it starts Numba's pool in one of two ways:
 
 - no OpenMP runtime loaded yet: Numba's OpenMP layer, with ``OMP_WAIT_POLICY=PASSIVE`` and
   ``GOMP_SPINCOUNT=SPIN_COUNT`` set for the moment libgomp reads them: an idle worker spins
-  ``SPIN_COUNT`` times (0.2–0.5 ms on a 2-core AMD EPYC), then sleeps. Every product of a step runs
-  on this pool too (gpunet/ops/products.py), so no other pool's threads wait for those cores. libgomp is one library per
-  process, so PyTorch imported later shares these settings (under the passive policy alone an MLP
-  epoch of its measured 4.0 s → 6.3 s). Import torch first, or set OMP_WAIT_POLICY yourself, if
-  that matters to you.
+  ``SPIN_COUNT`` times (0.2–0.5 ms on a 2-core AMD EPYC), then sleeps. Every product of a step
+  runs on this pool too (gpunet/ops/products.py), so no other pool's threads wait for those
+  cores. libgomp is one library per process, so PyTorch imported later shares these settings
+  (under the passive policy alone an MLP epoch of its measured 4.0 s → 6.3 s). Import torch
+  first, or set OMP_WAIT_POLICY yourself, if that matters to you.
 - an OpenMP runtime already loaded (torch imported first): its policy is fixed, so Numba uses its
   own ``workqueue`` layer instead, which never spins (whole training steps ran as fast as with the
   passive OpenMP pool; bandwidth-bound kernels on large arrays ran about 20% slower). Its pool
@@ -71,12 +71,13 @@ def start_numba_threads() -> None:
         return
     if parallel._is_initialized:  # a pool already started is not changed
         return
-    settings = {}
+    settings = {}  # what libgomp reads when the pool starts, then removed
     if openmp_loaded():
         numba.config.THREADING_LAYER = "workqueue"
     else:
-        settings = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": str(SPIN_COUNT)}
-        settings = {name: value for name, value in settings.items() if name not in env}
+        settings = {"OMP_WAIT_POLICY": "PASSIVE"}
+        if "GOMP_SPINCOUNT" not in env:
+            settings["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
     env.update(settings)
     try:
         numba.get_num_threads()  # starts the pool (and loads libgomp, which reads them) now

@@ -8,11 +8,12 @@ them from OpenBLAS's threads in turn (the 784-512-256-10 MLP's epoch at batch 12
 idle Numba workers asleep, 2.1 s with them spinning against OpenBLAS's). So a product of 2^18
 multiply-adds or more is cut into ``pieces(m, n)`` blocks of C's rows (or of its columns, when C
 is wider than tall), and one Numba parallel loop makes each block's product with a single-threaded
-BLAS call (kernels/common/blas.py). The blocks are a function of the shapes only, never of the
+BLAS call (``blas.gemm_blocks``). The blocks are a function of the shapes only, never of the
 thread count, so neither are the results (OpenBLAS's own threads cut the work by their number;
 a block's product may round differently from the whole product's: these are not NumPy's bits).
 Smaller products (which OpenBLAS runs on the calling thread by itself), other dtypes and
-operands that are neither C- nor F-contiguous go to ``numpy.matmul`` on the calling thread alone. GPU arrays use ``xp.matmul``.
+operands that are neither C- nor F-contiguous go to ``numpy.matmul`` on the calling thread alone.
+GPU arrays use ``xp.matmul``.
 
     C[i0:i1, :] = op(A)[i0:i1, :] · op(B)    (blocks of rows)
     C[:, j0:j1] = op(A) · op(B)[:, j0:j1]    (blocks of columns)
@@ -20,12 +21,9 @@ operands that are neither C- nor F-contiguous go to ``numpy.matmul`` on the call
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from .. import backend
 from ..kernels.common import blas
-from ..kernels.common.blas import NO_TRANS, ROW_MAJOR, TRANS
-from ..kernels.common.jit import njit
 
 POOLED_FROM = 1 << 18  # m·n·k from which the product runs in blocks on Numba's pool
 BLOCK = 64             # rows (or columns) of C per block, at least: OpenBLAS packs op(B) (op(A)) per block
@@ -35,31 +33,6 @@ MAX_BLOCKS = 16
 def pieces(m: int, n: int) -> int:
     """Blocks of C's longer side: one per ``BLOCK`` of it, from 1 to ``MAX_BLOCKS``."""
     return max(1, min(MAX_BLOCKS, max(m, n) // BLOCK))
-
-
-@njit(parallel=True, fastmath=False, cache=True)
-def _blocks(gemm, set_local, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, count, by_rows, itemsize):
-    for p in prange(count):
-        set_local(1)  # the caller restores its setting after the region (blas.single_threaded_products)
-        if by_rows:
-            i0, i1 = m * p // count, m * (p + 1) // count
-            at = i0 * lda if ta == NO_TRANS else i0  # row i0 of op(A)
-            gemm(ROW_MAJOR, ta, tb, i1 - i0, n, k, 1.0, a + itemsize * at, lda, b, ldb, 0.0,
-                 c + itemsize * i0 * ldc, ldc)
-        else:
-            j0, j1 = n * p // count, n * (p + 1) // count
-            at = j0 if tb == NO_TRANS else j0 * ldb  # column j0 of op(B)
-            gemm(ROW_MAJOR, ta, tb, m, j1 - j0, k, 1.0, a, lda, b + itemsize * at, ldb, 0.0, c + itemsize * j0, ldc)
-
-
-def _operand(x):
-    """(CBLAS transpose flag, leading dimension) of a 2-D array, or None when it is neither C-
-    nor F-contiguous."""
-    if x.flags.c_contiguous:
-        return NO_TRANS, max(x.shape[1], 1)
-    if x.flags.f_contiguous:
-        return TRANS, max(x.shape[0], 1)
-    return None
 
 
 def matmul(a, b, out=None):
@@ -72,7 +45,7 @@ def matmul(a, b, out=None):
     if m * n * k < POOLED_FROM:  # OpenBLAS runs these on the calling thread by itself
         return np.matmul(a, b, out=out)
     dtype = a.dtype
-    fa, fb = _operand(a), _operand(b)
+    fa, fb = blas.operand(a), blas.operand(b)
     if not (dtype in (np.float32, np.float64) and b.dtype == dtype and fa is not None and fb is not None
             and b.shape[0] == k and (out is None or (out.shape == (m, n) and out.dtype == dtype
                                                      and out.flags.c_contiguous))):
@@ -81,6 +54,6 @@ def matmul(a, b, out=None):
     c = np.empty((m, n), dtype) if out is None else out
     gemm = blas.BLAS.sgemm if dtype == np.float32 else blas.BLAS.dgemm
     with blas.single_threaded_products(blas.BLAS):
-        _blocks(gemm, blas.BLAS.set_threads_local, fa[0], fb[0], m, n, k, a.ctypes.data, fa[1], b.ctypes.data, fb[1],
-                c.ctypes.data, max(n, 1), pieces(m, n), m >= n, dtype.itemsize)
+        blas.gemm_blocks(gemm, blas.BLAS.set_threads_local, fa[0], fb[0], m, n, k, a.ctypes.data, fa[1],
+                         b.ctypes.data, fb[1], c.ctypes.data, max(n, 1), pieces(m, n), m >= n, dtype.itemsize)
     return c

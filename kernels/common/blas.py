@@ -19,6 +19,8 @@ left NumPy's own products on one thread after some convolutions.
 
     gemm(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)   (CBLAS)
     C = alpha · op(A) · op(B) + beta · C,   op(A) (m, k), op(B) (k, n), C (m, n), row-major
+
+``gemm_blocks`` makes one product in blocks of C on Numba's pool (gpunet/ops/products.py).
 """
 from __future__ import annotations
 
@@ -26,6 +28,10 @@ import ctypes
 import os
 import sys
 from dataclasses import dataclass
+
+from numba import prange
+
+from .jit import njit
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
@@ -120,3 +126,30 @@ class single_threaded_products:
     def __exit__(self, *exc):
         self.set_local(self.previous)
         return False
+
+
+def operand(x):
+    """(CBLAS transpose flag, leading dimension) of a 2-D array, or None when it is neither C-
+    nor F-contiguous."""
+    if x.flags.c_contiguous:
+        return NO_TRANS, max(x.shape[1], 1)
+    if x.flags.f_contiguous:
+        return TRANS, max(x.shape[0], 1)
+    return None
+
+
+@njit(parallel=True, fastmath=False, cache=True)
+def gemm_blocks(gemm, set_local, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, count, by_rows, itemsize):
+    """C = op(A) · op(B) (addresses a, b, c) in ``count`` blocks of C's rows (``by_rows``) or
+    columns, one single-threaded gemm per block, the blocks spread over Numba's threads."""
+    for p in prange(count):
+        set_local(1)  # the caller restores its setting after the region (blas.single_threaded_products)
+        if by_rows:
+            i0, i1 = m * p // count, m * (p + 1) // count
+            at = i0 * lda if ta == NO_TRANS else i0  # row i0 of op(A)
+            gemm(ROW_MAJOR, ta, tb, i1 - i0, n, k, 1.0, a + itemsize * at, lda, b, ldb, 0.0,
+                 c + itemsize * i0 * ldc, ldc)
+        else:
+            j0, j1 = n * p // count, n * (p + 1) // count
+            at = j0 if tb == NO_TRANS else j0 * ldb  # column j0 of op(B)
+            gemm(ROW_MAJOR, ta, tb, m, j1 - j0, k, 1.0, a, lda, b + itemsize * at, ldb, 0.0, c + itemsize * j0, ldc)

@@ -1,5 +1,7 @@
 """Direct 2-D convolution on the CPU: every tap reads the zero-padded input in place, with no
-column matrix (tiles.py holds the micro-kernels; numba_cpu.py chooses this path, ``supported``).
+column matrix (tiles.py holds the micro-kernels; numba_cpu.py chooses this path, ``supported``,
+or for small outputs of many images lanes.py, which lays the same computation out with the
+batch in the vector lanes).
 
 An image's C planes are zero-padded to Hp × Wp (Hp = H + 2·ph, Wp = W + 2·pw) and cut by the
 stride (sh, sw) into its phases: plane (c, a, b) holds xpad[c, sh·u + a, sw·v + b] for u < Hq =
@@ -59,7 +61,7 @@ def supported(c, kh, kw, sh, sw, ph, pw, dtype) -> bool:
             and np.dtype(dtype) in (np.float32, np.float64))
 
 
-def _ceil(a, b):
+def ceil_to(a, b):
     return -(-a // b) * b
 
 
@@ -134,16 +136,18 @@ def _planes(src, sb, ps, rs, c, h, w, dst, sh, sw, ph, pw, hq, wq, tail):
 
 
 @njit(fastmath=False, cache=True, inline="always")
-def _tiles(xp, wf, offs, yext):
-    """yext (OCp, Tr) = the fma tiles of the padded image xp with weights wf (K, OCp)."""
-    k, ocp = wf.shape
+def _tiles(xp, wf, k, offs, yext):
+    """yext (OCp, Tr) = the fma tiles of the padded image xp with the first k taps of the packed
+    weights wf (OCp / MR, Kmax, MR)."""
+    nblk, kmax = wf.shape[0], wf.shape[1]
     tr = yext.shape[1]
     step = vector_lanes(xp) * NV  # outputs per tile
     isz = xp.itemsize
-    for o0 in range(0, ocp, MR):
+    for blk in range(nblk):
+        wb = wf.ctypes.data + isz * blk * kmax * MR
         for t0 in range(0, tr, step):
-            fma_tile(xp, xp.ctypes.data + isz * t0, wf.ctypes.data + isz * o0, offs.ctypes.data, k, ocp,
-                     yext.ctypes.data + isz * (o0 * tr + t0), tr)
+            fma_tile(xp, xp.ctypes.data + isz * t0, wb, offs.ctypes.data, k, MR,
+                     yext.ctypes.data + isz * (blk * MR * tr + t0), tr)
 
 
 @njit(parallel=True, fastmath=False, cache=True)
@@ -160,7 +164,7 @@ def _forward(x, wf, bias, y, xpad_t, yext_t, offs, sh, sw, ph, pw, hq, wq, relu,
         ef = ye.reshape(-1)
         for b in range(n * t // nt, n * (t + 1) // nt):
             _planes(xf, b * c * h * w, h * w, w, c, h, w, xp, sh, sw, ph, pw, hq, wq, tail)
-            _tiles(xp, wf, offs, ye)
+            _tiles(xp, wf, wf.shape[1], offs, ye)
             for o in range(oc):
                 bo = bias[o]
                 for r in range(oh):
@@ -186,7 +190,7 @@ def _backward(x, dy, mask, masked, dw_t, db_t, dx, need_dx, wd, offs, offs_dx, p
     isz = x.itemsize
     xf, dyf, mf, dxf = x.reshape(-1), dy.reshape(-1), mask.reshape(-1), dx.reshape(-1)
     size = xpad_t.shape[2]
-    cp = wd.shape[2]
+    cp = wd.shape[1] * MR
     for t in prange(nt):
         dwt = dw_t[t]
         dbt = db_t[t]
@@ -224,7 +228,7 @@ def _backward(x, dy, mask, masked, dw_t, db_t, dx, need_dx, wd, offs, offs_dx, p
                     kf, rows, cols, y0, x0, trd = (phases[f, 0], phases[f, 1], phases[f, 2], phases[f, 3],
                                                    phases[f, 4], phases[f, 5])
                     dxe = de[:cp * trd].reshape(cp, trd)
-                    _tiles(dp, wd[f, :kf], offs_dx[f, :kf], dxe)
+                    _tiles(dp, wd[f], kf, offs_dx[f], dxe)
                     for ch in range(c):
                         for r in range(rows):
                             src = U(ch * trd + r * wg)
@@ -233,7 +237,7 @@ def _backward(x, dy, mask, masked, dw_t, db_t, dx, need_dx, wd, offs, offs_dx, p
                                 dxf[dst + U(sw) * s] = de[src + s]
 
 
-def _taps(c, kh, kw, hq, wq, sh, sw, count):
+def tap_offsets(c, kh, kw, hq, wq, sh, sw, count):
     """offs[k] for k = (c, i, j) in C order (see the module docstring), then zero offsets up to
     ``count``."""
     i, j = np.divmod(np.arange(kh * kw), kw)
@@ -242,19 +246,19 @@ def _taps(c, kh, kw, hq, wq, sh, sw, count):
     return np.concatenate([taps, np.zeros(count - taps.size, np.int64)]).astype(np.int64)
 
 
-def _geometry(x_shape, kh, kw, sh, sw, ph, pw, dtype):
+def geometry(x_shape, kh, kw, sh, sw, ph, pw, dtype):
     """(Hq, Wq, OH, Tr, size): the phase planes' height and width, the output rows, the padded-width
     outputs in whole tiles, and the length of an image's planes with their tail."""
     c, h, w = x_shape[1:]
     hp, wp = h + 2 * ph, w + 2 * pw
     hq, wq = -(-hp // sh), -(-wp // sw)
     oh = (hp - kh) // sh + 1
-    tr = _ceil(oh * wq, lanes(dtype) * NV)  # whole tiles
+    tr = ceil_to(oh * wq, lanes(dtype) * NV)  # whole tiles
     return hq, wq, oh, tr, c * sh * sw * hq * wq + (tr - oh * wq) + kw + lanes(dtype)
 
 
 @functools.lru_cache(maxsize=64)
-def _dx_plan(oc, c, kh, kw, sh, sw, ph, pw, h, w, oh, ow, step, cp):
+def dx_plan(oc, c, kh, kw, sh, sw, ph, pw, h, w, oh, ow, step, cp):
     """The dx passes, one per phase (a, b), as functions of the shapes only (cached): dy padded by
     (qh, qw) on all sides (the most any phase needs); per phase (K, rows, cols, first row of x,
     first column of x, padded-width outputs in whole tiles); its tap offsets into padded dy (K
@@ -288,11 +292,24 @@ def _dx_plan(oc, c, kh, kw, sh, sw, ph, pw, h, w, oh, ow, step, cp):
             i = np.arange(ka)[::-1]  # taps in increasing offset, as the stride-1 flipped kernel
             j = np.arange(kb)[::-1]
             k = oc * ka * kb
-            phases[f] = (k, rows, cols, y0, x0, _ceil(max(rows, 1) * wg, step))
+            phases[f] = (k, rows, cols, y0, x0, ceil_to(max(rows, 1) * wg, step))
             offs[f, :k] = (o[..., 0] * (hg * wg) + ((u0 + qh - i) * wg)[:, None] + (v0 + qw - j)).reshape(-1)
             at = ((o * c + ch) * kh + (a + sh * i)[:, None, None]) * kw + (b + sw * j)[:, None]
             gather[f, :k, :c] = at.reshape(k, c)  # tap (o, i, j) × channel: W[o, ch, a + sh·i, b + sw·j]
-    return qh, qw, phases, offs, gather
+    return qh, qw, phases, offs, np.ascontiguousarray(gather.reshape(n, kmax, cp // MR, MR).transpose(0, 2, 1, 3))
+
+
+def packed_weights(weight, scratch):
+    """W (OC, C, kh, kw) in the fma tiles' layout: wf[blk, k, m] = W[blk·MR + m, k] (OCp / MR, K,
+    MR), the channels past OC zero; each tile reads its weights in order."""
+    oc, k = weight.shape[0], weight[0].size
+    ocp = ceil_to(oc, MR)
+    rows = scratch.get("direct_w_rows", (ocp, k), weight)
+    rows[:oc] = weight.reshape(oc, k)
+    rows[oc:] = 0
+    wf = scratch.get("direct_w", (ocp // MR, k, MR), weight)
+    wf[...] = rows.reshape(ocp // MR, MR, k).transpose(0, 2, 1)
+    return wf
 
 
 def conv_forward(x, weight, bias, y, kh, kw, sh, sw, ph, pw, relu, scratch, nt):
@@ -302,15 +319,12 @@ def conv_forward(x, weight, bias, y, kh, kw, sh, sw, ph, pw, relu, scratch, nt):
     if bias is None:
         bias = scratch.get("zero_bias", (oc,), x)
         bias[...] = 0
-    hq, wq, oh, tr, size = _geometry(x.shape, kh, kw, sh, sw, ph, pw, x.dtype)
-    ocp = _ceil(oc, MR)
-    wf = scratch.get("direct_w", (k, ocp), x)
-    wf[:, :oc] = weight.reshape(oc, k).T
-    wf[:, oc:] = 0
+    hq, wq, oh, tr, size = geometry(x.shape, kh, kw, sh, sw, ph, pw, x.dtype)
+    wf = packed_weights(weight, scratch)
     offs = scratch.get("direct_offs", (k,), x, np.int64)
-    offs[:] = _taps(c, kh, kw, hq, wq, sh, sw, k)
+    offs[:] = tap_offsets(c, kh, kw, hq, wq, sh, sw, k)
     xpad_t = scratch.get("direct_xpad", (nt, size), x)
-    yext_t = scratch.get("direct_yext", (nt, ocp, tr), x)
+    yext_t = scratch.get("direct_yext", (nt, wf.shape[0] * MR, tr), x)
     _forward(x, wf, bias, y, xpad_t, yext_t, offs, sh, sw, ph, pw, hq, wq, bool(relu), x.dtype.type(0))
 
 
@@ -321,12 +335,12 @@ def conv_backward(x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, sh, sw, ph,
     cores, 64→64 on 7×7: 16 chunks 2.41 ms, 4 chunks 1.88 ms)."""
     oc, c = weight.shape[:2]
     k = c * kh * kw
-    hq, wq, oh, tr, size = _geometry(x.shape, kh, kw, sh, sw, ph, pw, dy.dtype)
+    hq, wq, oh, tr, size = geometry(x.shape, kh, kw, sh, sw, ph, pw, dy.dtype)
     ow = dy.shape[3]
     nt = max(1, min(nt, x.shape[0] * tr // DW_COLUMNS))
-    ocp, kp = _ceil(oc, MA), _ceil(k, KB)
+    ocp, kp = ceil_to(oc, MA), ceil_to(k, KB)
     offs = scratch.get("direct_offs_dw", (kp,), dy, np.int64)
-    offs[:] = _taps(c, kh, kw, hq, wq, sh, sw, kp)
+    offs[:] = tap_offsets(c, kh, kw, hq, wq, sh, sw, kp)
     per = -(-x.shape[0] // nt)  # images per chunk, at most
     xpad_t = scratch.get("direct_xpad", (nt, per, size), dy)
     g_t = scratch.get("direct_g", (nt, per, ocp, tr), dy)
@@ -334,14 +348,14 @@ def conv_backward(x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, sh, sw, ph,
     db_t = scratch.get("direct_db", (nt, oc), dy, np.float64)
     need_dx = dx is not None
     if need_dx:
-        qh, qw, phases, offs_dx, gather = _dx_plan(oc, c, kh, kw, sh, sw, ph, pw, x.shape[2], x.shape[3], oh, ow,
-                                                   lanes(dy.dtype) * NV, _ceil(c, MR))
+        qh, qw, phases, offs_dx, gather = dx_plan(oc, c, kh, kw, sh, sw, ph, pw, x.shape[2], x.shape[3], oh, ow,
+                                                   lanes(dy.dtype) * NV, ceil_to(c, MR))
         flat = scratch.get("direct_w_flat", (weight.size + 1,), dy)  # W, then the zero of the padding
         flat[:-1] = weight.reshape(-1)
         flat[-1] = 0
         wd = scratch.get("direct_wd", gather.shape, dy)
         np.take(flat, gather, out=wd)
-        cp, trd = gather.shape[2], int(phases[:, 5].max())
+        cp, trd = gather.shape[1] * MR, int(phases[:, 5].max())
         size_dy = oc * (oh + 2 * qh) * (ow + 2 * qw) + trd + kw + pw + lanes(dy.dtype)
         dypad_t = scratch.get("direct_dypad", (nt, size_dy), dy)
         dxext_t = scratch.get("direct_dxext", (nt, cp, trd), dy)

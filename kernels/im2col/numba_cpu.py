@@ -2,7 +2,8 @@
 
 Same functions and formulas as ``reference`` (see there). The convolution (``conv_forward``,
 ``conv_backward``) is direct where ``direct.supported`` (enough taps, a kernel at least as large
-as its stride: vector micro-kernels over the zero-padded input or its phases, no column matrix);
+as its stride: vector micro-kernels over the zero-padded input or its phases, no column matrix),
+with the batch in the vector lanes for small outputs (lanes.py, where ``lanes.chosen``);
 otherwise it runs in groups of images, one parallel region per pass with BLAS inside
 (cpu_conv.py). ``im2col``/``col2im`` and the layout moves are the op's building blocks, parallel
 over (image, channel) planes (the loops of planes.py), one pass, no temporaries. Each (n, c)
@@ -15,7 +16,7 @@ from numba import prange
 
 from ..common import blas
 from ..common.jit import njit
-from . import cpu_conv, direct
+from . import cpu_conv, direct, lanes
 from .composed import backward_with, forward_with
 from .planes import U, col2im_plane, im2col_plane
 
@@ -138,6 +139,8 @@ def conv_forward(x, weight, bias, y, kh, kw, sh, sw, ph, pw, relu, scratch):
     """Enough taps (``direct.supported``): the direct convolution (direct.py). Otherwise one parallel
     region per pass (cpu_conv.py), or the composed product where no BLAS is callable from Numba."""
     if direct.supported(x.shape[1], kh, kw, sh, sw, ph, pw, x.dtype):
+        if lanes.chosen(x.shape, kh, kw, sh, sw, ph, pw, x.dtype):
+            return lanes.conv_forward(x, weight, bias, y, kh, kw, sh, sw, ph, pw, relu, scratch)
         return direct.conv_forward(x, weight, bias, y, kh, kw, sh, sw, ph, pw, relu, scratch,
                                    cpu_conv.chunks(x.shape[0], weight.shape[0], weight[0].size))
     if blas.BLAS is None:
@@ -147,6 +150,8 @@ def conv_forward(x, weight, bias, y, kh, kw, sh, sw, ph, pw, relu, scratch):
 
 def conv_backward(x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, sh, sw, ph, pw, scratch):
     if direct.supported(x.shape[1], kh, kw, sh, sw, ph, pw, dy.dtype):
+        if lanes.chosen(x.shape, kh, kw, sh, sw, ph, pw, dy.dtype):
+            return lanes.conv_backward(x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, sh, sw, ph, pw, scratch)
         return direct.conv_backward(x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, sh, sw, ph, pw, scratch,
                                     cpu_conv.chunks(x.shape[0], weight.shape[0], weight[0].size))
     if blas.BLAS is None:

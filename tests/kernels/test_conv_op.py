@@ -49,6 +49,10 @@ GEOMETRIES = [
     ((40, 64, 10, 10), 4, (2, 2), (3, 3), (0, 0)),
     ((272, 64, 7, 7), 3, (2, 2), (3, 3), (0, 0)),
     ((3, 2, 5, 5), 3, (1, 1), (1, 1), (1, 1)),    # padding as large as the kernel: columns, not direct
+    # small outputs of many images: the batch in the vector lanes (lanes.py), full and partial groups
+    ((32, 16, 4, 4), 17, (3, 3), (1, 1), (1, 1)),
+    ((37, 9, 6, 5), 5, (3, 3), (2, 2), (1, 1)),
+    ((50, 12, 5, 5), 3, (3, 3), (1, 1), (0, 0)),
 ]
 
 
@@ -100,8 +104,9 @@ def test_numba_cpu_without_blas_falls_back_to_the_composed_product(dtype, monkey
     _compare("numba_cpu", dtype, geometries=GEOMETRIES[:3])
 
 
-# columns and one image per product; direct at stride 2; direct at stride 1
-@pytest.mark.parametrize("shape,oc,stride", [((37, 3, 9, 9), 6, 1), ((40, 32, 10, 10), 4, 2), ((37, 8, 9, 9), 20, 1)])
+# columns and one image per product; direct at stride 2; direct at stride 1; the batch in the lanes
+@pytest.mark.parametrize("shape,oc,stride", [((37, 3, 9, 9), 6, 1), ((40, 32, 10, 10), 4, 2), ((37, 8, 9, 9), 20, 1),
+                                             ((48, 16, 5, 5), 20, 1)])
 def test_numba_cpu_results_do_not_depend_on_the_thread_count(shape, oc, stride, rng):
     x = rng.standard_normal(shape).astype(np.float32)
     w = rng.standard_normal((oc, shape[1], 3, 3)).astype(np.float32)
@@ -119,6 +124,33 @@ def test_numba_cpu_results_do_not_depend_on_the_thread_count(shape, oc, stride, 
             numba.set_num_threads(previous)
     for name in runs[0]:
         assert runs[0][name].tobytes() == runs[-1][name].tobytes(), name
+
+
+@pytest.mark.parametrize("in_lanes", [False, True], ids=["direct", "lanes"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_both_direct_layouts_match_reference_on_every_direct_geometry(in_lanes, dtype, monkeypatch):
+    """direct.py and lanes.py, each forced on every geometry direct.supported admits (numba_cpu
+    chooses between them by shape)."""
+    from gpunet.kernels.im2col import direct, lanes
+
+    monkeypatch.setattr(lanes, "chosen", lambda *shapes: in_lanes)
+    found = [g for g in GEOMETRIES if direct.supported(g[0][1], *g[2], *g[3], *g[4], dtype)]
+    assert len(found) >= 12
+    _compare("numba_cpu", dtype, geometries=found)
+
+
+def test_small_outputs_of_many_images_put_the_batch_in_the_lanes():
+    from gpunet.kernels.im2col import lanes
+
+    g = lanes.group_size(np.float32)
+    assert g == 16 or g == 24  # AVX-512 or AVX2 tiles
+    f = np.float32
+    assert lanes.chosen((64, 64, 7, 7), 3, 3, 1, 1, 1, 1, f)       # resnet_small's 64→64 layer
+    assert lanes.chosen((64, 32, 14, 14), 3, 3, 2, 2, 1, 1, f)     # ... and its 32→64 at stride 2
+    assert not lanes.chosen((64, 16, 28, 28), 3, 3, 1, 1, 1, 1, f)  # 28×28: direct.py wastes 8%
+    assert not lanes.chosen((64, 16, 28, 28), 3, 3, 2, 2, 1, 1, f)  # 14×14 at stride 2: 14%
+    assert not lanes.chosen((1, 64, 7, 7), 3, 3, 1, 1, 1, 1, f)     # one image: a group of empty lanes
+    assert [lanes.chosen((n, 64, 7, 7), 3, 3, 1, 1, 1, 1, f) for n in (64, 65)] == [True, g == 24]
 
 
 def test_the_calling_threads_blas_setting_is_restored(rng):
@@ -175,6 +207,14 @@ def test_enough_taps_take_the_direct_path(rng):
         keys = set(scratch.buffers)
         assert ("direct_xpad" in keys and "direct_g" in keys and "cols" not in keys) == direct_path, keys
         assert ("cols" in keys) != direct_path, keys
+    x = rng.standard_normal((64, 32, 7, 7)).astype(np.float32)  # small outputs: the batch in the lanes
+    w = rng.standard_normal((8, 32, 3, 3)).astype(np.float32)
+    scratch = Scratch()
+    y = ops.conv2d_forward(x, w, None, (1, 1), (1, 1), False, scratch, tier="numba_cpu")
+    ops.conv2d_backward(x, w, np.ones_like(y), None, np.empty_like(w), None, True, (1, 1), (1, 1), scratch,
+                        tier="numba_cpu")
+    keys = set(scratch.buffers)
+    assert {"lanes_xg", "lanes_g", "lanes_gpad"} <= keys and not {"direct_xpad", "cols"} & keys, keys
 
 
 def test_phase_planes_at_stride_one_are_the_padded_planes(rng):
@@ -221,7 +261,8 @@ from gpunet.testing.tiers import relative_error
 assert (tiles.MR, tiles.NV, tiles.MA, tiles.KB, tiles.lanes(np.float32), tiles.lanes(np.float64)) == (4, 3, 4, 3, 8, 4)
 rng = np.random.default_rng(0)
 for shape, oc, k, st, pad in (((3, 17, 6, 9), 19, (3, 2), (1, 1), (2, 0)), ((2, 8, 5, 5), 5, (3, 3), (1, 1), (1, 1)),
-                              ((3, 17, 9, 8), 19, (3, 3), (2, 2), (1, 1))):
+                              ((3, 17, 9, 8), 19, (3, 3), (2, 2), (1, 1)), ((30, 8, 5, 5), 5, (3, 3), (1, 1), (1, 1)),
+                              ((48, 8, 8, 8), 5, (3, 3), (2, 2), (1, 1))):
     x = rng.standard_normal(shape)
     w = rng.standard_normal((oc, shape[1]) + k)
     assert direct.supported(shape[1], *k, *st, *pad, np.float64)
@@ -233,6 +274,9 @@ for shape, oc, k, st, pad in (((3, 17, 6, 9), 19, (3, 2), (1, 1), (2, 0)), ((2, 
         dx = ops.conv2d_backward(x, w, np.cos(y), y, dw, None, True, st, pad, s, tier=tier)
         out += [y, dw, dx]
     assert all(relative_error(g, r) <= 1e-12 for g, r in zip(got, want)), [relative_error(g, r) for g, r in zip(got, want)]
+from gpunet.kernels.im2col import lanes
+assert lanes.group_size(np.float64) == 12  # the last two shapes: the batch in the lanes, 12 float64 a group
+assert lanes.chosen((30, 8, 5, 5), 3, 3, 1, 1, 1, 1, np.float64) and lanes.chosen((48, 8, 8, 8), 3, 3, 2, 2, 1, 1, np.float64)
 print("ok")
 """
 

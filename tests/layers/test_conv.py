@@ -22,6 +22,8 @@ GEOMETRIES = [
     ((2, 4, 6, 6), 3, 1, 1, 0, False),             # 1×1, no bias
     ((1, 3, 5, 7), 2, 5, 3, 2, True),              # kernel as large as the padded input allows
     ((5, 8, 13, 13), 16, 3, 1, 1, True),
+    ((40, 16, 5, 5), 20, 3, 1, 1, True),          # small outputs of many images: the batch in the lanes
+    ((36, 12, 8, 8), 24, 3, 2, 1, False),         # ... at stride 2
 ]
 
 
@@ -77,6 +79,7 @@ def test_weights_load_from_torch_state_dict_without_transpose(rng):
     ((1, 3, 6, 5), 2, (2, 3), (1, 2), (0, 1), False),
     ((2, 2, 5, 5), 2, 1, 1, 0, True),
     ((1, 2, 9, 8), 3, 4, 3, 2, True),
+    ((16, 8, 4, 4), 3, 3, 1, 1, True),  # the batch in the lanes
 ])
 def test_gradcheck_float64(shape, oc, k, s, p, bias, rng):
     conv = gn.Conv2d(shape[1], oc, k, stride=s, padding=p, bias=bias)
@@ -101,6 +104,25 @@ def test_batch_size_changes_reuse_scratch_correctly(rng):
         np.testing.assert_array_equal(g, fresh._grads["weight"])
         fresh = gn.Conv2d(2, 3, 3, padding=1)
         fresh.load_state_dict(conv.state_dict())
+
+
+def test_batch_size_changes_between_the_direct_layouts(rng):
+    """40 images of 5×5 put the batch in the lanes, 3 and 17 do not (kernels/im2col/lanes.py): the
+    layer's results follow its batch, whichever layout its scratch last held."""
+    from gpunet.kernels.im2col import lanes
+
+    conv = gn.Conv2d(16, 8, 3, padding=1)
+    sizes = (40, 3, 40, 17)
+    assert [lanes.chosen((n, 16, 5, 5), 3, 3, 1, 1, 1, 1, np.float32) for n in sizes] == [True, False, True, False]
+    for n in sizes:
+        fresh = gn.Conv2d(16, 8, 3, padding=1)
+        fresh.load_state_dict(conv.state_dict())
+        x = rng.standard_normal((n, 16, 5, 5)).astype(np.float32)
+        dy = rng.standard_normal((n, 8, 5, 5)).astype(np.float32)
+        y, dx = conv(x), conv.backward(dy)
+        np.testing.assert_array_equal(y, fresh(x))
+        np.testing.assert_array_equal(dx, fresh.backward(dy))
+        np.testing.assert_array_equal(conv._grads["weight"], fresh._grads["weight"])
 
 
 def test_outputs_are_fresh_arrays(rng):

@@ -6,8 +6,9 @@ torch_s (medians from the same run, same thread count); extra keys (sizes, GB/s)
 On the CPU each library is timed in a fresh process of its own (``isolated``), imported
 before the other: Numba and PyTorch share one OpenMP runtime per process, whose wait policy is
 fixed by whoever starts it first. gpunet starts it with the passive policy (gpunet/cpu_threads.py),
-which slows PyTorch's CPU ops about 1.5x; started by PyTorch, it moves gpunet's Numba kernels to
-the workqueue layer, about 20% slower on the bandwidth-bound ones. In its own process each
+which slows PyTorch's CPU ops about 1.5x; pip's PyTorch imported first brings its own copy of the
+runtime, and Numba's layer loads another (where it would share one already loaded, gpunet moves
+its kernels to the slower workqueue layer). In its own process each
 library runs as it would for a user who imports it alone.
 """
 from __future__ import annotations

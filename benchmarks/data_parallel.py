@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-# not benchmarks/common.py here: it imports PyTorch, whose OpenMP runtime, loaded first, would move
+# not benchmarks/common.py here: it imports PyTorch, whose OpenMP runtime, loaded first, can move
 # gpunet's Numba kernels to the slower workqueue layer (gpunet/cpu_threads.py) in every rank
 
 ARENA = 10_000_000

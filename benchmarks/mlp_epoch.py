@@ -9,7 +9,8 @@ Variants: ``mlp_epoch`` (plain MLP, hand-written loop in both libraries), ``mlp_
 (BatchNorm1d and Dropout(0.2) after each hidden layer, Adam with clip_norm=1.0), and, when the
 Trainer exists, ``mlp_bn_dropout_epoch_trainer`` (the same model through gpunet.Trainer, compared
 with PyTorch and, in ``trainer_over_hand``, with gpunet's own hand-written loop, their epochs
-alternating).
+alternating). On the CPU, rows ending ``_torch_first`` time gpunet's hand-written loop in a process
+that imported torch before gpunet (gpunet/cpu_threads.py: which threading layer Numba then runs on).
 """
 from __future__ import annotations
 
@@ -184,6 +185,9 @@ def bench(device, optimizer, epochs, variants, threads, subset=0):
         if "trainer_s" in g:
             records.append(record(name + "_trainer", device, g["trainer_s"], t_s, hand_loop_s=g["hand_s"],
                                   trainer_over_hand=g["trainer_s"] / g["hand_s"]))
+        if device == "cpu":  # gpunet in a process that imported torch first, as a script using both does
+            f = isolated("torch", gn_side, *args)
+            records.append(record(name + "_torch_first", device, f["hand_s"], t_s, numba_layer=f["numba_layer"]))
     return records
 
 

@@ -13,8 +13,8 @@ step, nothing read back); PyTorch the usual zero_grad / forward / cross_entropy 
 (clip_grad_norm_) / step. Both cycle over the same 16 random batches already in memory.
 
 Rows ending ``_torch_first`` time gpunet's step in a process that imported torch before gpunet,
-as a script using both libraries does: Numba then runs on its ``workqueue`` threading layer (see
-gpunet/cpu_threads.py), whose pool hands even a one-thread kernel to a worker thread.
+as a script using both libraries does (gpunet/cpu_threads.py: Numba's OpenMP layer with a runtime
+of its own beside torch's copy of libgomp, or its ``workqueue`` layer where it would share one).
 
 ``layer_overhead`` rows (gpunet only): the time of one layer call (forward and backward) minus the
 time of the bare kernel calls it makes, on preallocated arrays, for BatchNorm1d (32, 64), Dropout

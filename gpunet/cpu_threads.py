@@ -13,20 +13,24 @@ the step's Python glue runs on the calling thread, and Numba's idle workers eith
 
 So when gpunet is imported it starts Numba's pool in one of two ways:
 
-- no OpenMP runtime loaded yet: Numba's OpenMP layer, with ``OMP_WAIT_POLICY=PASSIVE`` and
-  ``GOMP_SPINCOUNT=SPIN_COUNT`` set for the moment libgomp reads them: an idle worker spins
-  ``SPIN_COUNT`` times (0.2–0.5 ms on a 2-core AMD EPYC), then sleeps. Every product of a step
-  runs on this pool too (gpunet/ops/products.py), so no other pool's threads wait for those
-  cores. libgomp is one library per process, so PyTorch imported later shares these settings
-  (under the passive policy alone an MLP epoch of its measured 4.0 s → 6.3 s). Import torch
-  first, or set OMP_WAIT_POLICY yourself, if that matters to you.
-- an OpenMP runtime already loaded (torch imported first): its policy is fixed, so Numba uses its
-  own ``workqueue`` layer instead, which never spins (whole training steps ran as fast as with the
-  passive OpenMP pool; bandwidth-bound kernels on large arrays ran about 20% slower). Its pool
-  hands every parallel kernel to a worker thread, a wake-up of 20–100 µs even on one thread, so
-  small inputs run serial builds of the kernels instead (kernels/common/threads.py).
-  The workqueue layer must not be entered from two Python threads at once: Numba stops the
-  process if it is. Set NUMBA_THREADING_LAYER to choose another layer.
+- Numba's OpenMP layer, with ``OMP_WAIT_POLICY=PASSIVE`` and ``GOMP_SPINCOUNT=SPIN_COUNT`` set
+  for the moment its libgomp loads and reads them: an idle worker spins ``SPIN_COUNT`` times
+  (0.2–0.5 ms on a 2-core AMD EPYC), then sleeps. Every product of a step runs on this pool too
+  (gpunet/ops/products.py), so no other pool's threads wait for those cores. This is the way
+  when no OpenMP runtime is loaded yet, and when one is (pip's torch imported first, with its
+  own copy of libgomp, torch/lib/libgomp.so.1) but Numba's layer loads a runtime of its own
+  beside it (another file: ``openmp_runtimes`` tells them apart by inode). With torch imported
+  first, an epoch of the MLP with batch norm, dropout and clipping (benchmarks/mlp_epoch.py, 2
+  cores) took 1.4 s this way and 2.3 s on the workqueue layer. libgomp loaded once is one runtime
+  for the process: PyTorch imported *after* gpunet shares these settings (under the passive
+  policy alone an MLP epoch of its measured 4.0 s → 6.3 s). Import torch first, or set
+  OMP_WAIT_POLICY yourself, if that matters to you.
+- the runtime Numba's layer would use already loaded (its policy then fixed by whoever loaded it
+  first): Numba's own ``workqueue`` layer, which never spins. Its pool hands every parallel
+  kernel to a worker thread, a wake-up of 20–100 µs even on one thread, so small inputs run
+  serial builds of the kernels instead (kernels/common/threads.py). The workqueue layer must not
+  be entered from two Python threads at once: Numba stops the process if it is. Set
+  NUMBA_THREADING_LAYER to choose another layer.
 
 A NUMBA_THREADING_LAYER, OMP_WAIT_POLICY or GOMP_SPINCOUNT that the user set is left as it is.
 
@@ -46,16 +50,43 @@ BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 SPIN_COUNT = 10000  # libgomp's busy-wait iterations before an idle worker sleeps
 
 
-def openmp_loaded() -> bool:
-    """Whether this process has already mapped libgomp, the OpenMP runtime Numba's layer would
-    share (Linux; False where unknown)."""
+def openmp_runtimes() -> set:
+    """The libgomp files this process has mapped, as (device, inode) pairs (Linux; empty where
+    unknown): one per OpenMP runtime, since a copy of libgomp under another name or path is a
+    runtime of its own."""
     if not sys.platform.startswith("linux"):
-        return False
+        return set()
     try:
         with open("/proc/self/maps") as maps:
-            return any("libgomp" in line for line in maps)
+            paths = {line.split()[-1] for line in maps if "libgomp" in line}
     except OSError:
+        return set()
+    found = set()
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        found.add((st.st_dev, st.st_ino))
+    return found
+
+
+def openmp_loaded() -> bool:
+    """Whether this process has already mapped libgomp, an OpenMP runtime (Linux; False where
+    unknown)."""
+    return bool(openmp_runtimes())
+
+
+def _numba_openmp_is_its_own() -> bool:
+    """Load the OpenMP runtime of Numba's omp layer (importing the layer's module loads it, and
+    it reads the environment then) and say whether it is a runtime of its own rather than one
+    already loaded, whose policy whoever loaded it first has fixed."""
+    before = openmp_runtimes()
+    try:
+        from numba.np.ufunc import omppool  # noqa: F401
+    except ImportError:  # no omp layer in this Numba build (or no libgomp)
         return False
+    return bool(openmp_runtimes() - before)
 
 
 def start_numba_threads() -> None:
@@ -71,15 +102,13 @@ def start_numba_threads() -> None:
         return
     if parallel._is_initialized:  # a pool already started is not changed
         return
-    settings = {}  # what libgomp reads when the pool starts, then removed
-    if openmp_loaded():
-        numba.config.THREADING_LAYER = "workqueue"
-    else:
-        settings = {"OMP_WAIT_POLICY": "PASSIVE"}
-        if "GOMP_SPINCOUNT" not in env:
-            settings["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
+    settings = {"OMP_WAIT_POLICY": "PASSIVE"}  # what libgomp reads when it loads, then removed
+    if "GOMP_SPINCOUNT" not in env:
+        settings["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
     env.update(settings)
     try:
+        if openmp_loaded() and not _numba_openmp_is_its_own():
+            numba.config.THREADING_LAYER = "workqueue"
         numba.get_num_threads()  # starts the pool (and loads libgomp, which reads them) now
     except Exception:  # no usable threading layer: Numba will say so at the first parallel kernel
         pass

@@ -52,7 +52,8 @@ def _run(tmp_path, script, *args):
 
 def test_mlp_epoch(tmp_path):
     records, out = _run(tmp_path, "mlp_epoch.py", "--subset", "512", "--epochs", "1")
-    assert [r["name"] for r in records] == ["mlp_epoch", "mlp_bn_dropout_epoch", "mlp_bn_dropout_epoch_trainer"]
+    assert [r["name"] for r in records] == ["mlp_epoch", "mlp_epoch_torch_first", "mlp_bn_dropout_epoch",
+                                            "mlp_bn_dropout_epoch_trainer", "mlp_bn_dropout_epoch_torch_first"]
     assert records[0]["batches"] == 4
     # each library timed in its own process: gpunet's Numba pool is OpenMP's unless something
     # in the environment chose another layer

@@ -1,5 +1,5 @@
 """gpunet.cpu_threads: Numba's pool starts with workers that spin briefly and then sleep (OpenMP), or
-that never spin (workqueue, when an OpenMP runtime was loaded first)."""
+that never spin (workqueue, when the OpenMP runtime Numba would use was loaded first)."""
 import ctypes.util
 import os
 import subprocess
@@ -56,7 +56,33 @@ def test_a_policy_or_layer_the_user_set_is_kept():
 
 
 @pytest.mark.skipif(not HAVE_GOMP, reason="needs Linux and libgomp")
-def test_an_openmp_runtime_loaded_first_moves_numba_to_the_workqueue_layer():
-    """As when torch is imported before gpunet: libgomp's policy is already fixed."""
+def test_the_openmp_runtime_numba_uses_loaded_first_moves_numba_to_the_workqueue_layer():
+    """The system's libgomp loaded first: Numba's layer would share it, its policy already fixed."""
     prelude = f"import ctypes; ctypes.CDLL({ctypes.util.find_library('gomp')!r}); import gpunet"
     assert _run(prelude) == ["None", "True", "workqueue"]
+
+
+RUNTIMES = "; from gpunet.cpu_threads import openmp_runtimes; print(len(openmp_runtimes()))"
+
+
+@pytest.mark.skipif(not HAVE_GOMP, reason="needs Linux and libgomp")
+def test_a_private_copy_of_libgomp_loaded_first_leaves_numba_its_own_openmp_pool(tmp_path):
+    """As pip's torch does (torch/lib/libgomp.so.1, another file than the system's): Numba's layer
+    loads a runtime of its own beside that copy, which reads the passive policy and short spin."""
+    import shutil
+
+    import numba.np.ufunc.omppool  # noqa: F401  (maps a libgomp here, whichever Numba's layer uses)
+
+    from gpunet.cpu_threads import SPIN_COUNT
+    mapped = next(line.split()[-1] for line in open("/proc/self/maps") if "libgomp" in line)
+    copy = tmp_path / "libgomp.so.1"
+    shutil.copyfile(mapped, copy)
+    prelude = f"import ctypes; ctypes.CDLL({str(copy)!r})\n" + SPY
+    assert _run(prelude + RUNTIMES) == ["PASSIVE", str(SPIN_COUNT), "None", "2", "None", "True", "omp"]
+
+
+def test_torch_imported_first_leaves_numba_its_own_openmp_pool():
+    torch_lib = pytest.importorskip("torch").__file__.rsplit("/", 1)[0] + "/lib/libgomp.so.1"
+    if not (HAVE_GOMP and os.path.exists(torch_lib)):
+        pytest.skip("no private libgomp in this torch build")
+    assert _run("import torch, gpunet" + RUNTIMES) == ["2", "None", "True", "omp"]

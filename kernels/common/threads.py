@@ -3,7 +3,7 @@
 A parallel kernel hands its prange loop to Numba's thread pool even when it runs on one thread,
 and that costs more than a small array's pass: a ReLU pass over 2,048 floats took 1.7 µs through
 the OpenMP pool on one thread and 0.6 µs as a serial build; under the ``workqueue`` layer (the one
-gpunet picks when torch was imported first, see gpunet/cpu_threads.py) 18–100 µs, a worker's
+gpunet picks when the OpenMP runtime Numba would use was loaded first, see gpunet/cpu_threads.py) 18–100 µs, a worker's
 wake-up. A second thread helps only on large arrays. Measured on a 2-core CPU, forward + backward
 with 1 thread against 2: batch norm (128, 512) 360 against 857 µs and (1024, 1024) 2.2 against
 2.7 ms, but (4096, 1024) 18 against 14 ms; dropout (128, 512) 296 against 470 µs, (512, 512) 847

@@ -299,6 +299,17 @@ def dx_plan(oc, c, kh, kw, sh, sw, ph, pw, h, w, oh, ow, step, cp):
     return qh, qw, phases, offs, np.ascontiguousarray(gather.reshape(n, kmax, cp // MR, MR).transpose(0, 2, 1, 3))
 
 
+def dx_weights(weight, gather, scratch):
+    """The flipped sub-kernels of the dx passes in the tiles' layout: W's values at ``gather``
+    (dx_plan's), where W.size stands for the zero that pads taps and channels."""
+    flat = scratch.get("direct_w_flat", (weight.size + 1,), weight)
+    flat[:-1] = weight.reshape(-1)
+    flat[-1] = 0
+    wd = scratch.get("direct_wd", gather.shape, weight)
+    np.take(flat, gather, out=wd)
+    return wd
+
+
 def packed_weights(weight, scratch):
     """W (OC, C, kh, kw) in the fma tiles' layout: wf[blk, k, m] = W[blk·MR + m, k] (OCp / MR, K,
     MR), the channels past OC zero; each tile reads its weights in order."""
@@ -350,11 +361,7 @@ def conv_backward(x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, sh, sw, ph,
     if need_dx:
         qh, qw, phases, offs_dx, gather = dx_plan(oc, c, kh, kw, sh, sw, ph, pw, x.shape[2], x.shape[3], oh, ow,
                                                    lanes(dy.dtype) * NV, ceil_to(c, MR))
-        flat = scratch.get("direct_w_flat", (weight.size + 1,), dy)  # W, then the zero of the padding
-        flat[:-1] = weight.reshape(-1)
-        flat[-1] = 0
-        wd = scratch.get("direct_wd", gather.shape, dy)
-        np.take(flat, gather, out=wd)
+        wd = dx_weights(weight, gather, scratch)
         cp, trd = gather.shape[1] * MR, int(phases[:, 5].max())
         size_dy = oc * (oh + 2 * qh) * (ow + 2 * qw) + trd + kw + pw + lanes(dy.dtype)
         dypad_t = scratch.get("direct_dypad", (nt, size_dy), dy)

@@ -30,11 +30,13 @@ its 32→32 layer on 14×14 (6.3 MB).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import prange
 
 from ..common.jit import njit
-from .direct import ceil_to, dx_plan, geometry, packed_weights, tap_offsets
+from .direct import ceil_to, dx_plan, dx_weights, geometry, packed_weights, tap_offsets
 from .planes import U
 from .tiles import KB, MA, MR, NV, dot_tile, fma_tile, lanes, vector_lanes
 
@@ -223,6 +225,13 @@ def _phase_planes(x_shape, sh, sw, ph, pw):
     return -(-(h + 2 * ph) // sh), -(-(w + 2 * pw) // sw)
 
 
+@functools.lru_cache(maxsize=64)
+def _dx_plan(oc, c, kh, kw, sh, sw, ph, pw, h, w, oh, ow, cp, G):
+    """direct.dx_plan with its tap offsets counted in G-lane positions (cached on the shapes)."""
+    qh, qw, phases, offs, gather = dx_plan(oc, c, kh, kw, sh, sw, ph, pw, h, w, oh, ow, 1, cp)
+    return qh, qw, phases, offs * G, gather
+
+
 def conv_forward(x, weight, bias, y, kh, kw, sh, sw, ph, pw, relu, scratch):
     """y = conv(x, W) + b (ReLU) at stride (sh, sw), G images per group."""
     n, c = x.shape[:2]
@@ -260,14 +269,9 @@ def conv_backward(x, weight, dy, relu_y, dweight, dbias, dx, kh, kw, sh, sw, ph,
     db_t = scratch.get("lanes_db", (ng, oc), dy, np.float64)
     need_dx = dx is not None
     if need_dx:
-        qh, qw, phases, offs_dx, gather = dx_plan(oc, c, kh, kw, sh, sw, ph, pw, x.shape[2], x.shape[3], oh, ow,
-                                                   1, ceil_to(c, MR))
-        flat = scratch.get("direct_w_flat", (weight.size + 1,), dy)  # W, then the zero of the padding
-        flat[:-1] = weight.reshape(-1)
-        flat[-1] = 0
-        wd = scratch.get("direct_wd", gather.shape, dy)
-        np.take(flat, gather, out=wd)
-        offs_dx = offs_dx * G
+        qh, qw, phases, offs_dx, gather = _dx_plan(oc, c, kh, kw, sh, sw, ph, pw, x.shape[2], x.shape[3], oh, ow,
+                                                    ceil_to(c, MR), G)
+        wd = dx_weights(weight, gather, scratch)
         gp_t = scratch.get("lanes_gpad", (ng, oc * (oh + 2 * qh) * (ow + 2 * qw) * G), dy)
         dxg_t = scratch.get("lanes_dxg", (ng, gather.shape[1] * MR, int((phases[:, 1] * phases[:, 2]).max()) * G), dy)
     else:
